@@ -1,0 +1,1 @@
+"""Faces: landmark schemes, alignment and (later) detectors."""

@@ -1,0 +1,96 @@
+"""Landmark schemes: the 68-point iBUG scheme and BP4D's 49-point subset.
+
+All indices are 0-based. The 68-point scheme is the reference: rules elsewhere in
+the package (AU centres, alignment) are written in 68-point indices and mapped to
+another scheme with :func:`to_scheme`.
+
+The 49-point scheme (BP4D's own tracker, used by JAA-Net) is the 68-point scheme
+without the jaw (0-16) and the inner mouth corners (60, 64): 49-index k is
+68-index k + 17 for k <= 42, and 43..48 are 68-indices 61, 62, 63, 65, 66, 67.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+IBUG68 = "ibug68"
+BP4D49 = "bp4d49"
+
+# 68-point indices kept by the 49-point scheme, in 49-point order.
+_49_FROM_68 = tuple(range(17, 60)) + (61, 62, 63, 65, 66, 67)
+
+# Mirror pairs of the 68-point scheme (a subject's left <-> right). Points on the
+# vertical midline (nose ridge 27-30, 33, lip centres 51, 57, 62, 66, chin 8) map to
+# themselves.
+_MIRROR_PAIRS_68 = (
+    *((i, 16 - i) for i in range(8)),            # jaw
+    *((17 + i, 26 - i) for i in range(5)),       # brows
+    (31, 35), (32, 34),                          # nostrils
+    (36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46),  # eyes
+    (48, 54), (49, 53), (50, 52), (59, 55), (58, 56),            # outer lips
+    (60, 64), (61, 63), (67, 65),                                # inner lips
+)
+
+
+def _flip_permutation_68() -> np.ndarray:
+  perm = np.arange(68)
+  for a, b in _MIRROR_PAIRS_68:
+    perm[a], perm[b] = b, a
+  return perm
+
+
+@dataclasses.dataclass(frozen=True)
+class LandmarkScheme:
+  """A landmark scheme: its size and how its indices relate to the 68-point one."""
+  name: str
+  num_points: int
+  from_68: tuple[int, ...]  # from_68[k] = 68-point index of this scheme's point k
+
+  def index(self, idx68: int) -> int:
+    """This scheme's index of 68-point index `idx68` (ValueError if it has none)."""
+    try:
+      return self.from_68.index(idx68)
+    except ValueError:
+      raise ValueError(
+          f"68-point landmark {idx68} has no counterpart in the {self.name} scheme "
+          f"(it keeps 68-point indices {self.from_68[0]}..{self.from_68[-1]} "
+          "minus the jaw and inner mouth corners).") from None
+
+  @property
+  def flip_permutation(self) -> np.ndarray:
+    """perm such that mirrored_landmarks = flip_x(landmarks)[perm]."""
+    perm68 = _flip_permutation_68()
+    return np.array([self.index(int(perm68[i])) for i in self.from_68])
+
+  @property
+  def left_eye(self) -> tuple[int, ...]:
+    """Six points of the eye on the image's left (the subject's right), 68: 36-41."""
+    return tuple(self.index(i) for i in range(36, 42))
+
+  @property
+  def right_eye(self) -> tuple[int, ...]:
+    """Six points of the eye on the image's right, 68: 42-47."""
+    return tuple(self.index(i) for i in range(42, 48))
+
+
+SCHEMES = {
+    IBUG68: LandmarkScheme(IBUG68, 68, tuple(range(68))),
+    BP4D49: LandmarkScheme(BP4D49, 49, _49_FROM_68),
+}
+
+
+def get_scheme(name: str) -> LandmarkScheme:
+  try:
+    return SCHEMES[name]
+  except KeyError:
+    raise ValueError(f"Unknown landmark scheme {name!r}; choose one of "
+                     f"{sorted(SCHEMES)}.") from None
+
+
+def to_scheme(indices68, scheme: str) -> np.ndarray:
+  """Maps an array of 68-point indices to `scheme`'s indices."""
+  s = get_scheme(scheme)
+  arr = np.asarray(indices68)
+  return np.vectorize(s.index, otypes=[np.int32])(arr) if arr.size else arr

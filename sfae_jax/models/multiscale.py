@@ -1,0 +1,104 @@
+"""MSL, multi-scale region learning: MobileNetV2 inverted residuals at 9x9, 7x7, 5x5.
+
+From the shared map a global path goes down to a 7x7 map; that map is bilinearly
+resized to 9x9 and average-pooled to 5x5; each of the three goes through its own
+inverted residual, is average-pooled to 5x5, and the three are concatenated and
+flattened into feature f3. The paper does not spell out the global path; here it is
+two (3x3 conv -> BN -> ReLU -> 2x2 max-pool) stages and an adaptive average pool to
+7x7 (44 -> 22 -> 11 -> 7 for the paper's 176 input).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _adaptive_pool_matrix(n_in: int, n_out: int) -> np.ndarray:
+  """`[n_out, n_in]` averaging weights with PyTorch AdaptiveAvgPool's bins."""
+  m = np.zeros((n_out, n_in), np.float32)
+  for i in range(n_out):
+    lo, hi = (i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)
+    m[i, lo:hi] = 1.0 / (hi - lo)
+  return m
+
+
+def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
+  """`[B, H, W, C] -> [B, size, size, C]`, average over PyTorch-style bins."""
+  ph = jnp.asarray(_adaptive_pool_matrix(x.shape[1], size), x.dtype)
+  pw = jnp.asarray(_adaptive_pool_matrix(x.shape[2], size), x.dtype)
+  return jnp.einsum("ih,bhwc,jw->bijc", ph, x, pw)
+
+
+class DepthwiseConv3x3(nn.Module):
+  """3x3 depthwise 'SAME' conv as nine shifted multiply-adds.
+
+  Same result as `nn.Conv(feature_group_count=C)`, whose backward pass is very slow
+  on XLA:CPU; this form is fast on every backend. `[B, H, W, C] -> [B, H, W, C]`.
+  """
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    c = x.shape[-1]
+    kernel = self.param("kernel", nn.initializers.variance_scaling(
+        2.0, "fan_in", "truncated_normal", in_axis=(0, 1), out_axis=2), (3, 3, c))
+    kernel = kernel.astype(self.dtype)
+    h, w = x.shape[1:3]
+    xp = jnp.pad(x.astype(self.dtype), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    return sum(xp[:, i:i + h, j:j + w] * kernel[i, j]
+               for i in range(3) for j in range(3))
+
+
+class InvertedResidual(nn.Module):
+  """MobileNetV2 block, BN + ReLU after every step as in the SFAE-Net paper.
+
+  1x1 expand (x `expansion`) -> 3x3 depthwise -> 1x1 project, residual when input
+  and output shapes match. `[B, H, W, C_in] -> [B, H, W, features]`.
+  """
+  features: int
+  norm: Callable[..., nn.Module]
+  expansion: int = 6
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = nn.Conv(x.shape[-1] * self.expansion, (1, 1), use_bias=False,
+                dtype=self.dtype, name="expand")(x)
+    y = nn.relu(self.norm(name="bn_expand")(y))
+    y = DepthwiseConv3x3(dtype=self.dtype, name="depthwise")(y)
+    y = nn.relu(self.norm(name="bn_depthwise")(y))
+    y = nn.Conv(self.features, (1, 1), use_bias=False, dtype=self.dtype,
+                name="project")(y)
+    y = nn.relu(self.norm(name="bn_project")(y))
+    return x + y if x.shape == y.shape else y
+
+
+class MultiScaleRegionLearning(nn.Module):
+  """`[B, h, w, C] -> f3 [B, 5 * 5 * 3 * features]`."""
+  features: int
+  norm: Callable[..., nn.Module]
+  expansion: int = 6
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    for i in range(2):
+      x = nn.Conv(self.features, (3, 3), use_bias=False, dtype=self.dtype,
+                  name=f"global_conv{i}")(x)
+      x = nn.relu(self.norm(name=f"global_bn{i}")(x))
+      x = nn.max_pool(x, (2, 2), (2, 2))
+    m7 = adaptive_avg_pool(x, 7)
+    m9 = jax.image.resize(m7, (m7.shape[0], 9, 9, m7.shape[-1]), "bilinear")
+    m5 = adaptive_avg_pool(m7, 5)
+    scales = []
+    for size, m in ((9, m9), (7, m7), (5, m5)):
+      y = InvertedResidual(self.features, self.norm, self.expansion,
+                           dtype=self.dtype, name=f"inverted_residual{size}")(m)
+      scales.append(adaptive_avg_pool(y, 5))
+    f3 = jnp.concatenate(scales, axis=-1)
+    return f3.reshape(f3.shape[0], -1)

@@ -1,0 +1,114 @@
+"""SFAE-Net: region-conv stem + LRL (f1, f2) + MSL (f3) -> FC -> one logit per AU."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Optional, Sequence
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from sfae_jax.face import schemes
+from sfae_jax.models import landmark_attention as la
+from sfae_jax.models.lrl import LandmarkBranch, LocalAULearning
+from sfae_jax.models.multiscale import MultiScaleRegionLearning
+from sfae_jax.models.region_conv import HierarchicalRegionBlock
+
+
+@flax.struct.dataclass
+class SFAEOutput:
+  """What SFAENet returns. Fields of a switched-off branch are None.
+
+  au_logits: `[B, A]` float32, one logit per AU (sigmoid -> probability).
+  landmarks: `[B, L, 2]` float32 predicted (x, y) in input pixels (LRL only).
+  attention: `[B, A, h, w]` attention maps on the shared map (LRL only).
+  """
+  au_logits: jax.Array
+  landmarks: Optional[jax.Array] = None
+  attention: Optional[jax.Array] = None
+
+
+class SFAENet(nn.Module):
+  """SFAE-Net for multi-label AU detection.
+
+  Input: aligned faces `[B, H, W, 3]`, uint8 or float in [0, 255]; H and W multiples
+  of 16 for the default 8x8 grids on two stem blocks (176 in the paper). The stem's
+  two hierarchical region blocks, each followed by 2x2 max-pool, give the shared
+  map `[B, H/4, W/4, stem_features[-1]]` (44x44x64 for 176).
+
+  `landmarks` (`[B, L, 2]`, input pixels), when given, places the attention maps
+  instead of the predicted landmarks (ground truth during training). Either way
+  the landmarks that place attention carry no gradient (JAA-Net).
+  """
+  au_ids: Sequence[int] = la.BP4D_AUS
+  landmark_scheme: str = schemes.IBUG68
+  stem_features: Sequence[int] = (32, 64)
+  region_grids: Sequence[int] = (8, 4, 2)
+  landmark_features: Sequence[int] = (128, 128, 128)
+  landmark_hidden: int = 512
+  local_features: int = 32
+  msl_features: int = 64
+  msl_expansion: int = 6
+  use_lrl: bool = True
+  use_msl: bool = True
+  bn_momentum: float = 0.9
+  bn_axis_name: Optional[str] = None  # e.g. 'data' to sync BN stats across devices
+  dtype: Any = jnp.float32
+
+  @property
+  def num_points(self) -> int:
+    return schemes.get_scheme(self.landmark_scheme).num_points
+
+  def _check_inputs(self, images, landmarks):
+    if images.ndim != 4 or images.shape[-1] != 3:
+      raise ValueError(f"SFAENet expects images [B, H, W, 3], got {images.shape}.")
+    if landmarks is not None and landmarks.shape[1:] != (self.num_points, 2):
+      raise ValueError(
+          f"landmarks must be [B, {self.num_points}, 2] for the "
+          f"{self.landmark_scheme} scheme, got {landmarks.shape}.")
+
+  @nn.compact
+  def __call__(self, images: jax.Array, *, train: bool,
+               landmarks: Optional[jax.Array] = None) -> SFAEOutput:
+    self._check_inputs(images, landmarks)
+    norm = functools.partial(
+        nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
+        epsilon=1e-5, dtype=self.dtype, axis_name=self.bn_axis_name)
+    x = images.astype(self.dtype) / 127.5 - 1.0
+    for i, f in enumerate(self.stem_features):
+      x = HierarchicalRegionBlock(f, norm, self.region_grids, dtype=self.dtype,
+                                  name=f"stem{i}")(x)
+      x = nn.max_pool(x, (2, 2), (2, 2))
+    shared = x
+    stride = images.shape[1] / shared.shape[1]
+
+    features, pred_landmarks, attention = [], None, None
+    if self.use_lrl:
+      f2, pred_landmarks = LandmarkBranch(
+          self.num_points, images.shape[1:3], norm, self.landmark_features,
+          self.landmark_hidden, dtype=self.dtype, name="landmark_branch")(shared)
+      guide = jax.lax.stop_gradient(
+          pred_landmarks if landmarks is None else landmarks.astype(jnp.float32))
+      centres = la.au_centres(guide, self.au_ids, self.landmark_scheme)
+      attention = la.attention_maps(centres, shared.shape[1:3], stride)
+      f1 = LocalAULearning(self.local_features, norm, dtype=self.dtype,
+                           name="local_au")(shared, attention)
+      features += [f1, f2]
+    if self.use_msl:
+      features.append(MultiScaleRegionLearning(
+          self.msl_features, norm, self.msl_expansion, dtype=self.dtype,
+          name="msl")(shared))
+    if not features:  # both ablated: the stem alone, globally pooled
+      features.append(shared.mean(axis=(1, 2)))
+    fused = jnp.concatenate([f.astype(jnp.float32) for f in features], axis=-1)
+    logits = nn.Dense(len(self.au_ids), dtype=jnp.float32, name="head")(fused)
+    return SFAEOutput(au_logits=logits, landmarks=pred_landmarks,
+                      attention=attention)
+
+
+# A small variant with the same structure, for tests and quick CPU runs.
+SFAENetTiny = functools.partial(
+    SFAENet, stem_features=(8, 16), landmark_features=(16, 16, 16),
+    landmark_hidden=32, local_features=8, msl_features=8, msl_expansion=2)
