@@ -13,9 +13,10 @@ outside; an AU's map is the element-wise max over its two centres. Conventions c
 here (JAA-Net rounds centres to whole cells; we keep them continuous so mirrored
 landmarks give exactly mirrored maps):
 
-* pixel coordinates are continuous, pixel i spans [i, i + 1); map cell h (stride s)
-  has its centre at pixel (h + 0.5) * s, so a point at pixel p sits at map
-  coordinate p / s - 0.5;
+* landmarks are in pixel-index coordinates (OpenCV, dlib: pixel i is centred at
+  i, so a W-wide image mirrors x to W - 1 - x); map cell h (stride s) covers pixels
+  [h * s, (h + 1) * s), so a point at pixel p sits at map coordinate
+  (p + 0.5) / s - 0.5;
 * the window holds the cells whose centre is within ``half + 0.5`` of the AU centre
   along each axis: for a centre on a cell, JAA-Net's 2 * half + 1 cells exactly;
 * ``slope = fill_coeff / (map_size * spatial_ratio)`` with JAA-Net's
@@ -116,7 +117,7 @@ def attention_maps(centres: jax.Array, map_hw: tuple[int, int], stride: float, *
   map_size = max(h, w)
   half = window_half_size(map_size, spatial_ratio)
   slope = fill_coeff / (map_size * spatial_ratio)
-  c = centres / stride - 0.5                       # map coordinates
+  c = (centres + 0.5) / stride - 0.5               # map coordinates
   dy = jnp.abs(jnp.arange(h, dtype=c.dtype)[:, None] - c[..., 1, None, None])
   dx = jnp.abs(jnp.arange(w, dtype=c.dtype)[None, :] - c[..., 0, None, None])
   weight = jnp.maximum(0.0, 1.0 - (dy + dx) * slope)

@@ -16,9 +16,9 @@ class LandmarkBranch(nn.Module):
   """Predicts landmarks from the shared map (JAA-Net's face-alignment branch).
 
   Three stages of (3x3 conv -> BN -> ReLU) x 2 -> 2x2 max-pool, then FC `hidden`
-  (feature f2) and FC 2L. Landmarks are returned in input pixels as
-  ``(0.5 + fc) * (W, H)``: a zero output is the image centre, so the branch starts
-  from a sensible place whatever the input size.
+  (feature f2) and FC 2L. Landmarks are returned in input pixel-index coordinates
+  as ``(0.5 + fc) * (W, H) - 0.5``: a zero output is the image centre, so the branch
+  starts from a sensible place whatever the input size.
 
   `[B, h, w, C] -> (f2 [B, hidden], landmarks [B, L, 2] as (x, y))`.
   """
@@ -43,7 +43,7 @@ class LandmarkBranch(nn.Module):
                    kernel_init=nn.initializers.zeros, name="fc_landmarks")(f2)
     h, w = self.image_hw
     scale = jnp.array([w, h], jnp.float32)
-    landmarks = (0.5 + out.reshape(-1, self.num_points, 2)) * scale
+    landmarks = (0.5 + out.reshape(-1, self.num_points, 2)) * scale - 0.5
     return f2, landmarks
 
 

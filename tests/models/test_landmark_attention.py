@@ -13,8 +13,8 @@ SLOPE = 0.56 / (44 * 0.14)
 
 
 def _cell_px(h, w):
-  """Input-pixel (x, y) of the centre of map cell (h, w)."""
-  return ((w + 0.5) * STRIDE, (h + 0.5) * STRIDE)
+  """Input-pixel (x, y) of the centre of map cell (h, w) (pixel i centred at i)."""
+  return ((w + 0.5) * STRIDE - 0.5, (h + 0.5) * STRIDE - 0.5)
 
 
 def _landmarks(points):
@@ -69,7 +69,7 @@ def test_map_matches_jaa_net_loop_on_random_landmarks():
   """Against the explicit per-cell loop, with non-integer centres."""
   lm = jax.random.uniform(jax.random.key(0), (2, 68, 2), minval=20, maxval=156)
   got = _maps(lm, la.BP4D_AUS)
-  centres = np.asarray(la.au_centres(lm, la.BP4D_AUS)) / STRIDE - 0.5
+  centres = (np.asarray(la.au_centres(lm, la.BP4D_AUS)) + 0.5) / STRIDE - 0.5
   want = np.zeros_like(got)
   for b, a, k in np.ndindex(2, len(la.BP4D_AUS), 2):
     cx, cy = centres[b, a, k]
@@ -85,7 +85,7 @@ def test_map_matches_jaa_net_loop_on_random_landmarks():
 def test_mirrored_landmarks_give_mirrored_maps(au_ids):
   lm = jax.random.uniform(jax.random.key(1), (3, 68, 2), minval=10, maxval=166)
   perm = schemes.get_scheme(schemes.IBUG68).flip_permutation
-  mirrored = lm.at[..., 0].set(176.0 - lm[..., 0])[:, perm]
+  mirrored = lm.at[..., 0].set(175.0 - lm[..., 0])[:, perm]  # W - 1 - x
   np.testing.assert_allclose(_maps(mirrored, au_ids), _maps(lm, au_ids)[..., ::-1],
                              atol=1e-5)
 

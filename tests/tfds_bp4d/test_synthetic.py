@@ -1,0 +1,113 @@
+import hashlib
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from tfds_bp4d import synthetic, synthetic_labels
+from tfds_bp4d.bp4d import layout
+from tfds_bp4d.synthetic_face import Identity, Pose, deform, neutral_landmarks
+from tfds_bp4d.synthetic_render import render
+
+
+def _digest(root):
+  h = hashlib.sha256()
+  for dirpath, _, files in sorted(os.walk(root)):
+    for name in sorted(files):
+      path = os.path.join(dirpath, name)
+      h.update(os.path.relpath(path, root).encode())
+      with open(path, "rb") as f:
+        h.update(f.read())
+  return h.hexdigest()
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
+  kw = dict(subjects=2, tasks=1, frames=3, size_wh=(160, 160), progress=False)
+  synthetic.generate(str(tmp_path / "a"), seed=7, **kw)
+  synthetic.generate(str(tmp_path / "b"), seed=7, **kw)
+  synthetic.generate(str(tmp_path / "c"), seed=8, **kw)
+  assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+  assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
+
+
+def test_subjects_are_bp4d_ids_spread_over_the_parts():
+  ids = synthetic.pick_subjects(6, seed=0)
+  assert len(set(ids)) == 6
+  parts = [layout.SUBJECT_PART[s] for s in ids]
+  assert sorted(parts) == ["part1", "part1", "part2", "part2", "part3", "part3"]
+
+
+def _many_tasks(n_tasks=300, n_frames=200, seed=0):
+  rng = np.random.default_rng(seed)
+  return np.concatenate([synthetic_labels.sample_task(rng, n_frames)[0]
+                         for _ in range(n_tasks)])
+
+
+def test_base_rates_match_bp4d_within_005():
+  occ = _many_tasks()
+  for i, au in enumerate(synthetic_labels.AUS):
+    coded = occ[:, i][occ[:, i] != 9]
+    assert abs(coded.mean() - synthetic_labels.BASE_RATES[au]) < 0.05, au
+
+
+def test_common_pairs_co_occur_and_labels_persist():
+  occ = _many_tasks(n_tasks=100).astype(float)
+  occ[occ == 9] = np.nan
+  col = {au: occ[:, i] for i, au in enumerate(synthetic_labels.AUS)}
+  def phi(a, b):
+    ok = ~np.isnan(col[a]) & ~np.isnan(col[b])
+    return np.corrcoef(col[a][ok], col[b][ok])[0, 1]
+
+  for a, b in ((1, 2), (6, 12), (17, 24), (10, 12)):
+    assert phi(a, b) > 0.25, (a, b)
+  assert abs(phi(4, 12)) < 0.1  # an unrelated pair stays unrelated
+  x = col[4][:-1], col[4][1:]
+  ok = ~np.isnan(x[0]) & ~np.isnan(x[1])
+  assert np.mean(x[0][ok] == x[1][ok]) > 0.85  # AU4 mostly persists frame to frame
+  assert np.isnan(occ).any()                     # a few cells are not coded (9)
+
+
+def _frame(au):
+  idn = Identity.sample(np.random.default_rng(11))
+  pose = Pose(roll=0.1, scale=100.0, cx=320, cy=240, yaw=0.0)
+  canon = deform(neutral_landmarks(idn), au)
+  img, lm = render(np.random.default_rng(0), idn, canon, au, pose, (640, 480))
+  return img.astype(float), lm, idn
+
+
+def _mask(shape, pts):
+  m = np.zeros(shape[:2], np.uint8)
+  cv2.fillPoly(m, [np.round(pts).astype(np.int32)], 1)
+  return m.astype(bool)
+
+
+def test_drawn_features_lie_where_the_landmarks_say():
+  img, lm, idn = _frame({})
+  lips = _mask(img.shape, lm[48:60]) & ~_mask(img.shape, lm[60:68])
+  cheek = _mask(img.shape, np.array([lm[2], lm[3], lm[31], lm[39]]))
+  eye = _mask(img.shape, lm[36:42])
+  skin = img[cheek].mean(axis=0)
+  assert np.abs(img[lips].mean(axis=0) - skin).max() > 15   # lips are not skin
+  assert abs(img[eye].mean() - skin.mean()) > 15            # nor is the eye
+
+
+@pytest.mark.parametrize("au,points,direction", [
+    (1, [20, 21, 22, 23], -1), (15, [48, 54], +1), (12, [48, 54], -1),
+    (17, [7, 8, 9], -1), (4, [17, 18, 19, 20, 21], +1)])
+def test_aus_move_the_landmarks_facs_says(au, points, direction):
+  idn = Identity.sample(np.random.default_rng(2))
+  base = neutral_landmarks(idn)
+  moved = deform(base, {au: 1.0})
+  dy = moved[points, 1] - base[points, 1]
+  assert np.all(direction * dy > 0.03)
+  untouched = np.setdiff1d(np.arange(27, 36), points)  # the nose never moves
+  np.testing.assert_array_equal(moved[untouched], base[untouched])
+
+
+def test_au_creases_darken_their_region():
+  neutral, lm, _ = _frame({})
+  frown, _, _ = _frame({4: 1.0})
+  glabella = _mask(neutral.shape, np.array([lm[21] + [-8, -20], lm[22] + [8, -20],
+                                            lm[22] + [8, 10], lm[21] + [-8, 10]]))
+  assert neutral[glabella].mean() - frown[glabella].mean() > 3

@@ -1,0 +1,1 @@
+"""BP4D-Spontaneous as a TFDS dataset (manual download)."""

@@ -1,0 +1,147 @@
+"""From BP4D's files to aligned examples, counting every frame that is skipped.
+
+Pure Python (no TFDS), so the reading rules are unit-tested directly:
+
+* a task's examples are the rows of its AU-occurrence CSV; CSV frame N is image
+  N + `frame_offset` (0 by default, as JAA-Net and ME-GraphAU; -1 for N-1);
+* 2DFeatures row i is the task's i-th image in frame-number order
+  (`landmark_rows='position'`, the default) or frame number i + 1
+  (`landmark_rows='frame'`), landmarks are MATLAB pixels (1-based, so minus 1);
+* a CSV row without an image, an image that does not decode, a frame without
+  landmarks is skipped and counted per subject/task in a `BuildSummary`.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+from typing import Callable, Iterator, Optional
+
+import cv2
+import numpy as np
+
+from sfae_jax.face import align, schemes
+from tfds_bp4d.bp4d import layout
+
+SKIP_REASONS = ("no_image", "corrupt_image", "no_landmarks", "no_landmark_file",
+                "no_sequence_dir", "alignment_failed")
+JPEG_QUALITY = 95
+
+# A landmark function takes a BGR uint8 image and returns [68, 2] pixel-index
+# (x, y) landmarks of its face, or None when it finds none.
+LandmarkFn = Callable[[np.ndarray], Optional[np.ndarray]]
+
+
+@dataclasses.dataclass
+class BuildSummary:
+  """Examples written and frames skipped, per (subject, task)."""
+  written: collections.Counter = dataclasses.field(
+      default_factory=collections.Counter)
+  skipped: dict = dataclasses.field(
+      default_factory=lambda: collections.defaultdict(collections.Counter))
+
+  def skip(self, subject: str, task: str, reason: str, n: int = 1) -> None:
+    self.skipped[(subject, task)][reason] += n
+
+  def table(self) -> str:
+    keys = sorted(set(self.written) | set(self.skipped))
+    lines = [f"{'subject/task':<14}{'written':>8}  skipped"]
+    for k in keys:
+      sk = ", ".join(f"{r} {n}" for r, n in sorted(self.skipped.get(k, {}).items()))
+      lines.append(f"{k[0] + '/' + k[1]:<14}{self.written.get(k, 0):>8}  {sk or '-'}")
+    total_skipped = sum(sum(c.values()) for c in self.skipped.values())
+    lines.append(f"{'total':<14}{sum(self.written.values()):>8}  {total_skipped}")
+    return "\n".join(lines)
+
+  def as_json(self) -> dict:
+    return {"written": {f"{s}_{t}": n for (s, t), n in self.written.items()},
+            "skipped": {f"{s}_{t}": dict(c) for (s, t), c in self.skipped.items()}}
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadOptions:
+  landmarks: str = schemes.BP4D49         # 'bp4d49' (2DFeatures) or 'ibug68'
+  frame_offset: int = 0                   # image number = CSV frame + offset
+  landmark_rows: str = "position"         # 'position' or 'frame'
+
+
+def _task_landmarks(root: str, subject: str, task: str, frames: dict[int, str],
+                    opts: ReadOptions) -> Optional[dict[int, np.ndarray]]:
+  path = os.path.join(root, "2DFeatures", f"{subject}_{task}.mat")
+  if not os.path.exists(path):
+    return None
+  rows = layout.read_landmarks_mat(path)
+  if opts.landmark_rows == "frame":
+    numbers = [i + 1 for i in range(len(rows))]
+  elif opts.landmark_rows == "position":
+    numbers = sorted(frames)[:len(rows)]
+  else:
+    raise ValueError(f"landmark_rows must be 'position' or 'frame', got "
+                     f"{opts.landmark_rows!r}")
+  return {n: lm - 1.0 for n, lm in zip(numbers, rows) if lm is not None}
+
+
+def task_examples(root: str, sequences: str, subject: str, task: str,
+                  labels: dict[int, np.ndarray], opts: ReadOptions,
+                  summary: BuildSummary,
+                  landmark_fn: Optional[LandmarkFn] = None) -> Iterator[tuple]:
+  """Yields (key, example) for one task's labelled frames."""
+  task_dir = os.path.join(sequences, subject, task)
+  if not os.path.isdir(task_dir):
+    summary.skip(subject, task, "no_sequence_dir", len(labels))
+    return
+  frames = layout.list_frames(task_dir)
+  tracked = None
+  if opts.landmarks == schemes.BP4D49:
+    tracked = _task_landmarks(root, subject, task, frames, opts)
+    if tracked is None:
+      summary.skip(subject, task, "no_landmark_file", len(labels))
+      return
+  for csv_frame in sorted(labels):
+    number = csv_frame + opts.frame_offset
+    if number not in frames:
+      summary.skip(subject, task, "no_image")
+      continue
+    if tracked is not None and number not in tracked:
+      summary.skip(subject, task, "no_landmarks")
+      continue
+    image = cv2.imread(frames[number], cv2.IMREAD_COLOR)
+    if image is None:
+      summary.skip(subject, task, "corrupt_image")
+      continue
+    lm = tracked[number] if tracked is not None else landmark_fn(image)
+    if lm is None:
+      summary.skip(subject, task, "no_landmarks")
+      continue
+    try:
+      face = align.align_face(image, lm, opts.landmarks)
+    except ValueError:
+      summary.skip(subject, task, "alignment_failed")
+      continue
+    ok, jpeg = cv2.imencode(".jpg", face.image, [cv2.IMWRITE_JPEG_QUALITY,
+                                                 JPEG_QUALITY])
+    assert ok, "OpenCV failed to encode a 200x200 JPEG"
+    summary.written[(subject, task)] += 1
+    yield f"{subject}_{task}_{csv_frame}", {
+        "image": jpeg.tobytes(),
+        "landmarks": face.landmarks.astype(np.float32),
+        "au": labels[csv_frame],
+        "subject": subject, "task": task, "frame": np.int32(csv_frame),
+        "interocular": np.float32(align.interocular_distance(face.landmarks,
+                                                             opts.landmarks)),
+    }
+
+
+def find_label_files(root: str) -> dict[tuple[str, str], str]:
+  """(subject, task) -> AU-occurrence CSV path, found by file name."""
+  occ_dir = layout.find_dir(root, layout.OCC_DIRS, "AU occurrence (AU_OCC)")
+  out = {}
+  for name in sorted(os.listdir(occ_dir)):
+    stem, ext = os.path.splitext(name)
+    parts = stem.split("_")
+    if ext.lower() == ".csv" and len(parts) == 2:
+      out[(parts[0], parts[1])] = os.path.join(occ_dir, name)
+  if not out:
+    raise layout.LayoutError(f"{occ_dir}: no <subject>_<task>.csv files.")
+  return out
