@@ -15,7 +15,6 @@ class Bp4dTest(tfds.testing.DatasetBuilderTestCase):
   DATASET_CLASS = bp4d_dataset_builder.Builder
   SPLITS = {"part1": 3, "part2": 3, "part3": 3}
   SKIP_CHECKSUMS = True  # manual download: nothing to checksum
-  test_session = None  # tf.test.TestCase's deprecated helper, not a test
 
   def _make_builder(self, config=None):
     # The harness reads with .as_dataset(), which array_record (our default, read
