@@ -46,7 +46,7 @@ def pick_subjects(n: int, seed: int) -> list[str]:
 
 
 def _smooth(rng, n, phi=0.9):
-  return synthetic_labels._ar1(rng, n, phi, 1)[:, 0]  # pylint: disable=protected-access
+  return synthetic_labels.ar1(rng, n, phi, 1)[:, 0]
 
 
 def poses(rng, n: int, size_wh) -> list[Pose]:

@@ -21,7 +21,7 @@ FACTORS = (((1, 2), 0.85), ((6, 12, 10), 0.75), ((17, 24), 0.7))
 INTENSITY_SLOPE = 6.0
 
 
-def _ar1(rng, n: int, phi: float, k: int) -> np.ndarray:
+def ar1(rng, n: int, phi: float, k: int) -> np.ndarray:
   """k independent stationary AR(1) N(0, 1) series of length n: `[n, k]`."""
   z = np.empty((n, k))
   z[0] = rng.standard_normal(k)
@@ -39,8 +39,8 @@ def sample_task(rng: np.random.Generator, n_frames: int, phi: float = 0.85,
     occurrence `[n_frames, 12]` int8 in {0, 1, 9} (9: not coded), and intensity
     `[n_frames, 12]` float in (0, 1) for rendering.
   """
-  own = _ar1(rng, n_frames, phi, len(AUS))
-  shared = _ar1(rng, n_frames, phi, len(FACTORS))
+  own = ar1(rng, n_frames, phi, len(AUS))
+  shared = ar1(rng, n_frames, phi, len(FACTORS))
   z = own.copy()
   for f, (aus, rho) in enumerate(FACTORS):
     for au in aus:
