@@ -95,33 +95,47 @@ def write_task(root: str, subject: str, task: str, idn: Identity, n_coded: int,
   return n
 
 
-def generate(out: str, subjects: int = 6, tasks: int = 2, frames: int = 40,
-             size_wh=(640, 480), seed: int = 0, progress: bool = True) -> list[str]:
-  """Writes the synthetic BP4D under `out`; returns the subject IDs."""
+def task_jobs(out: str, subjects: int = 6, tasks: int = 2, frames: int = 40,
+              size_wh=(640, 480), seed: int = 0) -> list[tuple]:
+  """Creates the layout's folders and returns one argument tuple per task, for
+  `generate_task`; tasks are independent, so they can run in any process."""
   if not 1 <= tasks <= 8:
     raise ValueError(f"--tasks must be 1..8 (BP4D has T1..T8), got {tasks}.")
   if frames < 1:
     raise ValueError(f"--frames must be positive, got {frames}.")
   for d in ("AUCoding/AU_OCC", "2DFeatures", "Sequences"):
     os.makedirs(os.path.join(out, d), exist_ok=True)
-  ids = pick_subjects(subjects, seed)
-  start, done, total = time.perf_counter(), 0, subjects * tasks
-  for s, subject in enumerate(ids):
-    idn = Identity.sample(np.random.default_rng([seed, 1, s]))
+  jobs = []
+  for s, subject in enumerate(pick_subjects(subjects, seed)):
     digits = 3 if s % 4 == 3 and frames + 8 < 1000 else 4
     for k in range(tasks):
-      rng = np.random.default_rng([seed, 2, s, k])
-      n = write_task(out, subject, f"T{k + 1}", idn, frames, rng, size_wh, digits)
-      done += 1
-      if progress:
-        rate = done / (time.perf_counter() - start)
-        print(f"\rsynthetic BP4D: {done}/{total} tasks ({subject} T{k + 1}, {n} "
-              f"frames), ETA {(total - done) / rate:.0f}s", end="", file=sys.stderr,
-              flush=True)
+      jobs.append((out, subject, s, k, frames, tuple(size_wh), seed, digits))
+  return jobs
+
+
+def generate_task(out, subject, s, k, frames, size_wh, seed, digits) -> int:
+  """Writes task T{k+1} of the s-th subject; returns the frames written."""
+  idn = Identity.sample(np.random.default_rng([seed, 1, s]))
+  rng = np.random.default_rng([seed, 2, s, k])
+  return write_task(out, subject, f"T{k + 1}", idn, frames, rng, size_wh, digits)
+
+
+def generate(out: str, subjects: int = 6, tasks: int = 2, frames: int = 40,
+             size_wh=(640, 480), seed: int = 0, progress: bool = True) -> list[str]:
+  """Writes the synthetic BP4D under `out`; returns the subject IDs."""
+  jobs = task_jobs(out, subjects, tasks, frames, size_wh, seed)
+  start = time.perf_counter()
+  for done, job in enumerate(jobs, 1):
+    n = generate_task(*job)
+    if progress:
+      rate = done / (time.perf_counter() - start)
+      print(f"\rsynthetic BP4D: {done}/{len(jobs)} tasks ({job[1]} T{job[3] + 1}, "
+            f"{n} frames), ETA {(len(jobs) - done) / rate:.0f}s", end="",
+            file=sys.stderr, flush=True)
   if progress:
-    print(f"\nsynthetic BP4D: wrote {total} tasks of {len(ids)} subjects to {out} "
-          f"in {time.perf_counter() - start:.1f}s", file=sys.stderr)
-  return ids
+    print(f"\nsynthetic BP4D: wrote {len(jobs)} tasks of {subjects} subjects to "
+          f"{out} in {time.perf_counter() - start:.1f}s", file=sys.stderr)
+  return list(dict.fromkeys(job[1] for job in jobs))
 
 
 def _size(text: str) -> tuple[int, int]:

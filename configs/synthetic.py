@@ -1,0 +1,32 @@
+"""The embedded default: a synthetic BP4D, generated and built on first use.
+
+  python -m sfae_jax.train --config configs/synthetic.py --workdir runs/synthetic
+  python -m sfae_jax.evaluate --workdir runs/synthetic
+
+Generates 12 subjects x 4 tasks x 40 frames in BP4D's layout (data/bp4d_synthetic),
+builds it with the real TFDS builder (data/tfds), trains a reduced SFAE-Net on parts
+1+2 and evaluates on part 3 (held-out subjects). Sized for 2 CPU cores in under 15
+minutes, data included. Expected: mean F1 on part 3 of about 0.9 (README has the
+measured figure).
+"""
+
+from configs import default
+
+
+def get_config(arg=None):
+  args = default.parse_arg(arg, seed=0)
+  c = default.get_config("fold=3")
+  c.data_dir = "data/tfds"
+  c.synthetic.enabled = True
+  c.synthetic.manual_dir = "data/bp4d_synthetic"
+  c.grain_workers = 0
+  c.model = "sfae_net_tiny"
+  c.input_size = 96
+  c.max_rotation = 5.0
+  c.batch_size = 32
+  c.num_epochs = 12
+  c.learning_rate = 0.05
+  c.log_every_steps = 20
+  c.checkpoint_every_steps = 200
+  c.seed = args["seed"]
+  return c

@@ -1,0 +1,175 @@
+"""Train state, optimiser and the data-parallel train / eval steps.
+
+The per-device step is written in pmap style, for one shard of the global batch,
+with explicit collectives over the mesh axis `data`: BatchNorm statistics are
+averaged with `lax.pmean` (flax `axis_name`) and the loss's sums are `psum`med
+(`sfae_jax.losses`), so every device holds the loss of the global batch. It runs
+under `jax.shard_map` inside `jax.jit` on a 1-D mesh of every device (every host's,
+in a multi-host job).
+
+Gradients: inside `shard_map`, parameters are replicated (mesh-invariant) while the
+data varies by device, and differentiation sums the per-device contributions of an
+invariant loss into an invariant gradient. That sum *is* the global-batch gradient,
+so no further `pmean` is applied: it would be a no-op here, and a `pmean` of a
+per-device loss's gradient would be N times too large (REFERENCE.md). The 1-device vs
+4-device equality test is what pins this down.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import numpy as np
+import optax
+
+from sfae_jax import losses
+from sfae_jax.data import augment
+from sfae_jax.models import SFAENet, SFAENetTiny
+
+AXIS = "data"
+MODELS = {"sfae_net": SFAENet, "sfae_net_tiny": SFAENetTiny}
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+
+
+def create_model(config, au_ids: Sequence[int], landmark_scheme: str) -> SFAENet:
+  if config.model not in MODELS:
+    raise ValueError(f"config.model={config.model!r} is not a model; choose one of "
+                     f"{sorted(MODELS)}.")
+  return MODELS[config.model](
+      au_ids=tuple(au_ids), landmark_scheme=landmark_scheme,
+      use_lrl=config.use_lrl, use_msl=config.use_msl, bn_axis_name=AXIS)
+
+
+def augment_spec(config, landmark_scheme: str) -> augment.AugmentSpec:
+  return augment.AugmentSpec(crop=config.crop_size, size=config.input_size,
+                             flip=config.flip, max_rotation=config.max_rotation,
+                             scheme=landmark_scheme)
+
+
+def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
+  """lr * decay_rate ** floor(step / (decay_epochs * steps_per_epoch))."""
+  return optax.exponential_decay(
+      config.learning_rate,
+      transition_steps=max(1, config.lr_decay_epochs * steps_per_epoch),
+      decay_rate=config.lr_decay_rate, staircase=True)
+
+
+def make_optimizer(config, schedule: optax.Schedule) -> optax.GradientTransformation:
+  return optax.chain(
+      optax.add_decayed_weights(config.weight_decay),
+      optax.sgd(schedule, momentum=config.momentum, nesterov=config.nesterov))
+
+
+def init_state(model: SFAENet, tx, config, key: jax.Array) -> TrainState:
+  images = jnp.zeros((1, config.input_size, config.input_size, 3), jnp.uint8)
+  variables = model.init(key, images, train=False)
+  params = variables["params"]
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    batch_stats=variables.get("batch_stats", {}),
+                    opt_state=tx.init(params))
+
+
+def make_mesh(devices=None) -> Mesh:
+  """A 1-D mesh named `data` over `devices` (default: every device of the job)."""
+  devices = jax.devices() if devices is None else list(devices)
+  return Mesh(np.asarray(devices), (AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(AXIS))
+
+
+def _losses(out, labels, lms, config, au_weights, scheme):
+  ce = losses.weighted_cross_entropy(out.au_logits, labels, au_weights, AXIS)
+  dice = losses.weighted_dice(out.au_logits, labels, au_weights, AXIS)
+  if out.landmarks is not None:
+    lm = losses.landmark_loss(out.landmarks, lms, augment.interocular(lms, scheme),
+                              AXIS)
+  else:
+    lm = jnp.zeros(())
+  total = (config.au_weight * (ce + config.dice_weight * dice)
+           + config.landmark_weight * lm)
+  return total, {"ce": ce, "dice": dice, "landmark": lm}
+
+
+def make_train_step(model: SFAENet, tx, schedule, config, au_weights, mesh: Mesh):
+  """jit(shard_map(step)): (state, batch, key) -> (state, metrics); donates state.
+
+  batch: `image` `[B, S, S, 3]` uint8, `landmarks` `[B, L, 2]`, `au` `[B, A]` int8,
+  sharded over `data`; key: the run's key (replicated), folded with the step."""
+  spec = augment_spec(config, model.landmark_scheme)
+  weights = jnp.asarray(au_weights, jnp.float32)
+
+  def local_step(state: TrainState, batch, key):
+    key = jax.random.fold_in(key, state.step)
+    ids = augment.example_ids(batch["au"].shape[0], AXIS)
+    images, lms = augment.random_augment(key, ids, batch["image"],
+                                         batch["landmarks"], spec)
+    guide = lms if config.gt_landmark_attention else None
+
+    def loss_fn(params):
+      out, mutated = model.apply(
+          {"params": params, "batch_stats": state.batch_stats}, images,
+          train=True, landmarks=guide, mutable=["batch_stats"])
+      total, parts = _losses(out, batch["au"], lms, config, weights,
+                             model.landmark_scheme)
+      return total, (mutated["batch_stats"], parts)
+
+    (loss, (batch_stats, parts)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(parts, loss=loss, grad_norm=optax.tree.norm(grads),
+                   param_norm=optax.tree.norm(params),
+                   learning_rate=schedule(state.step))
+    new = TrainState(step=state.step + 1, params=params, batch_stats=batch_stats,
+                     opt_state=opt_state)
+    return new, metrics
+
+  sharded = jax.shard_map(local_step, mesh=mesh, in_specs=(P(), P(AXIS), P()),
+                          out_specs=(P(), P()))
+  return jax.jit(sharded, donate_argnums=0)
+
+
+def make_eval_step(model: SFAENet, config, mesh: Mesh):
+  """jit(shard_map): (variables, batch) -> probabilities `[B, A]`, sharded over
+  `data`. Centre crop; attention placed on the model's own landmarks."""
+  spec = augment_spec(config, model.landmark_scheme)
+
+  def local_eval(variables, batch):
+    images, _ = augment.centre_crop(batch["image"], batch["landmarks"], spec)
+    out = model.apply(variables, images, train=False)
+    return jax.nn.sigmoid(out.au_logits)
+
+  sharded = jax.shard_map(local_eval, mesh=mesh, in_specs=(P(), P(AXIS)),
+                          out_specs=P(AXIS))
+  return jax.jit(sharded)
+
+
+def put_batch(batch: dict, mesh: Mesh) -> dict:
+  """Host-local numpy batch -> global arrays sharded over `data` (multi-host safe)."""
+  sharding = batch_sharding(mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+          for k, v in batch.items()}
+
+
+def host_local(array: jax.Array) -> np.ndarray:
+  """This host's rows of a `data`-sharded array, in the order they were put."""
+  shards = sorted(array.addressable_shards, key=lambda s: s.index[0].start or 0)
+  return np.concatenate([np.asarray(s.data) for s in shards])
+

@@ -1,0 +1,121 @@
+"""End to end: configs/test.py trains, checkpoints, resumes and evaluates."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from configs import test as test_config
+from sfae_jax import evaluate, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config(data_dir, **overrides):
+  c = test_config.get_config()
+  c.unlock()
+  c.data_dir = data_dir
+  c.update(overrides)
+  return c
+
+
+def _cli(workdir, *flags):
+  return [sys.executable, "-m", "sfae_jax.train", "--config",
+          os.path.join(ROOT, "configs", "test.py"), "--workdir", str(workdir),
+          *flags]
+
+
+def _params(workdir, step):
+  path = os.path.join(workdir, "checkpoints", str(step), "state")
+  restored = ocp.StandardCheckpointer().restore(path)
+  return restored["params"]
+
+
+def test_train_then_evaluate_from_checkpoint_reproduces_the_table(
+    synthetic_tfds, tmp_path):
+  workdir = str(tmp_path / "run")
+  result = train.train_and_evaluate(_config(synthetic_tfds), workdir)
+  assert result["step"] == 6 and result["split"] == "part3"
+  assert result["num_examples"] == 20  # every part3 frame, the last batch padded
+  steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints"))
+                 if d.isdigit())
+  assert steps == [3, 6]
+  with open(os.path.join(workdir, "eval_part3_6.json")) as f:
+    written = json.load(f)
+  again = evaluate.evaluate_workdir(workdir)
+  for key in ("f1", "accuracy", "n_known", "n_positive"):
+    np.testing.assert_array_equal(np.asarray(again[key], float),
+                                  np.asarray(result[key], float))
+  assert again["mean_f1"] == result["mean_f1"] == written["mean_f1"]
+  with open(os.path.join(workdir, "eval_part3_6.md")) as f:
+    assert "| **mean** |" in f.read()
+  run = json.load(open(os.path.join(workdir, "run.json")))
+  assert run["au_ids"] == [1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24]
+  assert run["config"]["model"] == "sfae_net_tiny"
+
+
+def test_killed_run_resumes_to_the_uninterrupted_parameters(synthetic_tfds,
+                                                            tmp_path):
+  flags = ["--config.data_dir", synthetic_tfds, "--config.num_train_steps=40",
+           "--config.checkpoint_every_steps=4", "--config.log_every_steps=4"]
+  killed = tmp_path / "killed"
+  proc = subprocess.Popen(_cli(killed, *flags), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  ckpt = killed / "checkpoints" / "4" / "state"
+  deadline = time.time() + 300
+  while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert ckpt.exists(), "the run ended before its first checkpoint"
+  assert not (killed / "checkpoints" / "40").exists(), "killed too late to test"
+  rerun = subprocess.run(_cli(killed, *flags), capture_output=True, text=True)
+  assert rerun.returncode == 0, rerun.stderr[-2000:]
+  assert "from step 4" in rerun.stdout or "from step 8" in rerun.stdout
+
+  whole = str(tmp_path / "whole")
+  config = _config(synthetic_tfds, num_train_steps=40, checkpoint_every_steps=4,
+                   log_every_steps=4)
+  train.train_and_evaluate(config, whole)
+  for a, b in zip(jax.tree.leaves(_params(str(killed), 40)),
+                  jax.tree.leaves(_params(whole, 40))):
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_wrong_config_key_is_a_one_line_error(tmp_path):
+  out = subprocess.run(_cli(tmp_path / "w", "--config.lerning_rate=0.1"),
+                       capture_output=True, text=True)
+  assert out.returncode != 0
+  assert "Did you mean" in out.stderr and "learning_rate" in out.stderr
+  assert "Traceback" not in out.stderr
+
+
+def test_missing_dataset_is_a_one_line_error_naming_the_fix(tmp_path):
+  out = subprocess.run(
+      _cli(tmp_path / "w", "--config.data_dir", str(tmp_path / "nothing")),
+      capture_output=True, text=True)
+  assert out.returncode == 1
+  assert "Traceback" not in out.stderr
+  line = [l for l in out.stderr.splitlines() if l.startswith("error:")]
+  assert len(line) == 1 and "tfds build tfds_bp4d/bp4d" in line[0]
+
+
+def test_evaluate_on_a_folder_that_is_not_a_run_says_so(tmp_path, capsys):
+  assert evaluate.main(["--workdir", str(tmp_path)]) == 1
+  assert "not a training workdir" in capsys.readouterr().err
+
+
+def test_fold_selects_splits():
+  c = _config("x")
+  c.fold = 2
+  assert train.splits(c) == ("part1+part3", "part2")
+  c.fold = 4
+  with pytest.raises(ValueError, match="fold"):
+    train.splits(c)
