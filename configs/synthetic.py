@@ -23,10 +23,11 @@ def get_config(arg=None):
   c.model = "sfae_net_tiny"
   c.input_size = 96
   c.max_rotation = 5.0
-  c.batch_size = 32
-  c.num_epochs = 12
-  c.learning_rate = 0.05
-  c.log_every_steps = 20
-  c.checkpoint_every_steps = 200
+  c.batch_size = 16
+  c.num_epochs = 20                 # 1,266 training frames: ~1,580 steps
+  c.learning_rate = 0.05            # x 0.3 every 5 epochs
+  c.lr_decay_epochs = 5
+  c.log_every_steps = 50
+  c.checkpoint_every_steps = 250
   c.seed = args["seed"]
   return c
