@@ -67,6 +67,7 @@ def get_config(arg=None):
   c.learning_rate = 0.01
   c.lr_decay_rate = 0.3
   c.lr_decay_epochs = 2             # staircase: decay every this many epochs
+  c.optimizer = "sgd"               # sgd (paper) | adamw
   c.momentum = 0.9
   c.nesterov = True
   c.weight_decay = 5e-4             # L2 added to the gradient (PyTorch SGD style)

@@ -25,8 +25,12 @@ def get_config(arg=None):
   c.max_rotation = 5.0
   c.batch_size = 16
   c.num_epochs = 20                 # 1,266 training frames: ~1,580 steps
-  c.learning_rate = 0.05            # x 0.3 every 5 epochs
+  # AdamW, not the paper's SGD: on this CPU budget it learned ~4x faster (400
+  # steps: mean F1 0.51 with AdamW; SGD lr 0.05 reached 0.42 only after 1,580).
+  c.optimizer = "adamw"
+  c.learning_rate = 0.002           # x 0.3 every 5 epochs
   c.lr_decay_epochs = 5
+  c.weight_decay = 1e-4
   c.log_every_steps = 50
   c.checkpoint_every_steps = 250
   c.seed = args["seed"]

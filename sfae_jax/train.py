@@ -116,7 +116,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       workdir, just_logging=jax.process_index() > 0)
   if start_step == 0:
     writer.write_hparams({k: v for k, v in _flat(config).items()})
-    parameter_overview.log_parameter_overview(state.params)
+    print(parameter_overview.get_parameter_overview(state.params), flush=True)
   print(f"Training {config.model} on {train_split} ({len(train_src)} examples, "
         f"{steps_per_epoch} steps/epoch) for {total} steps on {mesh.size} "
         f"{jax.devices()[0].platform} device(s), from step {start_step}.", flush=True)
@@ -173,18 +173,39 @@ def _flat(config, prefix=""):
   return out
 
 
+def _parse_flags(argv):
+  """absl flag parsing, with config mistakes as one-line errors (no traceback)."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    message = str(e)
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    message = str(e.args[0] if e.args else e)
+  message = message.replace("\\n", " ").replace("\\", "").replace("'", "")
+  message = " ".join(message.split())
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if FLAGS.workdir is None or _CONFIG.value is None:
     raise app.UsageError("Both --config and --workdir are required, e.g. "
                          "--config configs/synthetic.py --workdir runs/synthetic")
+  logging.set_verbosity(logging.WARNING)  # orbax and TFDS are chatty at INFO
   try:
-    train_and_evaluate(_CONFIG.value, FLAGS.workdir)
+    config = _CONFIG.value
+    config.keys()  # a config file that failed to load raises here
+  except OSError as e:
+    print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+    sys.exit(2)
+  try:
+    train_and_evaluate(config, FLAGS.workdir)
   except (pipeline.DatasetError, NonFiniteLossError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -66,9 +66,14 @@ def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
 
 
 def make_optimizer(config, schedule: optax.Schedule) -> optax.GradientTransformation:
-  return optax.chain(
-      optax.add_decayed_weights(config.weight_decay),
-      optax.sgd(schedule, momentum=config.momentum, nesterov=config.nesterov))
+  """SGD (the paper's: L2 added to the gradient, Nesterov momentum) or AdamW."""
+  if config.optimizer == "sgd":
+    return optax.chain(
+        optax.add_decayed_weights(config.weight_decay),
+        optax.sgd(schedule, momentum=config.momentum, nesterov=config.nesterov))
+  if config.optimizer == "adamw":
+    return optax.adamw(schedule, weight_decay=config.weight_decay)
+  raise ValueError(f"config.optimizer={config.optimizer!r}: choose 'sgd' or 'adamw'.")
 
 
 def init_state(model: SFAENet, tx, config, key: jax.Array) -> TrainState:

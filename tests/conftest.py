@@ -20,3 +20,31 @@ def synthetic_tfds(tmp_path_factory):
                      seed=11, progress=False)
   prepare.build(manual, data_dir, "bp4d49")
   return data_dir
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def faces_dir():
+  """../shared/faces (or $SFAE_FACES_DIR): real photos and videos. Absent only
+  outside CI; under CI its absence is a failure, not a skip."""
+  path = os.environ.get("SFAE_FACES_DIR") or os.path.join(ROOT, "..", "shared",
+                                                          "faces")
+  if not os.path.isdir(path):
+    if os.environ.get("CI"):
+      pytest.fail(f"CI must provide the real face media: {path} is missing.")
+    pytest.skip(f"real face media not found at {path} (set SFAE_FACES_DIR)")
+  return path
+
+
+@pytest.fixture(scope="session")
+def trained_run(synthetic_tfds, tmp_path_factory):
+  """A 6-step configs/test.py run on the small synthetic BP4D: (workdir, result)."""
+  from configs import test as test_config  # pylint: disable=g-import-not-at-top
+  from sfae_jax import train  # pylint: disable=g-import-not-at-top
+  config = test_config.get_config()
+  config.unlock()
+  config.data_dir = synthetic_tfds
+  workdir = str(tmp_path_factory.mktemp("trained") / "run")
+  return workdir, train.train_and_evaluate(config, workdir)

@@ -38,10 +38,8 @@ def _params(workdir, step):
   return restored["params"]
 
 
-def test_train_then_evaluate_from_checkpoint_reproduces_the_table(
-    synthetic_tfds, tmp_path):
-  workdir = str(tmp_path / "run")
-  result = train.train_and_evaluate(_config(synthetic_tfds), workdir)
+def test_train_then_evaluate_from_checkpoint_reproduces_the_table(trained_run):
+  workdir, result = trained_run
   assert result["step"] == 6 and result["split"] == "part3"
   assert result["num_examples"] == 20  # every part3 frame, the last batch padded
   steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints"))

@@ -1,0 +1,194 @@
+"""Face detection + 68 landmarks behind one interface, two backends.
+
+  backend = load_backend("auto")           # or "dlib", "face_alignment"
+  faces = backend.detect(rgb_uint8)         # [Face(box, score, landmarks68)]
+
+* `face_alignment` (the design's choice: FAN landmarks, S3FD detector; torch, CPU
+  or GPU). face-alignment 1.5 has no weights argument: it loads its weights from
+  `$TORCH_HOME/hub/checkpoints/<file>` and downloads them when absent. This backend
+  checks for the files first and, when they are missing, stops with a message that
+  says which files to put where (or to allow the download), instead of hanging on a
+  closed network. `weights_dir=` is used as TORCH_HOME.
+* `dlib` / `dlib_cnn` (packages `dlib-bin` + `face-recognition-models`): the HOG or
+  the MMOD CNN detector plus the 68-point shape predictor that the face-recognition-models wheel ships, so it
+  works offline. Its model was trained on iBUG 300-W, whose licence excludes
+  commercial use. Found with importlib's spec lookup, not by importing the package
+  (which needs the removed `pkg_resources`).
+
+Landmarks are pixel-index (x, y) in the 68-point iBUG order; boxes are (x, y, w, h).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+from typing import Optional, Protocol
+
+import numpy as np
+
+BACKENDS = ("face_alignment", "dlib", "dlib_cnn")
+# face-alignment 1.5.0's files in $TORCH_HOME/hub/checkpoints (2D FAN + S3FD).
+FAN_WEIGHTS = ("2DFAN4-cd938726ad.zip", "s3fd-619a316812.pth")
+
+
+class BackendUnavailable(RuntimeError):
+  """A backend that cannot load here; the message says what to install or place."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Face:
+  box: tuple[float, float, float, float]  # x, y, w, h in pixels
+  score: float                            # detector confidence (backend's scale)
+  landmarks: np.ndarray                   # [68, 2] float32, pixel-index (x, y)
+
+
+class Backend(Protocol):
+  name: str
+
+  def detect(self, image: np.ndarray) -> list[Face]:
+    """Faces in an RGB uint8 `[H, W, 3]` image, best score first."""
+
+
+def _check_image(image) -> np.ndarray:
+  image = np.asarray(image)
+  if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+    raise ValueError(f"expected an RGB uint8 image [H, W, 3], got {image.dtype} "
+                     f"{image.shape}.")
+  return image
+
+
+def dlib_model_path() -> str:
+  spec = importlib.util.find_spec("face_recognition_models")
+  if spec is None or not spec.submodule_search_locations:
+    raise BackendUnavailable(
+        "The dlib backend needs the 68-point model from face-recognition-models: "
+        "pip install -e '.[faces]'.")
+  root = list(spec.submodule_search_locations)[0]
+  path = os.path.join(root, "models", "shape_predictor_68_face_landmarks.dat")
+  if not os.path.exists(path):
+    raise BackendUnavailable(f"{path} is missing: reinstall face-recognition-models.")
+  return path
+
+
+class DlibBackend:
+  """dlib detector + 68-point predictor.
+
+  detector="hog" (backend `dlib`, ~0.1 s per 640x360 frame on a CPU core): HOG
+  scores below 0 were all false positives on ../shared/faces' no-face clip (-0.25
+  to -0.5), so `min_score` is 0; it misses faces it cannot see whole (sunglasses).
+  detector="cnn" (backend `dlib_cnn`): dlib's MMOD CNN, which also ships in
+  face-recognition-models; it finds such faces but takes seconds per photo on a
+  CPU."""
+  name = "dlib"
+
+  def __init__(self, upsample: int = 1, min_score: float = 0.0,
+               detector: str = "hog"):
+    try:
+      import dlib  # pylint: disable=g-import-not-at-top
+    except ImportError:
+      raise BackendUnavailable("The dlib backend needs dlib: pip install -e "
+                               "'.[faces]' (dlib-bin).") from None
+    model = dlib_model_path()
+    if detector == "cnn":
+      self._cnn = dlib.cnn_face_detection_model_v1(
+          os.path.join(os.path.dirname(model), "mmod_human_face_detector.dat"))
+      self.name, upsample = "dlib_cnn", 0 if upsample == 1 else upsample
+    elif detector == "hog":
+      self._cnn = None
+      self._detector = dlib.get_frontal_face_detector()
+    else:
+      raise ValueError(f"dlib detector must be 'hog' or 'cnn', got {detector!r}.")
+    self._predictor = dlib.shape_predictor(model)
+    self.upsample, self.min_score = upsample, min_score
+
+  def _boxes(self, image):
+    if self._cnn is not None:
+      found = self._cnn(image, self.upsample)
+      return [d.rect for d in found], [d.confidence for d in found]
+    rects, scores, _ = self._detector.run(image, self.upsample, -0.5)
+    return rects, scores
+
+  def detect(self, image: np.ndarray) -> list[Face]:
+    image = np.ascontiguousarray(_check_image(image))
+    rects, scores = self._boxes(image)
+    faces = []
+    for rect, score in zip(rects, scores):
+      if score < self.min_score:
+        continue
+      shape = self._predictor(image, rect)
+      lm = np.array([[p.x, p.y] for p in shape.parts()], np.float32)
+      box = (float(rect.left()), float(rect.top()), float(rect.width()),
+             float(rect.height()))
+      faces.append(Face(box, float(score), lm))
+    return sorted(faces, key=lambda f: -f.score)
+
+
+class FaceAlignmentBackend:
+  """face-alignment's FAN (2D, 68 points) with its S3FD detector."""
+  name = "face_alignment"
+
+  def __init__(self, device: str = "cpu", weights_dir: Optional[str] = None,
+               allow_download: bool = False, min_score: float = 0.5):
+    if importlib.util.find_spec("face_alignment") is None:
+      raise BackendUnavailable(
+          "The face_alignment backend needs face-alignment and torch: pip install "
+          "-e '.[face-alignment]'.")
+    if weights_dir:
+      os.environ["TORCH_HOME"] = os.path.abspath(os.path.expanduser(weights_dir))
+    folder = os.path.join(os.path.expanduser(os.environ.get(
+        "TORCH_HOME", os.path.join("~", ".cache", "torch"))), "hub", "checkpoints")
+    missing = [f for f in FAN_WEIGHTS if not os.path.exists(os.path.join(folder, f))]
+    if missing and not allow_download:
+      raise BackendUnavailable(
+          f"face-alignment's weights {missing} are not in {folder}. Copy them there "
+          "(or pass weights_dir= / --weights-dir with a hub/checkpoints/ inside), or "
+          "allow the download on a machine with network access (allow_download=True).")
+    import face_alignment  # pylint: disable=g-import-not-at-top
+    self._fa = face_alignment.FaceAlignment(
+        face_alignment.LandmarksType.TWO_D, device=device, face_detector="sfd")
+    self.min_score = min_score
+
+  def detect(self, image: np.ndarray) -> list[Face]:
+    image = _check_image(image)
+    boxes = self._fa.face_detector.detect_from_image(image[..., ::-1].copy())
+    boxes = [b for b in boxes if b[4] >= self.min_score]
+    if not boxes:
+      return []
+    lms = self._fa.get_landmarks_from_image(image, detected_faces=boxes) or []
+    faces = [Face((float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])),
+                  float(b[4]), np.asarray(lm, np.float32)) for b, lm in zip(boxes, lms)]
+    return sorted(faces, key=lambda f: -f.score)
+
+
+def load_backend(name: str = "auto", **kwargs) -> Backend:
+  """`auto`: face_alignment if it loads here, else dlib."""
+  if name not in ("auto",) + BACKENDS:
+    raise ValueError(f"Unknown face backend {name!r}; choose auto or one of "
+                     f"{BACKENDS}.")
+  if name == "dlib":
+    return DlibBackend(**kwargs)
+  if name == "dlib_cnn":
+    return DlibBackend(detector="cnn", **kwargs)
+  if name == "face_alignment":
+    return FaceAlignmentBackend(**kwargs)
+  errors = []
+  for cls in (FaceAlignmentBackend, DlibBackend):
+    try:
+      return cls()
+    except BackendUnavailable as e:
+      errors.append(f"{cls.name}: {e}")
+  raise BackendUnavailable("No face backend can load here:\n  " + "\n  ".join(errors))
+
+
+def landmark_fn_68(image_bgr: np.ndarray) -> Optional[np.ndarray]:
+  """For the BP4D builder's ibug68 config (`SFAE_LANDMARKER=
+  sfae_jax.face.detectors:landmark_fn_68`): the best face's 68 points, or None."""
+  global _BUILDER_BACKEND
+  if _BUILDER_BACKEND is None:
+    _BUILDER_BACKEND = load_backend(os.environ.get("SFAE_FACE_BACKEND", "auto"))
+  faces = _BUILDER_BACKEND.detect(np.ascontiguousarray(image_bgr[..., ::-1]))
+  return faces[0].landmarks if faces else None
+
+
+_BUILDER_BACKEND: Optional[Backend] = None

@@ -1,0 +1,159 @@
+"""Faces in real photos and videos -> per-frame AU rows (../shared/faces)."""
+
+import os
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+from sfae_jax import evaluate, predict, train_step
+from sfae_jax import checkpoints
+from sfae_jax.data import pipeline
+from sfae_jax.face import detectors
+from tfds_bp4d.bp4d import layout
+
+
+@pytest.fixture(scope="module")
+def detector(trained_run):
+  return predict.Detector(trained_run[0], backend="dlib")
+
+
+def _check_au_columns(df, threshold=0.5):
+  aus = [c for c in df.columns if c.startswith("AU") and not c.endswith("_c")]
+  assert len(aus) == 12
+  ok = df["success"] == 1
+  p = df.loc[ok, aus].to_numpy(float)
+  assert np.all((p >= 0) & (p <= 1))
+  c = df.loc[ok, [a + "_c" for a in aus]].to_numpy()
+  np.testing.assert_array_equal(c, (p >= threshold).astype(int))
+  assert df.loc[~ok, aus].isna().all().all()
+
+
+def _count_frames_with_opencv(path):
+  """An independent decoder's frame count (not the container's declaration)."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  cap, n = cv2.VideoCapture(path), 0
+  while cap.read()[0]:
+    n += 1
+  return n
+
+
+def test_single_face_eyes_inside_the_box(detector, faces_dir):
+  df = detector.detect(os.path.join(faces_dir, "single_face.jpg"))
+  assert len(df) == 1 and df["success"].iloc[0] == 1
+  row = df.iloc[0]
+  x, y, w, h = row["face_x"], row["face_y"], row["face_w"], row["face_h"]
+  for lo, hi, side in ((36, 42, 0), (42, 48, 1)):  # image-left eye, image-right eye
+    ex = np.array([row[f"x_{i}"] for i in range(lo, hi)])
+    ey = np.array([row[f"y_{i}"] for i in range(lo, hi)])
+    assert np.all((ey > y) & (ey < y + 0.6 * h)), "eyes in the upper part"
+    half = (ex < x + w / 2) if side == 0 else (ex > x + w / 2)
+    assert np.all(half & (ex > x) & (ex < x + w))
+  _check_au_columns(df)
+
+
+def test_multi_face_every_face_distinct_ids(trained_run, faces_dir):
+  det = predict.Detector(trained_run[0], backend="dlib_cnn")
+  df = det.detect(os.path.join(faces_dir, "multi_face.jpg"))
+  assert (df["success"] == 1).all()
+  assert len(df) == 5  # five people, one in sunglasses (HOG misses that one)
+  assert df["face_id"].nunique() == 5
+  _check_au_columns(df)
+
+
+def test_no_face_inputs_give_success_0_rows(detector, faces_dir):
+  df = detector.detect([os.path.join(faces_dir, "free-mountain-vector-01.jpg"),
+                        os.path.join(faces_dir, "no_face.mp4")], every=1)
+  assert not detector.failures
+  img = df[df["input"].str.endswith(".jpg")]
+  vid = df[df["input"].str.endswith(".mp4")]
+  decoded = _count_frames_with_opencv(os.path.join(faces_dir, "no_face.mp4"))
+  assert len(img) == 1 and len(vid) == decoded  # (the container declares 98)
+  assert (df["success"] == 0).all()
+  assert sorted(vid["frame"]) == list(range(decoded))
+  _check_au_columns(df)
+
+
+def test_talking_head_video_one_row_per_frame_one_face_id(detector, faces_dir):
+  path = os.path.join(faces_dir, "WolfgangLanger_Pexels.mp4")
+  fps, decoded = 24000 / 1001, _count_frames_with_opencv(path)
+  df = detector.detect(path)
+  assert len(df) == decoded and list(df["frame"]) == list(range(decoded))
+  t = df["timestamp"].to_numpy()
+  assert np.all(np.diff(t) > 0)
+  np.testing.assert_allclose(np.diff(t), 1 / fps, atol=2e-3)
+  assert (df["success"] == 1).all() and df["face_id"].nunique() == 1
+  _check_au_columns(df)
+
+
+def test_truncated_video_clear_error_and_no_csv(trained_run, faces_dir, tmp_path,
+                                                capsys):
+  src = os.path.join(faces_dir, "WolfgangLanger_Pexels.mp4")
+  bad = tmp_path / "cut.mp4"
+  bad.write_bytes(open(src, "rb").read()[:800_000])
+  out = tmp_path / "out.csv"
+  rc = predict.main(["--workdir", trained_run[0], "--backend", "dlib", str(bad),
+                     "--out", str(out)])
+  assert rc == 1
+  err = capsys.readouterr().err
+  assert "cut.mp4" in err and ("truncated" in err or "corrupt" in err)
+  assert not out.exists() and not (tmp_path / "out.csv.tmp").exists()
+
+
+def test_bad_input_does_not_stop_the_others(trained_run, faces_dir, tmp_path):
+  bad = tmp_path / "broken.jpg"
+  bad.write_bytes(b"not a jpeg")
+  out = tmp_path / "out.csv"
+  rc = predict.main(["--workdir", trained_run[0], "--backend", "dlib", str(bad),
+                     os.path.join(faces_dir, "single_face.jpg"), "--out", str(out)])
+  assert rc == 1
+  df = pd.read_csv(out)
+  assert len(df) == 1 and df["input"].iloc[0].endswith("single_face.jpg")
+  assert list(df.columns[:10]) == ["input", "frame", "timestamp", "face_id",
+                                   "success", "confidence", "face_x", "face_y",
+                                   "face_w", "face_h"]
+  assert "x_67" in df.columns and "AU24_c" in df.columns
+
+
+def test_ground_truth_landmarks_through_detector_match_evaluation(trained_run,
+                                                                  synthetic_tfds):
+  """The Detector path (raw frame + landmarks -> alignment -> model) reproduces
+  the evaluation path on the built dataset (same frames, aligned at build time),
+  up to the JPEG re-encoding the dataset applies."""
+  workdir, _ = trained_run
+  det = predict.Detector(workdir, backend=None)
+  manual = os.path.join(os.path.dirname(synthetic_tfds), "manual")
+  source = pipeline.open_split(synthetic_tfds, "bp4d49", "part3")
+  ex = [source[i] for i in range(len(source))]
+  images, lms, keep = [], [], []
+  for i, e in enumerate(ex):
+    subject, task = e["subject"].decode(), e["task"].decode()
+    frames = layout.list_frames(os.path.join(manual, "Sequences", subject, task))
+    mats = layout.read_landmarks_mat(os.path.join(manual, "2DFeatures",
+                                                  f"{subject}_{task}.mat"))
+    pos = sorted(frames).index(int(e["frame"]))
+    if mats[pos] is None:
+      continue
+    import cv2  # pylint: disable=g-import-not-at-top
+    images.append(cv2.imread(frames[int(e["frame"])])[..., ::-1])
+    lms.append(np.asarray(mats[pos]) - 1.0)   # MATLAB 1-based
+    keep.append(i)
+  probs = det.predict_faces(images, lms, scheme="bp4d49")
+  config, info = checkpoints.read_run_info(workdir)
+  model = train_step.create_model(config, info["au_ids"], info["landmark_scheme"])
+  ref, _ = evaluate.predict_split(model, config, det._variables, source,  # pylint: disable=protected-access
+                                  train_step.make_mesh(jax.devices()[:1]))
+  assert len(keep) >= 15
+  np.testing.assert_allclose(probs, ref[keep], atol=0.05)
+  assert np.corrcoef(probs.ravel(), ref[keep].ravel())[0, 1] > 0.95
+
+
+def test_missing_face_alignment_weights_say_where_to_put_them(tmp_path, monkeypatch):
+  monkeypatch.setattr(detectors.importlib.util, "find_spec",
+                      lambda name: object() if name == "face_alignment" else None)
+  with pytest.raises(detectors.BackendUnavailable) as e:
+    detectors.FaceAlignmentBackend(weights_dir=str(tmp_path))
+  msg = str(e.value)
+  assert os.path.join(str(tmp_path), "hub", "checkpoints") in msg
+  assert "2DFAN4" in msg and "s3fd" in msg
