@@ -1,0 +1,64 @@
+"""First-language analysis: AU tracks -> speaker features -> statistics + classifier.
+
+  python -m sfae_jax.analyze --manifest M.csv --out REPORT_DIR [--workdir RUN]
+
+`run_analysis` is the whole job as a function; the modules are `tracks`
+(manifest, predict with cache), `features`, `stats`, `classify`, `report`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from sfae_jax.analyze import classify, features, report, stats, tracks
+
+
+def video_table(manifest: pd.DataFrame, track_map: dict) -> pd.DataFrame:
+  rows = []
+  for _, m in manifest.iterrows():
+    if m["video"] not in track_map:
+      continue
+    feats, counts = features.video_features(track_map[m["video"]])
+    rows.append({**m.to_dict(), **counts, **feats})
+  return pd.DataFrame(rows)
+
+
+def run_analysis(manifest_path: str, out_dir: str, workdir: str | None = None,
+                 every: int = 1, backend: str = "auto", mixed: bool = False,
+                 n_permutations: int = 200, n_boot: int = 1000,
+                 min_per_group: int = stats.MIN_PER_GROUP, seed: int = 0) -> dict:
+  """Writes stats.csv, speakers.csv, videos.csv, the PNGs and report.html into
+  `out_dir`; returns {'stats', 'speakers', 'videos', 'classifier', 'errors'}."""
+  os.makedirs(out_dir, exist_ok=True)
+  manifest = tracks.read_manifest(manifest_path)
+  track_map, errors = tracks.load_tracks(manifest, out_dir, workdir, every, backend)
+  videos = video_table(manifest, track_map)
+  if videos.empty:
+    raise ValueError("no video of the manifest could be analysed: "
+                     + "; ".join(errors))
+  speakers = features.speaker_table(videos)
+  table = pd.concat([stats.group_tests(speakers, kind, min_per_group, n_boot, seed)
+                     for kind in features.PER_AU], ignore_index=True)
+  videos.to_csv(os.path.join(out_dir, "videos.csv"), index=False)
+  speakers.to_csv(os.path.join(out_dir, "speakers.csv"), index=False)
+  table.to_csv(os.path.join(out_dir, "stats.csv"), index=False)
+  mixed_table = (stats.mixed_models(videos, "rate", tracks.covariates(manifest))
+                 if mixed else None)
+
+  cols = [c for c in videos.columns if c.startswith(("AU", "co_"))]
+  result, why = None, ""
+  try:
+    result = classify.classify(videos, cols, n_permutations=n_permutations,
+                               seed=seed)
+  except ValueError as e:
+    why = str(e)
+  from sfae_jax.analyze import html_report  # pylint: disable=g-import-not-at-top
+  html_report.write(out_dir, manifest, videos, speakers, table, mixed_table, result,
+                    why, errors)
+  return {"stats": table, "speakers": speakers, "videos": videos,
+          "classifier": result, "errors": errors, "mixed": mixed_table}
+
+
+__all__ = ["run_analysis", "classify", "features", "report", "stats", "tracks"]

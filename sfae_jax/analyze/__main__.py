@@ -1,0 +1,39 @@
+"""python -m sfae_jax.analyze --manifest M.csv --out REPORT_DIR [--workdir RUN]"""
+
+import argparse
+import sys
+
+from sfae_jax import analyze
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(
+      prog="python -m sfae_jax.analyze",
+      description="AU tracks -> group differences by first language + classifier.")
+  parser.add_argument("--manifest", required=True,
+                      help="CSV: video, speaker, first_language[, covariates...]")
+  parser.add_argument("--out", required=True, help="report folder")
+  parser.add_argument("--workdir", help="trained run, for media files")
+  parser.add_argument("--every", type=int, default=1, help="every N-th frame")
+  parser.add_argument("--backend", default="auto", help="face backend for predict")
+  parser.add_argument("--mixed", action="store_true",
+                      help="also fit video-level mixed models (statsmodels)")
+  parser.add_argument("--permutations", type=int, default=200)
+  parser.add_argument("--min-speakers", type=int, default=3,
+                      help="per language, below which no test is run")
+  parser.add_argument("--seed", type=int, default=0)
+  args = parser.parse_args(argv)
+  try:
+    out = analyze.run_analysis(args.manifest, args.out, args.workdir, args.every,
+                               args.backend, args.mixed, args.permutations,
+                               min_per_group=args.min_speakers, seed=args.seed)
+  except (FileNotFoundError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  print(f"wrote {args.out}/report.html ({len(out['speakers'])} speakers, "
+        f"{len(out['videos'])} videos)", file=sys.stderr)
+  return 1 if out["errors"] else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,109 @@
+"""AU features of a video's track, then of a speaker.
+
+A track is the table `sfae_jax.predict` writes. Per video, the face analysed is the
+face_id with the most successful frames (the speaker on camera); frames with
+success=0 are excluded and counted. Per AU:
+
+* `rate`      occurrence rate: fraction of analysed frames with AUxx_c = 1
+* `prob`      mean probability
+* `duration`  mean episode duration, seconds (a run of consecutive analysed frames
+              with the AU on; 0 when it never occurs)
+* `onsets`    onsets (off -> on) per second of analysed video
+* `co_AAxBB`  co-occurrence: fraction of frames with both AUs on
+
+A speaker's features are the mean over their videos, so the speaker is the unit and
+frame counts carry no weight: a speaker with ten times the frames still counts once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import numpy as np
+import pandas as pd
+
+PER_AU = ("rate", "prob", "duration", "onsets")
+
+
+def au_ids_of(track: pd.DataFrame) -> list[int]:
+  ids = [int(m.group(1)) for c in track.columns
+         if (m := re.fullmatch(r"AU(\d+)_c", c))]
+  if not ids:
+    raise ValueError("the track has no AUxx_c columns: is it a sfae_jax.predict CSV?")
+  return ids
+
+
+def _episodes(on: np.ndarray, frames: np.ndarray) -> list[int]:
+  """Lengths (in analysed frames) of runs of `on` over consecutive frame steps."""
+  lengths, run = [], 0
+  step = np.median(np.diff(frames)) if len(frames) > 1 else 1
+  for k, value in enumerate(on):
+    contiguous = k > 0 and frames[k] - frames[k - 1] <= step
+    if value and run and contiguous:
+      run += 1
+    elif value:
+      if run:
+        lengths.append(run)
+      run = 1
+    else:
+      if run:
+        lengths.append(run)
+      run = 0
+  if run:
+    lengths.append(run)
+  return lengths
+
+
+def video_features(track: pd.DataFrame) -> tuple[dict, dict]:
+  """(features, counts) of one video's track."""
+  aus = au_ids_of(track)
+  counts = {"frames": int(len(track)),
+            "frames_no_face": int((track["success"] != 1).sum())}
+  ok = track[track["success"] == 1]
+  if ok.empty:
+    counts.update(frames_analysed=0, faces=0)
+    return {}, counts
+  main = ok["face_id"].value_counts().idxmax()
+  face = ok[ok["face_id"] == main].sort_values("frame")
+  counts.update(frames_analysed=int(len(face)), faces=int(ok["face_id"].nunique()),
+                frames_other_faces=int(len(ok) - len(face)))
+  frames = face["frame"].to_numpy()
+  t = face["timestamp"].to_numpy(float)
+  dt = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
+  seconds = max(len(face) * dt, 1e-9) if dt > 0 else float("nan")
+  feats = {}
+  on = {a: face[f"AU{a:02d}_c"].to_numpy() == 1 for a in aus}
+  for a in aus:
+    name = f"AU{a:02d}"
+    eps = _episodes(on[a], frames)
+    feats[f"{name}_rate"] = float(on[a].mean())
+    feats[f"{name}_prob"] = float(face[name].mean())
+    feats[f"{name}_duration"] = float(np.mean(eps) * dt) if eps else 0.0
+    onsets = int(on[a][0]) + int(np.sum(on[a][1:] & ~on[a][:-1]))
+    feats[f"{name}_onsets"] = onsets / seconds
+  for a, b in itertools.combinations(aus, 2):
+    feats[f"co_{a:02d}x{b:02d}"] = float((on[a] & on[b]).mean())
+  return feats, counts
+
+
+def speaker_table(videos: pd.DataFrame) -> pd.DataFrame:
+  """Video rows (speaker, first_language, covariates, features) -> one row per
+  speaker: features averaged over the speaker's videos, frames summed."""
+  feature_cols = [c for c in videos.columns if c.startswith(("AU", "co_"))]
+  count_cols = [c for c in videos.columns if c.startswith("frames")]
+  langs = videos.groupby("speaker")["first_language"].nunique()
+  if (langs > 1).any():
+    raise ValueError("a speaker has more than one first_language in the manifest: "
+                     f"{sorted(langs[langs > 1].index)}")
+  agg = {c: "mean" for c in feature_cols}
+  agg.update({c: "sum" for c in count_cols})
+  agg["first_language"] = "first"
+  agg["video"] = "count"
+  out = videos.groupby("speaker", sort=True).agg(agg).copy()  # consolidated
+  return out.rename(columns={"video": "videos"}).reset_index()
+
+
+def feature_names(columns, kind: str) -> list[str]:
+  """Columns of one per-AU kind (`rate`, `prob`, ...), in AU order."""
+  return [c for c in columns if re.fullmatch(rf"AU\d+_{kind}", c)]

@@ -1,0 +1,91 @@
+"""report.html: what was analysed, the group statistics, the classifier."""
+
+from __future__ import annotations
+
+import os
+
+
+
+from sfae_jax.analyze import features, report
+
+
+def _data_section(manifest, videos, speakers, errors) -> str:
+  counts = speakers.groupby("first_language").agg(
+      speakers=("speaker", "count"), videos=("videos", "sum"),
+      frames=("frames", "sum"), frames_no_face=("frames_no_face", "sum"),
+      frames_analysed=("frames_analysed", "sum")).reset_index()
+  body = report.table_html(counts)
+  body += (f"<p>{len(manifest)} manifest rows, {len(videos)} videos analysed, "
+           f"{len(speakers)} speakers. Frames without a face (success=0) are "
+           "excluded and counted; the speaker is the unit of analysis (features "
+           "are averaged over a speaker's videos).</p>")
+  if errors:
+    body += report.note("These inputs failed and are left out: " + "; ".join(errors))
+  return body
+
+
+def _stats_section(table, mixed_table) -> str:
+  rate = table[table["kind"] == "rate"]
+  body = ""
+  untested = rate[rate["test"] == "none"]
+  if len(untested) == len(rate) and len(rate):
+    body += report.note("No group test was run: " + untested["note"].iloc[0]
+                        + ". There is no p-value to report; the figures only "
+                        "describe these speakers.")
+  else:
+    sig = rate[rate["q"] < 0.05]["au"].tolist()
+    body += (f"<p>Occurrence rate, BH-FDR across AUs: "
+             f"{', '.join(sig) if sig else 'no AU'} differs at q &lt; 0.05. "
+             "All feature kinds are in stats.csv.</p>")
+  shown = ["au", "test", "statistic", "p", "q", "effect_size", "effect",
+           "effect_lo", "effect_hi", "note"]
+  shown += [c for c in rate.columns if c.startswith(("n_", "median_"))]
+  body += report.table_html(rate[[c for c in shown if c in rate.columns]])
+  if mixed_table is not None:
+    body += "<h3>Mixed models (video level, speaker random intercept)</h3>"
+    body += report.table_html(mixed_table)
+  return body
+
+
+def _classifier_section(out_dir, result, why) -> str:
+  if result is None:
+    return report.note(f"No classifier was fitted: {why}.")
+  body = (f"<p>Balanced accuracy over speakers {result.balanced_accuracy:.3f} "
+          f"(chance {result.chance:.3f}), permutation p = {result.p_value:.4f} "
+          f"({result.n_permutations} permutations of the speakers' labels), "
+          f"{result.n_splits}-fold speaker-grouped cross-validation.</p>")
+  body += report.img(report.confusion(result.confusion,
+                                      os.path.join(out_dir, "confusion.png")),
+                     "confusion matrix")
+  body += report.img(report.importances(result.importances,
+                                         os.path.join(out_dir, "importances.png")),
+                     "feature importances")
+  return body
+
+
+def write(out_dir, manifest, videos, speakers, table, mixed_table, result, why,
+          errors) -> None:
+  analysable = speakers.dropna(subset=features.feature_names(speakers.columns,
+                                                             "rate"))
+  figs = ""
+  if len(analysable):
+    figs += report.img(report.heatmap(analysable, os.path.join(out_dir,
+                                                               "heatmap.png")),
+                       "AU x language heat map")
+    figs += report.img(report.distributions(
+        analysable, os.path.join(out_dir, "distributions.png")),
+        "per-AU distributions")
+  else:
+    figs = report.note("No speaker has an analysable frame: nothing to plot.")
+  labels = manifest.get("label_note")
+  title = "AU use by first language"
+  sections = [("Data", _data_section(manifest, videos, speakers, errors)),
+              ("AU use by language", figs),
+              ("Group differences per AU", _stats_section(table, mixed_table)),
+              ("Classifier: first language from AU features",
+               _classifier_section(out_dir, result, why))]
+  if labels is not None and (labels != "").any():
+    sections.insert(0, ("About these labels", report.note(
+        "; ".join(sorted(set(labels[labels != ""]))))))
+  report.write_html(os.path.join(out_dir, "report.html"), sections, title)
+

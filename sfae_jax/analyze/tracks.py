@@ -1,0 +1,85 @@
+"""The manifest, and AU tracks for its videos (run through predict, cached).
+
+Manifest CSV columns: `video` (a media file, or an AU-track CSV made by
+`sfae_jax.predict`), `speaker`, `first_language`, then optional covariates (task,
+gender, ...). Relative paths are relative to the manifest's folder; `$VARS` and
+`~` are expanded. Tracks of media files are cached in `<out>/tracks/`, keyed by
+the file's path, size and modification time, the run and `--every`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+
+import pandas as pd
+
+REQUIRED = ("video", "speaker", "first_language")
+
+
+def read_manifest(path: str) -> pd.DataFrame:
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path}: no such manifest.")
+  m = pd.read_csv(path, dtype=str, keep_default_na=False)
+  missing = [c for c in REQUIRED if c not in m.columns]
+  if missing:
+    raise ValueError(f"{path}: the manifest lacks column(s) {missing}; it needs "
+                     f"{list(REQUIRED)} (+ optional covariates).")
+  empty = m[(m[list(REQUIRED)] == "").any(axis=1)]
+  if len(empty):
+    raise ValueError(f"{path}: rows {list(empty.index + 2)} have an empty "
+                     f"{'/'.join(REQUIRED)} value.")
+  base = os.path.dirname(os.path.abspath(path))
+  m["video"] = [os.path.normpath(os.path.join(base, os.path.expanduser(
+      os.path.expandvars(v)))) for v in m["video"]]
+  return m
+
+
+def covariates(manifest: pd.DataFrame) -> list[str]:
+  return [c for c in manifest.columns if c not in REQUIRED]
+
+
+def _cache_key(path: str, workdir: str, every: int) -> str:
+  st = os.stat(path)
+  text = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|" \
+         f"{os.path.abspath(workdir)}|{every}"
+  return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def load_tracks(manifest: pd.DataFrame, out_dir: str, workdir: str | None,
+                every: int = 1, backend: str = "auto") -> tuple[dict, list[str]]:
+  """{video path: track DataFrame}, and the errors of videos that failed."""
+  tracks, errors, detector = {}, [], None
+  cache = os.path.join(out_dir, "tracks")
+  for path in dict.fromkeys(manifest["video"]):
+    if path.lower().endswith(".csv"):
+      if not os.path.exists(path):
+        errors.append(f"{path}: no such track file.")
+        continue
+      tracks[path] = pd.read_csv(path)
+      continue
+    if not os.path.exists(path):
+      errors.append(f"{path}: no such file.")
+      continue
+    if workdir is None:
+      raise ValueError(f"{path} is a media file: pass --workdir RUN to run predict "
+                       "on it (or give its track CSV instead).")
+    cached = os.path.join(cache, f"{os.path.basename(path)}.{_cache_key(path, workdir, every)}.csv")
+    if os.path.exists(cached):
+      tracks[path] = pd.read_csv(cached)
+      continue
+    if detector is None:
+      from sfae_jax.predict import Detector  # pylint: disable=g-import-not-at-top
+      detector = Detector(workdir, backend)
+    table = detector.detect(path, every=every, progress=True)
+    if detector.failures:
+      errors += detector.failures
+      continue
+    os.makedirs(cache, exist_ok=True)
+    table.to_csv(cached + ".tmp", index=False)
+    os.replace(cached + ".tmp", cached)
+    tracks[path] = table
+  for e in errors:
+    print(f"error: {e}", file=sys.stderr)
+  return tracks, errors

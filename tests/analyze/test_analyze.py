@@ -1,0 +1,118 @@
+"""First-language analysis on tracks with a known answer, and on real media."""
+
+import os
+import re
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from sfae_jax import analyze
+import sfae_jax.analyze.__main__  # noqa: F401  (the CLI)
+from sfae_jax.analyze import classify, features, stats
+from tests.analyze import synthetic_tracks as st
+
+
+def _run(tmp_path, seed, **kw):
+  manifest, tracks = st.study(seed, **kw)
+  path = st.write(tmp_path, manifest, tracks)
+  return analyze.run_analysis(path, str(tmp_path / "report"), n_permutations=100,
+                              n_boot=200, seed=seed)
+
+
+def test_planted_difference_found_in_those_aus_only(tmp_path):
+  out = _run(tmp_path, seed=1)
+  rate = out["stats"][out["stats"]["kind"] == "rate"].set_index("au")
+  significant = set(rate.index[rate["q"] < 0.05])
+  assert significant == {"AU06", "AU12"}, rate[["p", "q"]]
+  assert (rate.loc[["AU06", "AU12"], "effect"] > 0).all()   # B higher
+  assert (rate.loc[["AU06", "AU12"], "effect_lo"] > 0).all()
+  clf = out["classifier"]
+  assert clf.balanced_accuracy > 0.7 and clf.p_value < 0.05
+  top = clf.importances.index[:5]
+  assert any(re.search(r"06|12", name) for name in top)
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_null_data_nothing_significant_classifier_at_chance(tmp_path, seed):
+  out = _run(tmp_path, seed=seed, shift=0.0)
+  table = out["stats"]
+  assert (table["q"].dropna() >= 0.05).all()
+  clf = out["classifier"]
+  assert clf.p_value > 0.05
+  assert 0.2 <= clf.balanced_accuracy <= 0.8
+
+
+def test_grouped_folds_never_split_a_speaker():
+  manifest, _ = st.study(0, videos=3, speakers=6)
+  folds = classify.speaker_folds(manifest["first_language"].to_numpy(),
+                                 manifest["speaker"].to_numpy(), 3, seed=0)
+  for train, test in folds:
+    assert not set(manifest["speaker"].iloc[train]) & set(
+        manifest["speaker"].iloc[test])
+
+
+def test_ten_times_the_frames_counts_once(tmp_path):
+  """A speaker whose videos are 10x longer has the same speaker-level features
+  (up to sampling) and the test sees one value per speaker, never frames."""
+  long = lambda speaker, n: 10 * n if speaker == "A00" else n
+  manifest, tracks = st.study(5, shift=0.0, frames_of=long)
+  videos = analyze.video_table(manifest, tracks)
+  speakers = features.speaker_table(videos)
+  assert len(speakers) == 24
+  assert speakers.set_index("speaker").loc["A00", "frames"] == 10 * 2 * 200
+  # p-values depend only on the 24 speaker values: inflate A00's frames by
+  # duplicating its video rows and nothing changes.
+  dup = pd.concat([videos] + [videos[videos["speaker"] == "A00"]] * 9)
+  a = stats.group_tests(speakers, n_boot=50)
+  b = stats.group_tests(features.speaker_table(dup), n_boot=50)
+  np.testing.assert_allclose(a["p"], b["p"])
+
+
+def test_too_few_speakers_is_said_plainly_not_a_p_value(tmp_path):
+  manifest, tracks = st.study(2, speakers=2)
+  path = st.write(tmp_path, manifest, tracks)
+  out = analyze.run_analysis(path, str(tmp_path / "r"), n_permutations=10,
+                             n_boot=10)
+  assert out["stats"]["p"].isna().all()
+  assert out["stats"]["note"].str.contains("too few speakers").all()
+  html = open(tmp_path / "r" / "report.html").read()
+  assert "No group test was run" in html and "too few speakers" in html
+
+
+def test_manifest_errors_name_the_file_and_columns(tmp_path):
+  bad = tmp_path / "m.csv"
+  bad.write_text("video,speaker\nx.csv,s1\n")
+  with pytest.raises(ValueError, match="first_language"):
+    analyze.run_analysis(str(bad), str(tmp_path / "r"))
+
+
+def test_demo_manifest_over_real_media_end_to_end(trained_run, faces_dir, tmp_path):
+  """Labels invented (and marked so): media -> predict -> report.html whose every
+  PNG exists and opens."""
+  videos = ["WolfgangLanger_Pexels.mp4", "single_face.mp4", "no_face.mp4",
+            "single_face.jpg"]
+  manifest = pd.DataFrame({
+      "video": [os.path.join(faces_dir, v) for v in videos],
+      "speaker": ["wolfgang", "clip_speaker", "nobody", "photo_person"],
+      "first_language": ["German", "English", "English", "German"],
+      "label_note": ["INVENTED labels for a demo: not real first languages"] * 4})
+  path = tmp_path / "demo.csv"
+  manifest.to_csv(path, index=False)
+  out_dir = tmp_path / "report"
+  rc = analyze.__main__.main(["--manifest", str(path), "--out", str(out_dir),
+                              "--workdir", trained_run[0], "--every", "6",
+                              "--backend", "dlib", "--permutations", "10"])
+  assert rc == 0
+  html = (out_dir / "report.html").read_text()
+  pngs = re.findall(r"src='([^']+\.png)'", html)
+  assert {"heatmap.png", "distributions.png"} <= set(pngs)
+  for name in pngs:
+    image = cv2.imread(str(out_dir / name))
+    assert image is not None and image.size > 0, name
+  assert "INVENTED" in html and "too few speakers" in html
+  speakers = pd.read_csv(out_dir / "speakers.csv")
+  nobody = speakers.set_index("speaker").loc["nobody"]
+  assert nobody["frames_analysed"] == 0 and nobody["frames_no_face"] > 0
+  assert len(os.listdir(out_dir / "tracks")) == 4   # cached for the next run
