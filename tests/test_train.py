@@ -117,3 +117,9 @@ def test_fold_selects_splits():
   c.fold = 4
   with pytest.raises(ValueError, match="fold"):
     train.splits(c)
+
+
+def test_non_finite_loss_stops_with_the_step(synthetic_tfds, tmp_path):
+  config = _config(synthetic_tfds, learning_rate=1e9, num_train_steps=6)
+  with pytest.raises(train.NonFiniteLossError, match=r"Non-finite loss at step \d"):
+    train.train_and_evaluate(config, str(tmp_path / "nan"))

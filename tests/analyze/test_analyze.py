@@ -116,3 +116,12 @@ def test_demo_manifest_over_real_media_end_to_end(trained_run, faces_dir, tmp_pa
   nobody = speakers.set_index("speaker").loc["nobody"]
   assert nobody["frames_analysed"] == 0 and nobody["frames_no_face"] > 0
   assert len(os.listdir(out_dir / "tracks")) == 4   # cached for the next run
+
+
+def test_mixed_models_find_the_planted_aus(tmp_path):
+  manifest, tracks = st.study(3)
+  videos = analyze.video_table(manifest, tracks)
+  table = stats.mixed_models(videos, "rate", ["task"]).set_index("feature")
+  assert table.loc[["AU06_rate", "AU12_rate"], "q"].max() < 0.05
+  others = table.drop(index=["AU06_rate", "AU12_rate"])
+  assert (others["q"].dropna() >= 0.05).mean() >= 0.9
