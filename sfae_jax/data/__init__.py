@@ -1,0 +1,1 @@
+"""Input pipeline: built TFDS splits -> grain -> device; on-device augmentation."""

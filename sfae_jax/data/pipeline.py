@@ -1,0 +1,129 @@
+"""Input pipeline: a built BP4D-style TFDS dataset -> grain -> uint8 host batches.
+
+`tfds.data_source` gives random access to the array_record files (no TensorFlow);
+grain reads it with worker processes, shuffles with a new order every epoch and
+gives each host its own shard (`ShardByJaxProcess`). The host only decodes JPEG:
+crops, flips and rotations happen on the accelerator (`sfae_jax.data.augment`).
+
+Batches are dicts of numpy arrays: `image` `[b, 200, 200, 3]` uint8, `landmarks`
+`[b, L, 2]` float32 (stored-face pixels), `au` `[b, A]` int8 (-1 = not coded) and,
+for evaluation, `mask` `[b]` bool (False on padding rows).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Iterator
+
+from absl import flags
+import grain.python as grain
+import jax
+import numpy as np
+
+DATASET = "bp4d"
+FIELDS = ("image", "landmarks", "au")
+
+
+class DatasetError(ValueError):
+  """A dataset that is missing or unusable, with the fix in the message."""
+
+
+def dataset_dir(data_dir: str, config_name: str) -> str:
+  return os.path.join(os.path.expanduser(data_dir), DATASET, config_name)
+
+
+def open_split(data_dir: str, config_name: str, split: str, *, decode_images=True):
+  """`tfds.data_source` over a built split; a one-line DatasetError if absent."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  root = dataset_dir(data_dir, config_name)
+  versions = sorted(d for d in os.listdir(root)) if os.path.isdir(root) else []
+  if not versions:
+    raise DatasetError(
+        f"No built '{DATASET}/{config_name}' dataset under {data_dir!r}. Build it "
+        f"with `tfds build tfds_bp4d/bp4d --manual_dir <BP4D root> --data_dir "
+        f"{data_dir}`, or point --config.data_dir at the folder that has it "
+        "(or use configs/synthetic.py, which builds a synthetic one).")
+  decoders = None if decode_images else {"image": tfds.decode.SkipDecoding()}
+  try:
+    return tfds.data_source(f"{DATASET}/{config_name}", split=split,
+                            data_dir=os.path.expanduser(data_dir),
+                            decoders=decoders)
+  except (ValueError, KeyError) as e:
+    raise DatasetError(
+        f"Split {split!r} of {root} cannot be read ({str(e).splitlines()[0]}); "
+        "the splits are part1, part2, part3 (combine with '+').") from None
+
+
+def occurrence_rates(source) -> tuple[np.ndarray, np.ndarray]:
+  """(rate of 1 among known labels per AU, number of known labels per AU)."""
+  labels = np.stack([np.asarray(source[i]["au"]) for i in range(len(source))])
+  known = (labels >= 0).sum(0)
+  return (labels == 1).sum(0) / np.maximum(known, 1), known
+
+
+def _absl_flags_ready() -> None:
+  """grain's worker processes read absl flags; outside an absl app (a notebook,
+  a test) nothing has parsed them, so take the defaults."""
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+
+
+class _Select(grain.MapTransform):
+  """Keeps the fields training uses, with fixed dtypes."""
+
+  def map(self, element):
+    return {"image": np.asarray(element["image"], np.uint8),
+            "landmarks": np.asarray(element["landmarks"], np.float32),
+            "au": np.asarray(element["au"], np.int8)}
+
+
+def train_loader(source, host_batch: int, seed: int, workers: int):
+  """An endless, per-epoch-shuffled loader of this host's shard, full batches only.
+
+  Its iterator has get_state()/set_state(), checkpointed with the model so a
+  resumed run sees exactly the batches the interrupted one would have."""
+  if len(source) < host_batch * jax.process_count():
+    raise DatasetError(f"The training split has {len(source)} examples, fewer than "
+                       f"one global batch ({host_batch * jax.process_count()}): "
+                       "lower --config.batch_size.")
+  _absl_flags_ready()
+  sampler = grain.IndexSampler(
+      len(source), grain.ShardByJaxProcess(drop_remainder=True), shuffle=True,
+      num_epochs=None, seed=seed)
+  return grain.DataLoader(
+      data_source=source, sampler=sampler, worker_count=workers,
+      operations=[_Select(), grain.Batch(host_batch, drop_remainder=True)])
+
+
+def eval_batches(source, host_batch: int, workers: int = 0) -> Iterator[dict]:
+  """Every example of this host's shard once, in order, in batches of exactly
+  `host_batch` (the last padded, `mask` False on padding). Every host yields the
+  same number of batches, so collective steps stay in lockstep across hosts."""
+  n, hosts = len(source), jax.process_count()
+  per_host = math.ceil(n / hosts)
+  num_batches = math.ceil(per_host / host_batch)
+  _absl_flags_ready()
+  sampler = grain.IndexSampler(
+      n, grain.ShardByJaxProcess(drop_remainder=False), shuffle=False,
+      num_epochs=1, seed=0)
+  loader = grain.DataLoader(
+      data_source=source, sampler=sampler, worker_count=workers,
+      operations=[_Select(), grain.Batch(host_batch, drop_remainder=False)])
+  it = iter(loader)
+  for _ in range(num_batches):
+    batch = next(it, None)
+    yield _pad(batch, host_batch, source[0] if n else None)
+
+
+def _pad(batch, size: int, template) -> dict:
+  if batch is None:  # this host's shard ran out before another host's
+    batch = {k: np.asarray(v)[None][:0] for k, v in
+             _Select().map(template).items()}
+  b = len(batch["au"])
+  out = {k: np.concatenate([v, np.zeros((size - b,) + v.shape[1:], v.dtype)])
+         for k, v in batch.items()}
+  out["au"][b:] = -1
+  out["mask"] = np.arange(size) < b
+  return out
+

@@ -1,0 +1,82 @@
+"""Makes sure the dataset a config names is built; generates the synthetic one.
+
+For `config.synthetic.enabled`, a missing synthetic BP4D is generated in BP4D's
+layout (`tfds_bp4d.synthetic`, several processes) and built with the real TFDS
+builder, with progress. A real BP4D is never built implicitly: its absence is an
+error that says how to build it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import sys
+import time
+
+from sfae_jax.data import pipeline
+
+_DONE = ".sfae_synthetic_complete"
+
+
+def ensure_dataset(config) -> str:
+  """Returns the expanded data_dir, after building the synthetic set if needed."""
+  data_dir = os.path.expanduser(config.data_dir)
+  root = pipeline.dataset_dir(data_dir, config.dataset_config)
+  built = os.path.isdir(root) and any(
+      os.path.exists(os.path.join(root, v, "dataset_info.json"))
+      for v in os.listdir(root))
+  if built or not config.synthetic.enabled:
+    return data_dir
+  syn = config.synthetic
+  manual = os.path.expanduser(syn.manual_dir)
+  if not os.path.exists(os.path.join(manual, _DONE)):
+    generate_parallel(manual, syn.subjects, syn.tasks, syn.frames, tuple(syn.size),
+                      syn.seed, syn.workers)
+  build(manual, data_dir, config.dataset_config)
+  return data_dir
+
+
+def _task(args):
+  from tfds_bp4d import synthetic  # pylint: disable=g-import-not-at-top
+  return synthetic.generate_task(*args)
+
+
+def generate_parallel(out: str, subjects: int, tasks: int, frames: int, size_wh,
+                      seed: int, workers: int) -> None:
+  """The same bytes as `python -m tfds_bp4d.synthetic` with the same arguments,
+  written by `workers` processes (spawned: JAX's threads do not survive fork)."""
+  from tfds_bp4d import synthetic  # pylint: disable=g-import-not-at-top
+  jobs = synthetic.task_jobs(out, subjects, tasks, frames, size_wh, seed)
+  start = time.perf_counter()
+  ctx = multiprocessing.get_context("spawn")
+  with concurrent.futures.ProcessPoolExecutor(max(1, workers), mp_context=ctx) as ex:
+    for done, _ in enumerate(ex.map(_task, jobs), 1):
+      elapsed = time.perf_counter() - start
+      eta = elapsed / done * (len(jobs) - done)
+      print(f"\rsynthetic BP4D: {done}/{len(jobs)} tasks, {elapsed:.0f}s, "
+            f"ETA {eta:.0f}s", end="", file=sys.stderr, flush=True)
+  print(f"\nsynthetic BP4D: {len(jobs)} tasks in {out} "
+        f"({time.perf_counter() - start:.0f}s)", file=sys.stderr)
+  with open(os.path.join(out, _DONE), "w") as f:
+    f.write(f"{subjects} {tasks} {frames} {size_wh} {seed}\n")
+
+
+def build(manual_dir: str, data_dir: str, config_name: str) -> None:
+  """Builds `bp4d/<config_name>` from `manual_dir` into `data_dir` (needs TF)."""
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    from tfds_bp4d.bp4d import bp4d_dataset_builder  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise pipeline.DatasetError(
+        f"Building the dataset needs the build extra ({e}): pip install -e '.[build]'"
+    ) from None
+  print(f"Building bp4d/{config_name} from {manual_dir} into {data_dir} ...",
+        file=sys.stderr, flush=True)
+  start = time.perf_counter()
+  builder = bp4d_dataset_builder.Builder(data_dir=data_dir, config=config_name)
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+  sizes = {k: v.num_examples for k, v in builder.info.splits.items()}
+  print(f"Built bp4d/{config_name} in {time.perf_counter() - start:.0f}s: {sizes}",
+        file=sys.stderr, flush=True)
