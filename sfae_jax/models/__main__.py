@@ -28,16 +28,20 @@ VARIANTS = {
 }
 
 
+def abstract_variables(model, size: int):
+  """The model's variables as shapes only, for a 1 x size x size x 3 input."""
+  return jax.eval_shape(functools.partial(model.init, train=False),
+                        jax.random.key(0), jnp.zeros((1, size, size, 3)))
+
+
 def count_params(model, size: int) -> int:
-  variables = jax.eval_shape(functools.partial(model.init, train=False),
-                             jax.random.key(0), jnp.zeros((1, size, size, 3)))
+  variables = abstract_variables(model, size)
   return sum(x.size for x in jax.tree.leaves(variables["params"]))
 
 
 def forward_flops(model, size: int) -> float:
   """XLA's FLOP count of one image's eval-mode forward pass."""
-  variables = jax.eval_shape(functools.partial(model.init, train=False),
-                             jax.random.key(0), jnp.zeros((1, size, size, 3)))
+  variables = abstract_variables(model, size)
   fwd = jax.jit(functools.partial(model.apply, train=False))
   cost = fwd.lower(variables, jax.ShapeDtypeStruct((1, size, size, 3),
                                                    jnp.float32)).cost_analysis()

@@ -104,3 +104,11 @@ def test_corrupt_and_missing_frames_are_skipped_and_counted(tiny_bp4d, tmp_path)
 def test_missing_layout_names_the_folder(tmp_path):
   with pytest.raises(layout.LayoutError, match="no AU occurrence"):
     examples.find_label_files(str(tmp_path))
+
+
+def test_skip_reasons_are_a_closed_set():
+  summary = examples.BuildSummary()
+  summary.skip("F001", "T1", "no_image", 2)
+  assert summary.as_json()["skipped"] == {"F001_T1": {"no_image": 2}}
+  with pytest.raises(ValueError, match="no_imge"):
+    summary.skip("F001", "T1", "no_imge")  # a typo would split the counts

@@ -42,6 +42,8 @@ class BuildSummary:
       default_factory=lambda: collections.defaultdict(collections.Counter))
 
   def skip(self, subject: str, task: str, reason: str, n: int = 1) -> None:
+    if reason not in SKIP_REASONS:
+      raise ValueError(f"unknown skip reason {reason!r}; one of {SKIP_REASONS}")
     self.skipped[(subject, task)][reason] += n
 
   def table(self) -> str:
