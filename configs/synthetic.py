@@ -6,8 +6,8 @@
 Generates all 41 BP4D subject ids x 2 tasks x 40 frames in BP4D's layout
 (data/bp4d_synthetic), builds it with the real TFDS builder (data/tfds), trains a
 reduced SFAE-Net (tiny widths, 96x96 input) on parts 1+2 and evaluates on part 3
-(held-out subjects). Sized for 2 CPU cores: about 10 minutes, data included.
-Expected: mean F1 on part 3 about 0.72, accuracy about 0.86 (measured; README).
+(held-out subjects). Sized for 2 CPU cores: 10 to 14 minutes, data included.
+Expected: mean F1 on part 3 0.72 to 0.74, accuracy about 0.85 (measured; README).
 More identities helped most: 8 training subjects gave 0.57, 20 gave 0.65, 28 0.72.
 """
 

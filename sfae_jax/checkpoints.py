@@ -17,6 +17,7 @@ import json
 import os
 from typing import Any, Optional
 
+from absl import logging as absl_logging
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
@@ -29,11 +30,20 @@ def manager(workdir: str, config=None, *, read_only: bool = False
   every = config.checkpoint_every_steps if config is not None else 1
   keep = config.keep_checkpoints if config is not None else None
   options = ocp.CheckpointManagerOptions(
-      save_interval_steps=max(1, every), max_to_keep=keep, create=not read_only,
-      read_only=read_only, enable_async_checkpointing=not read_only)
-  return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), "checkpoints"), options=options,
-      item_names=("state", "meta"))
+      save_interval_steps=0 if read_only else max(1, every), max_to_keep=keep,
+      create=not read_only, read_only=read_only,
+      enable_async_checkpointing=not read_only)
+  # A read-only manager is what evaluation and prediction ask for; orbax warns
+  # that the directory is read only, which would only alarm the user.
+  level = absl_logging.get_verbosity()
+  if read_only:
+    absl_logging.set_verbosity(absl_logging.ERROR)
+  try:
+    return ocp.CheckpointManager(
+        os.path.join(os.path.abspath(workdir), "checkpoints"), options=options,
+        item_names=("state", "meta"))
+  finally:
+    absl_logging.set_verbosity(level)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state, meta: dict,

@@ -19,6 +19,11 @@ def _data_section(manifest, videos, speakers, errors) -> str:
            f"{len(speakers)} speakers. Frames without a face (success=0) are "
            "excluded and counted; the speaker is the unit of analysis (features "
            "are averaged over a speaker's videos).</p>")
+  empty = speakers.loc[speakers["frames_analysed"] == 0, "speaker"].tolist()
+  if empty:
+    body += report.note(
+        f"{len(empty)} speaker(s) have no frame with a face and are left out of "
+        "the tests and the classifier: " + ", ".join(map(str, empty)))
   if errors:
     body += report.note("These inputs failed and are left out: " + "; ".join(errors))
   return body

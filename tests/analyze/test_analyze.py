@@ -115,6 +115,7 @@ def test_demo_manifest_over_real_media_end_to_end(trained_run, faces_dir, tmp_pa
   speakers = pd.read_csv(out_dir / "speakers.csv")
   nobody = speakers.set_index("speaker").loc["nobody"]
   assert nobody["frames_analysed"] == 0 and nobody["frames_no_face"] > 0
+  assert re.search(r"no frame with a face[^<]*: nobody", html)
   assert len(os.listdir(out_dir / "tracks")) == 4   # cached for the next run
 
 
