@@ -4,6 +4,15 @@ import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Compiling the train step takes tens of seconds on a 2-core CPU; the end-to-end
+# tests compile the same programs in several processes (the resume test runs the
+# CLI twice), so they share one persistent compilation cache for the session.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  import atexit  # noqa: E402  pylint: disable=g-import-not-at-top
+  import shutil  # noqa: E402  pylint: disable=g-import-not-at-top
+  import tempfile  # noqa: E402  pylint: disable=g-import-not-at-top
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="sfae_jit_")
+  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], True)
 
 import pytest  # noqa: E402
 

@@ -61,7 +61,7 @@ def test_train_then_evaluate_from_checkpoint_reproduces_the_table(trained_run):
 
 def test_killed_run_resumes_to_the_uninterrupted_parameters(synthetic_tfds,
                                                             tmp_path):
-  flags = ["--config.data_dir", synthetic_tfds, "--config.num_train_steps=40",
+  flags = ["--config.data_dir", synthetic_tfds, "--config.num_train_steps=16",
            "--config.checkpoint_every_steps=4", "--config.log_every_steps=4"]
   killed = tmp_path / "killed"
   proc = subprocess.Popen(_cli(killed, *flags), stdout=subprocess.DEVNULL,
@@ -73,17 +73,17 @@ def test_killed_run_resumes_to_the_uninterrupted_parameters(synthetic_tfds,
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   assert ckpt.exists(), "the run ended before its first checkpoint"
-  assert not (killed / "checkpoints" / "40").exists(), "killed too late to test"
+  assert not (killed / "checkpoints" / "16").exists(), "killed too late to test"
   rerun = subprocess.run(_cli(killed, *flags), capture_output=True, text=True)
   assert rerun.returncode == 0, rerun.stderr[-2000:]
   assert "from step 4" in rerun.stdout or "from step 8" in rerun.stdout
 
   whole = str(tmp_path / "whole")
-  config = _config(synthetic_tfds, num_train_steps=40, checkpoint_every_steps=4,
+  config = _config(synthetic_tfds, num_train_steps=16, checkpoint_every_steps=4,
                    log_every_steps=4)
   train.train_and_evaluate(config, whole)
-  for a, b in zip(jax.tree.leaves(_params(str(killed), 40)),
-                  jax.tree.leaves(_params(whole, 40))):
+  for a, b in zip(jax.tree.leaves(_params(str(killed), 16)),
+                  jax.tree.leaves(_params(whole, 16))):
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 
