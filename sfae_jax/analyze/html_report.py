@@ -9,7 +9,7 @@ import os
 from sfae_jax.analyze import features, report
 
 
-def _data_section(manifest, videos, speakers, errors) -> str:
+def _data_section(manifest, videos, speakers, left_out, errors) -> str:
   counts = speakers.groupby("first_language").agg(
       speakers=("speaker", "count"), videos=("videos", "sum"),
       frames=("frames", "sum"), frames_no_face=("frames_no_face", "sum"),
@@ -19,11 +19,10 @@ def _data_section(manifest, videos, speakers, errors) -> str:
            f"{len(speakers)} speakers. Frames without a face (success=0) are "
            "excluded and counted; the speaker is the unit of analysis (features "
            "are averaged over a speaker's videos).</p>")
-  empty = speakers.loc[speakers["frames_analysed"] == 0, "speaker"].tolist()
-  if empty:
+  if left_out:
     body += report.note(
-        f"{len(empty)} speaker(s) have no frame with a face and are left out of "
-        "the tests and the classifier: " + ", ".join(map(str, empty)))
+        f"{len(left_out)} speaker(s) have no frame with a face and are left out "
+        "of the tests and the classifier: " + ", ".join(map(str, left_out)))
   if errors:
     body += report.note("These inputs failed and are left out: " + "; ".join(errors))
   return body
@@ -72,6 +71,7 @@ def write(out_dir, manifest, videos, speakers, table, mixed_table, result, why,
           errors) -> None:
   analysable = speakers.dropna(subset=features.feature_names(speakers.columns,
                                                              "rate"))
+  left_out = speakers.drop(analysable.index)["speaker"].tolist()
   figs = ""
   if len(analysable):
     figs += report.img(report.heatmap(analysable, os.path.join(out_dir,
@@ -84,7 +84,8 @@ def write(out_dir, manifest, videos, speakers, table, mixed_table, result, why,
     figs = report.note("No speaker has an analysable frame: nothing to plot.")
   labels = manifest.get("label_note")
   title = "AU use by first language"
-  sections = [("Data", _data_section(manifest, videos, speakers, errors)),
+  sections = [("Data", _data_section(manifest, videos, speakers, left_out,
+                                     errors)),
               ("AU use by language", figs),
               ("Group differences per AU", _stats_section(table, mixed_table)),
               ("Classifier: first language from AU features",
