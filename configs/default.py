@@ -54,6 +54,9 @@ def get_config(arg=None):
   c.max_rotation = 0.0              # degrees, uniform +- (0: the paper's crop + flip)
   c.flip = True                     # mirror with p=0.5, landmarks re-indexed
   c.gt_landmark_attention = True    # train: place attention on ground-truth landmarks
+  c.dtype = "float32"               # float32 | bfloat16: convolutions and matmuls
+                                    # (params, BN statistics, attention maps, loss
+                                    # and optimiser state stay float32)
 
   # Loss (JAA-Net): au_weight * (ce + dice) + landmark_weight * landmark.
   c.au_weight = 1.0

@@ -1,31 +1,33 @@
-"""Orbax checkpoints of a run: `WORKDIR/checkpoints/<step>/{state,meta}`.
+"""Orbax checkpoints of a run: `WORKDIR/checkpoints/<step>/{state,data,meta}`.
 
 `state` is the TrainState (params, BatchNorm statistics, optimiser state, step),
-saved asynchronously. `meta` is JSON: the input pipeline's position (grain iterator
-state) and the epoch, so a resumed run reads exactly the batches the interrupted
-one would have. Beside the checkpoints, `WORKDIR/run.json` holds what evaluation and
-prediction need without the training data: the config, the AU list, the landmark
-scheme, the AU class weights and the threshold.
+saved asynchronously. `data` is the input pipeline's position, one file per
+process (grain's orbax handler: `process_<k>-of-<n>.json`), so a resumed run reads
+exactly the batches the interrupted one would have on every host. `meta` is JSON
+(the epoch). The record of the run is `WORKDIR/run.json` (`sfae_jax.run_info`).
 
-A step directory is written under a temporary name and renamed when complete, so
-a run killed mid-save leaves the previous checkpoint as the latest.
+Every process takes part in saving and restoring (orbax coordinates the hosts
+and writes under a temporary name that is renamed when complete, so a run killed
+mid-save leaves the previous checkpoint as the latest). `restore` is the one
+restore function: the whole state for training, or `variables_target` (parameters
+and BatchNorm statistics only) for evaluation and prediction.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Optional
 
 from absl import logging as absl_logging
+from etils import epath
+import grain.python as grain
 import jax
-import ml_collections
 import orbax.checkpoint as ocp
 
-RUN_FILE = "run.json"
+VARIABLES = ("params", "batch_stats")
 
 
-def manager(workdir: str, config=None, *, read_only: bool = False
+def manager(workdir, config=None, *, read_only: bool = False
             ) -> ocp.CheckpointManager:
   every = config.checkpoint_every_steps if config is not None else 1
   keep = config.keep_checkpoints if config is not None else None
@@ -40,27 +42,57 @@ def manager(workdir: str, config=None, *, read_only: bool = False
     absl_logging.set_verbosity(absl_logging.ERROR)
   try:
     return ocp.CheckpointManager(
-        os.path.join(os.path.abspath(workdir), "checkpoints"), options=options,
-        item_names=("state", "meta"))
+        checkpoint_dir(workdir), options=options,
+        item_names=("state", "data", "meta"),
+        item_handlers={"data": grain.PyGrainCheckpointHandler()})
   finally:
     absl_logging.set_verbosity(level)
 
 
-def save(mngr: ocp.CheckpointManager, step: int, state, meta: dict,
+def checkpoint_dir(workdir) -> epath.Path:
+  """`WORKDIR/checkpoints`, absolute (orbax needs it); `gs://...` kept as is."""
+  workdir = str(workdir)
+  return epath.Path(workdir if "://" in workdir else os.path.abspath(workdir)) / \
+      "checkpoints"
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state, data_iter, meta: dict,
          force: bool = False) -> bool:
+  """Called by every process (orbax coordinates them)."""
   return mngr.save(step, args=ocp.args.Composite(
-      state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-      force=force)
+      state=ocp.args.StandardSave(state),
+      data=grain.PyGrainCheckpointSave(data_iter),
+      meta=ocp.args.JsonSave(meta)), force=force)
 
 
-def restore(mngr: ocp.CheckpointManager, step: Optional[int], abstract_state
-            ) -> tuple[Any, dict]:
-  """Restores `state` onto the shardings of `abstract_state` (ShapeDtypeStructs
-  with `sharding`, e.g. from `abstract_like`), so a checkpoint saved on N devices
-  restores onto M."""
+def variables_target(abstract_state) -> dict:
+  """The part of an abstract TrainState that inference needs: params and BatchNorm
+  statistics (no optimiser state, which can be twice the parameters' size)."""
+  return {k: getattr(abstract_state, k) for k in VARIABLES}
+
+
+def restore(mngr: ocp.CheckpointManager, step: Optional[int], target,
+            data_iter=None) -> tuple[Any, dict]:
+  """Restores checkpoint `step` (default: the latest) onto `target`'s shapes,
+  dtypes and shardings; returns (state, meta), and positions `data_iter` too.
+
+  `target`: ShapeDtypeStructs with `sharding` (`abstract_like`): a whole
+  TrainState (training resumes), or a dict holding a subset of its fields, e.g.
+  `variables_target(...)` (evaluation, prediction). A checkpoint saved on N
+  devices restores onto M; every process of a multi-host job calls this."""
   step = mngr.latest_step() if step is None else step
-  restored = mngr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+  if step is None:
+    raise FileNotFoundError(f"No checkpoint in {mngr.directory}: train first.")
+  if isinstance(target, dict):  # a subset of the saved TrainState's fields
+    state_args = ocp.args.PyTreeRestore(
+        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+        partial_restore=True)
+  else:
+    state_args = ocp.args.StandardRestore(target)
+  items = {"state": state_args, "meta": ocp.args.JsonRestore()}
+  if data_iter is not None:
+    items["data"] = grain.PyGrainCheckpointRestore(data_iter)
+  restored = mngr.restore(step, args=ocp.args.Composite(**items))
   return restored["state"], restored["meta"]
 
 
@@ -70,22 +102,32 @@ def abstract_like(tree, sharding) -> Any:
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
 
 
-def write_run_info(workdir: str, config, **info) -> None:
-  path = os.path.join(workdir, RUN_FILE)
-  data = {"config": json.loads(config.to_json_best_effort()), **info}
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(data, f, indent=1, sort_keys=True)
-  os.replace(tmp, path)
+def abstract_variables(model, input_size: int, sharding) -> dict:
+  """Params and BatchNorm statistics of `model` as ShapeDtypeStructs on
+  `sharding`, without computing anything."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  images = jax.ShapeDtypeStruct((1, input_size, input_size, 3), jnp.uint8)
+  variables = jax.eval_shape(lambda k, x: model.init(k, x, train=False),
+                             jax.random.key(0), images)
+  return abstract_like({k: variables.get(k, {}) for k in VARIABLES}, sharding)
 
 
-def read_run_info(workdir: str) -> tuple[ml_collections.ConfigDict, dict]:
-  path = os.path.join(workdir, RUN_FILE)
-  if not os.path.exists(path):
-    raise FileNotFoundError(
-        f"{path} does not exist: {workdir!r} is not a training workdir (train into "
-        "it with `python -m sfae_jax.train --config ... --workdir DIR`).")
-  with open(path) as f:
-    data = json.load(f)
-  config = ml_collections.ConfigDict(data.pop("config"))
-  return config, data
+def restore_variables(workdir, model, input_size: int, sharding,
+                      step: Optional[int] = None) -> tuple[dict, int]:
+  """(`{'params', 'batch_stats'}`, step) of checkpoint `step` (default latest)
+  of `workdir`, for evaluation and prediction (read-only; multi-host safe)."""
+  mngr = manager(workdir, read_only=True)
+  try:
+    steps = mngr.all_steps()
+    if not steps:
+      raise FileNotFoundError(
+          f"No checkpoint in {checkpoint_dir(workdir)}: train first.")
+    if step is not None and step not in steps:
+      raise ValueError(f"No checkpoint for step {step} in {workdir}; have "
+                       f"{sorted(steps)}.")
+    step = max(steps) if step is None else step
+    variables, _ = restore(mngr, step,
+                           abstract_variables(model, input_size, sharding))
+  finally:
+    mngr.close()
+  return variables, step

@@ -26,9 +26,10 @@ from typing import Optional, Sequence
 import jax
 import numpy as np
 
-from sfae_jax import checkpoints, media, train_step
+from sfae_jax import checkpoints, media, run_info, sharding, train_step
 from sfae_jax.data import augment
 from sfae_jax.face import align, detectors, schemes, tracking
+from sfae_jax.models import create_model
 
 
 class Detector:
@@ -37,14 +38,16 @@ class Detector:
   def __init__(self, workdir: str, backend: str | detectors.Backend | None = "auto",
                batch_size: int = 32, threshold: Optional[float] = None,
                step: Optional[int] = None):
-    self.config, self.info = checkpoints.read_run_info(workdir)
-    self.au_ids = list(self.info["au_ids"])
-    self.threshold = self.info["threshold"] if threshold is None else threshold
+    self.info = run_info.read(workdir)
+    self.config = self.info.config
+    self.au_ids = list(self.info.au_ids)
+    self.threshold = self.info.threshold if threshold is None else threshold
     self.batch_size = batch_size
-    self._model = train_step.create_model(self.config, self.au_ids,
-                                          self.info["landmark_scheme"])
-    self._variables = _restore_variables(workdir, self.config, self._model, step)
-    self._spec = train_step.augment_spec(self.config, self.info["landmark_scheme"])
+    self._model = create_model(self.config, self.au_ids, self.info.landmark_scheme)
+    one_device = sharding.replicated(sharding.make_mesh(jax.devices()[:1]))
+    self._variables, self.step = checkpoints.restore_variables(
+        workdir, self._model, self.config.input_size, one_device, step)
+    self._spec = train_step.augment_spec(self.config, self.info.landmark_scheme)
     self._forward = jax.jit(self._apply)
     self._backend_spec = backend
     self._backend = backend if not isinstance(backend, (str, type(None))) else None
@@ -101,20 +104,6 @@ class Detector:
         print(f"error: {e}", file=sys.stderr, flush=True)
         self.failures.append(str(e))
     return predict_table.concat(tables, self.au_ids)
-
-
-def _restore_variables(workdir, config, model, step):
-  mngr = checkpoints.manager(workdir, read_only=True)
-  if not mngr.all_steps():
-    raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints: train first.")
-  mesh = train_step.make_mesh(jax.devices()[:1])
-  tx = train_step.make_optimizer(config, train_step.learning_rate_schedule(config, 1))
-  abstract = jax.eval_shape(
-      lambda k: train_step.init_state(model, tx, config, k), jax.random.key(0))
-  state, _ = checkpoints.restore(
-      mngr, step, checkpoints.abstract_like(abstract, train_step.replicated(mesh)))
-  mngr.close()
-  return {"params": state.params, "batch_stats": state.batch_stats}
 
 
 def main(argv=None) -> int:

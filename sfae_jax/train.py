@@ -3,6 +3,12 @@
 This file is intentionally short on logic outside `train_and_evaluate`, which a
 notebook or a test can call. Rerunning the same command on the same workdir resumes
 from the latest checkpoint (same batches, same random numbers, same result).
+
+Several processes (hosts) run the same command; `sfae_jax.distributed` joins them
+into one job first (flags, JAX_* variables, or SLURM / Open MPI / Cloud TPU).
+Process 0 prepares the dataset and writes run.json, TensorBoard events, progress
+and evaluation files; every process reads its own shard of each global batch and
+takes part in checkpoints.
 """
 
 from __future__ import annotations
@@ -14,51 +20,72 @@ import time
 
 from absl import app, flags, logging
 from clu import metric_writers, parameter_overview
+from etils import epath
 import jax
 from ml_collections import config_flags
 
-from sfae_jax import checkpoints, evaluate, losses, metrics, train_step
+from sfae_jax import checkpoints, distributed, evaluate, losses, metrics
+from sfae_jax import run_info, sharding, train_step
 from sfae_jax.data import pipeline, prepare
-from sfae_jax.models import BP4D_AUS
+from sfae_jax.models import BP4D_AUS, create_model
 
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Training config file, e.g. configs/synthetic.py[:arg].",
     lock_config=True)
-flags.DEFINE_string("workdir", None, "Run folder: checkpoints, logs, evaluations.")
+flags.DEFINE_string("workdir", None, "Run folder: checkpoints, logs, evaluations "
+                    "(local or gs://).")
+flags.DEFINE_enum("distributed", "auto", distributed.MODES,
+                  "auto: join a multi-process job when the flags below, the JAX_* "
+                  "variables or a SLURM/Open MPI/Cloud TPU cluster say so; on: "
+                  "always; off: one process.")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+flags.DEFINE_integer("num_processes", None, "Processes in the job.")
+flags.DEFINE_integer("process_id", None, "This process's id, 0..num_processes-1.")
+flags.DEFINE_integer("heartbeat_timeout", distributed.Settings.heartbeat_timeout,
+                     "Seconds before a silent process counts as dead.")
 
 
 class NonFiniteLossError(FloatingPointError):
   pass
 
 
-def splits(config) -> tuple[str, str]:
-  """(train, eval) splits: fold k evaluates on part k, trains on the other two."""
-  if config.fold not in (1, 2, 3):
-    raise ValueError(f"config.fold must be 1, 2 or 3, got {config.fold}.")
-  others = "+".join(f"part{p}" for p in (1, 2, 3) if p != config.fold)
-  return (config.train_split or others, config.eval_split or f"part{config.fold}")
+def _is_main() -> bool:
+  return jax.process_index() == 0
 
 
-def _run_info(workdir, config, train_src, data_dir) -> dict:
-  """AU class weights from the training split, computed once per run and kept in
-  run.json (a resumed run reuses them rather than re-reading the data)."""
-  path = os.path.join(workdir, checkpoints.RUN_FILE)
-  if os.path.exists(path):
-    return checkpoints.read_run_info(workdir)[1]
-  rates, known = pipeline.occurrence_rates(train_src)
-  for au, r, k in zip(BP4D_AUS, rates, known):
-    if k == 0 or r == 0:
-      logging.warning("AU%02d has no positive training label (known %d): its class "
-                      "weight is capped.", au, k)
-  info = {"au_ids": list(BP4D_AUS), "landmark_scheme": config.dataset_config,
-          "occurrence_rates": rates.tolist(), "known_labels": known.tolist(),
-          "au_weights": losses.au_class_weights(rates).tolist(),
-          "threshold": config.threshold, "train_examples": len(train_src),
-          "data_dir": os.path.abspath(data_dir)}
-  if jax.process_index() == 0:
-    checkpoints.write_run_info(workdir, config, **info)
-  return info
+def _run_info(workdir, config, data_dir, train_split) -> run_info.RunInfo:
+  """The run record: AU class weights from the training split, computed once per
+  run by process 0 and kept in run.json (a resumed run reuses them); every process
+  then reads the same record."""
+  if _is_main() and not run_info.exists(workdir):
+    labels = pipeline.open_split(data_dir, config.dataset_config, train_split,
+                                 decode_images=False)
+    rates, known = pipeline.occurrence_rates(labels)
+    for au, r, k in zip(BP4D_AUS, rates, known):
+      if k == 0 or r == 0:
+        logging.warning("AU%02d has no positive training label (known %d): its "
+                        "class weight is capped.", au, k)
+    run_info.write(workdir, run_info.RunInfo(
+        config=config, au_ids=tuple(BP4D_AUS),
+        landmark_scheme=config.dataset_config,
+        occurrence_rates=tuple(rates.tolist()), known_labels=tuple(known.tolist()),
+        au_weights=tuple(losses.au_class_weights(rates).tolist()),
+        threshold=config.threshold, train_examples=len(labels),
+        data_dir=os.path.abspath(data_dir) if "://" not in data_dir else data_dir))
+  distributed.barrier("sfae_run_info")
+  return run_info.read(workdir)
+
+
+def _prepare_data(config) -> str:
+  """Process 0 generates/builds the embedded synthetic dataset if needed; the
+  others wait, then use it (never concurrently)."""
+  if _is_main():
+    data_dir = prepare.ensure_dataset(config)
+  distributed.barrier("sfae_dataset_ready")
+  if not _is_main():
+    data_dir = os.path.expanduser(config.data_dir)
+  return data_dir
 
 
 def _check_finite(step: int, values: dict) -> None:
@@ -70,63 +97,70 @@ def _check_finite(step: int, values: dict) -> None:
         "untouched; lower --config.learning_rate or check the data.")
 
 
-def _progress(step, total, steps_per_epoch, values, rate, eta) -> str:
+def _progress(step, total, steps_per_epoch, values, rate) -> str:
+  """One log line; the rate and ETA once a step after the compiled one is timed."""
+  eta = (f"{rate:.1f} img/s  ETA {(total - step) * values['batch'] / rate / 60:.1f} "
+         "min" if rate > 0 else "timing from the next step")
   return (f"epoch {step / steps_per_epoch:5.2f}  step {step}/{total}  "
           f"loss {values['loss']:.4f} (ce {values['ce']:.3f} dice "
           f"{values['dice']:.3f} lm {values['landmark']:.3f})  lr "
-          f"{values['learning_rate']:.2e}  {rate:.1f} img/s  ETA {eta / 60:.1f} min")
+          f"{values['learning_rate']:.2e}  {eta}")
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains (or resumes) in `workdir`, then evaluates the final state; returns the
-  evaluation (au_metrics dict plus `step` and `split`)."""
-  os.makedirs(workdir, exist_ok=True)
-  data_dir = prepare.ensure_dataset(config)
-  train_split, eval_split = splits(config)
+  evaluation (au_metrics dict plus `step` and `split`). Every process of a
+  multi-process job calls this."""
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  data_dir = _prepare_data(config)
+  train_split, eval_split = pipeline.splits(config)
   train_src = pipeline.open_split(data_dir, config.dataset_config, train_split)
-  info = _run_info(workdir, config, train_src, data_dir)
+  info = _run_info(workdir, config, data_dir, train_split)
 
-  mesh = train_step.make_mesh()
-  if config.batch_size % mesh.size:
-    raise ValueError(f"config.batch_size={config.batch_size} must be a multiple of "
-                     f"the {mesh.size} devices.")
+  mesh = sharding.make_mesh()
+  host_batch = sharding.local_batch_size(config.batch_size, mesh)
   steps_per_epoch = len(train_src) // config.batch_size
   total = (config.num_train_steps if config.num_train_steps > 0
            else config.num_epochs * steps_per_epoch)
-  model = train_step.create_model(config, info["au_ids"], info["landmark_scheme"])
+  model = create_model(config, info.au_ids, info.landmark_scheme)
   schedule = train_step.learning_rate_schedule(config, steps_per_epoch)
   tx = train_step.make_optimizer(config, schedule)
   init = jax.jit(lambda k: train_step.init_state(model, tx, config, k),
-                 out_shardings=train_step.replicated(mesh))
+                 out_shardings=sharding.replicated(mesh))
   state = init(jax.random.key(config.seed))
 
   mngr = checkpoints.manager(workdir, config)
-  host_batch = config.batch_size // jax.process_count()
   data_iter = iter(pipeline.train_loader(train_src, host_batch, config.seed,
                                          config.grain_workers))
   start_step = 0
   if mngr.latest_step() is not None:
-    abstract = checkpoints.abstract_like(state, train_step.replicated(mesh))
-    state, meta = checkpoints.restore(mngr, None, abstract)
-    data_iter.set_state(meta["data"].encode())
+    abstract = checkpoints.abstract_like(state, sharding.replicated(mesh))
+    state, _ = checkpoints.restore(mngr, None, abstract, data_iter)
     start_step = int(state.step)
     logging.info("Resumed from step %d in %s", start_step, workdir)
 
-  writer = metric_writers.create_default_writer(
-      workdir, just_logging=jax.process_index() > 0)
-  if start_step == 0:
+  writer = metric_writers.create_default_writer(workdir, just_logging=not _is_main())
+  if start_step == 0 and _is_main():
     writer.write_hparams({k: v for k, v in _flat(config).items()})
     print(parameter_overview.get_parameter_overview(state.params), flush=True)
-  print(f"Training {config.model} on {train_split} ({len(train_src)} examples, "
-        f"{steps_per_epoch} steps/epoch) for {total} steps on {mesh.size} "
-        f"{jax.devices()[0].platform} device(s), from step {start_step}.", flush=True)
+  if _is_main():
+    print(f"Training {config.model} on {train_split} ({len(train_src)} examples, "
+          f"{steps_per_epoch} steps/epoch) for {total} steps on {mesh.size} "
+          f"{jax.devices()[0].platform} device(s) in {jax.process_count()} "
+          f"process(es), {config.get('dtype', 'float32')}, from step {start_step}.",
+          flush=True)
 
   step_fn = train_step.make_train_step(model, tx, schedule, config,
-                                       info["au_weights"], mesh)
-  key = jax.device_put(jax.random.key(config.seed + 1), train_step.replicated(mesh))
+                                       info.au_weights, mesh)
+  key = jax.jit(lambda: jax.random.key(config.seed + 1),  # multi-host safe
+                out_shardings=sharding.replicated(mesh))()
   acc, pending, t0, n0 = None, None, None, start_step
   for step in range(start_step, total):
-    batch = train_step.put_batch(next(data_iter), mesh)
+    batch = next(data_iter)
+    batch.pop("id")
+    batch = sharding.put_batch(batch, mesh)
+    if step == start_step:
+      step_fn = distributed.compiled(step_fn, state, batch, key, name="train_step")
     state, out = step_fn(state, batch, key)
     if pending is not None:  # one step late, so the host never stalls the device
       _check_finite(*pending)
@@ -141,20 +175,21 @@ def train_and_evaluate(config, workdir: str) -> dict:
       values = {k: float(v) for k, v in acc.compute().items()}
       _check_finite(*pending)
       elapsed = time.perf_counter() - t0
-      rate = (done - n0) * config.batch_size / max(elapsed, 1e-9)
-      eta = (total - done) * config.batch_size / max(rate, 1e-9)
+      rate = (done - n0) * config.batch_size / elapsed if done > n0 else 0.0
       writer.write_scalars(done, dict(values, images_per_second=rate))
-      print(_progress(done, total, steps_per_epoch, values, rate, eta), flush=True)
+      if _is_main():
+        print(_progress(done, total, steps_per_epoch,
+                        dict(values, batch=config.batch_size), rate), flush=True)
       acc = None
     if done % config.checkpoint_every_steps == 0 or done == total:
       _check_finite(*pending)
-      checkpoints.save(mngr, done, state, {"data": data_iter.get_state().decode(),
-                                           "epoch": done / steps_per_epoch},
-                       force=done == total)
+      checkpoints.save(mngr, done, state, data_iter,
+                       {"epoch": done / steps_per_epoch}, force=done == total)
   mngr.wait_until_finished()
   writer.flush()
 
-  result = evaluate.evaluate_state(workdir, config, info, state, mesh, data_dir,
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  result = evaluate.evaluate_state(workdir, config, info, variables, mesh, data_dir,
                                    eval_split, int(state.step))
   writer.write_scalars(int(state.step), {f"eval_{eval_split}/mean_f1":
                                          result["mean_f1"]})
@@ -201,9 +236,24 @@ def main(argv):
     print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
     sys.exit(2)
   try:
+    distributed.initialize(distributed.Settings(
+        mode=FLAGS.distributed, coordinator_address=FLAGS.coordinator_address,
+        num_processes=FLAGS.num_processes, process_id=FLAGS.process_id,
+        heartbeat_timeout=FLAGS.heartbeat_timeout))
+  except distributed.DistributedError as e:
+    distributed.fail(e)
+  try:
     train_and_evaluate(config, FLAGS.workdir)
   except (pipeline.DatasetError, NonFiniteLossError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  except jax.errors.JaxRuntimeError as e:
+    if jax.process_count() == 1:
+      raise
+    print(f"error: process {jax.process_index()}: a collective with the other "
+          f"processes failed ({' '.join(str(e).split())[:300]}); another process "
+          "has probably died. Rerun the same command on every host to resume from "
+          "the last checkpoint.", file=sys.stderr)
     sys.exit(1)
 
 

@@ -1,11 +1,11 @@
-"""Train state, optimiser and the data-parallel train / eval steps.
+"""Train state, optimiser, schedule and the data-parallel train / eval steps.
 
 The per-device step is written in pmap style, for one shard of the global batch,
 with explicit collectives over the mesh axis `data`: BatchNorm statistics are
 averaged with `lax.pmean` (flax `axis_name`) and the loss's sums are `psum`med
 (`sfae_jax.losses`), so every device holds the loss of the global batch. It runs
 under `jax.shard_map` inside `jax.jit` on a 1-D mesh of every device (every host's,
-in a multi-host job).
+in a multi-host job; the mesh and array layouts are `sfae_jax.sharding`'s).
 
 Gradients: inside `shard_map`, parameters are replicated (mesh-invariant) while the
 data varies by device, and differentiation sums the per-device contributions of an
@@ -17,21 +17,18 @@ per-device loss's gradient would be N times too large (REFERENCE.md). The 1-devi
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import flax
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-import numpy as np
+from jax.sharding import Mesh, PartitionSpec as P
 import optax
 
 from sfae_jax import losses
 from sfae_jax.data import augment
-from sfae_jax.models import SFAENet, SFAENetTiny
-
-AXIS = "data"
-MODELS = {"sfae_net": SFAENet, "sfae_net_tiny": SFAENetTiny}
+from sfae_jax.models import SFAENet
+from sfae_jax.sharding import AXIS
 
 
 @flax.struct.dataclass
@@ -40,15 +37,6 @@ class TrainState:
   params: Any
   batch_stats: Any
   opt_state: Any
-
-
-def create_model(config, au_ids: Sequence[int], landmark_scheme: str) -> SFAENet:
-  if config.model not in MODELS:
-    raise ValueError(f"config.model={config.model!r} is not a model; choose one of "
-                     f"{sorted(MODELS)}.")
-  return MODELS[config.model](
-      au_ids=tuple(au_ids), landmark_scheme=landmark_scheme,
-      use_lrl=config.use_lrl, use_msl=config.use_msl, bn_axis_name=AXIS)
 
 
 def augment_spec(config, landmark_scheme: str) -> augment.AugmentSpec:
@@ -85,20 +73,6 @@ def init_state(model: SFAENet, tx, config, key: jax.Array) -> TrainState:
                     opt_state=tx.init(params))
 
 
-def make_mesh(devices=None) -> Mesh:
-  """A 1-D mesh named `data` over `devices` (default: every device of the job)."""
-  devices = jax.devices() if devices is None else list(devices)
-  return Mesh(np.asarray(devices), (AXIS,))
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P())
-
-
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P(AXIS))
-
-
 def _losses(out, labels, lms, config, au_weights, scheme):
   ce = losses.weighted_cross_entropy(out.au_logits, labels, au_weights, AXIS)
   dice = losses.weighted_dice(out.au_logits, labels, au_weights, AXIS)
@@ -117,6 +91,7 @@ def make_train_step(model: SFAENet, tx, schedule, config, au_weights, mesh: Mesh
 
   batch: `image` `[B, S, S, 3]` uint8, `landmarks` `[B, L, 2]`, `au` `[B, A]` int8,
   sharded over `data`; key: the run's key (replicated), folded with the step."""
+  model = model.clone(bn_axis_name=AXIS)  # BatchNorm statistics of the global batch
   spec = augment_spec(config, model.landmark_scheme)
   weights = jnp.asarray(au_weights, jnp.float32)
 
@@ -164,17 +139,3 @@ def make_eval_step(model: SFAENet, config, mesh: Mesh):
   sharded = jax.shard_map(local_eval, mesh=mesh, in_specs=(P(), P(AXIS)),
                           out_specs=P(AXIS))
   return jax.jit(sharded)
-
-
-def put_batch(batch: dict, mesh: Mesh) -> dict:
-  """Host-local numpy batch -> global arrays sharded over `data` (multi-host safe)."""
-  sharding = batch_sharding(mesh)
-  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-          for k, v in batch.items()}
-
-
-def host_local(array: jax.Array) -> np.ndarray:
-  """This host's rows of a `data`-sharded array, in the order they were put."""
-  shards = sorted(array.addressable_shards, key=lambda s: s.index[0].start or 0)
-  return np.concatenate([np.asarray(s.data) for s in shards])
-

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sfae_jax import evaluate, predict, train_step
-from sfae_jax import checkpoints
+from sfae_jax import evaluate, predict, run_info, sharding
+from sfae_jax.models import create_model
 from sfae_jax.data import pipeline
 from sfae_jax.face import detectors
 from tfds_bp4d.bp4d import layout
@@ -140,10 +140,11 @@ def test_ground_truth_landmarks_through_detector_match_evaluation(trained_run,
     lms.append(np.asarray(mats[pos]) - 1.0)   # MATLAB 1-based
     keep.append(i)
   probs = det.predict_faces(images, lms, scheme="bp4d49")
-  config, info = checkpoints.read_run_info(workdir)
-  model = train_step.create_model(config, info["au_ids"], info["landmark_scheme"])
+  info = run_info.read(workdir)
+  config = info.config
+  model = create_model(config, info.au_ids, info.landmark_scheme)
   ref, _ = evaluate.predict_split(model, config, det._variables, source,  # pylint: disable=protected-access
-                                  train_step.make_mesh(jax.devices()[:1]))
+                                  sharding.make_mesh(jax.devices()[:1]))
   assert len(keep) >= 15
   np.testing.assert_allclose(probs, ref[keep], atol=0.05)
   assert np.corrcoef(probs.ravel(), ref[keep].ravel())[0, 1] > 0.95

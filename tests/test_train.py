@@ -14,6 +14,7 @@ import pytest
 
 from configs import test as test_config
 from sfae_jax import evaluate, train
+from sfae_jax.data import pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -113,10 +114,10 @@ def test_evaluate_on_a_folder_that_is_not_a_run_says_so(tmp_path, capsys):
 def test_fold_selects_splits():
   c = _config("x")
   c.fold = 2
-  assert train.splits(c) == ("part1+part3", "part2")
+  assert pipeline.splits(c) == ("part1+part3", "part2")
   c.fold = 4
   with pytest.raises(ValueError, match="fold"):
-    train.splits(c)
+    pipeline.splits(c)
 
 
 def test_non_finite_loss_stops_with_the_step(synthetic_tfds, tmp_path):

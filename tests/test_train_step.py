@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from configs import test as test_config
-from sfae_jax import train_step
+from sfae_jax import sharding, train_step
 from sfae_jax.face import schemes
-from sfae_jax.models import BP4D_AUS
+from sfae_jax.models import BP4D_AUS, create_model
 from tfds_bp4d.synthetic_face import Identity, neutral_landmarks
 
 _FROM_68 = schemes.get_scheme(schemes.BP4D49).from_68
@@ -33,14 +33,14 @@ def _batch(b=8, size=64, seed=0):
 
 
 def _setup(config, devices, steps_per_epoch=10):
-  mesh = train_step.make_mesh(devices)
-  model = train_step.create_model(config, BP4D_AUS, schemes.BP4D49)
+  mesh = sharding.make_mesh(devices)
+  model = create_model(config, BP4D_AUS, schemes.BP4D49)
   schedule = train_step.learning_rate_schedule(config, steps_per_epoch)
   tx = train_step.make_optimizer(config, schedule)
   state = jax.jit(lambda k: train_step.init_state(model, tx, config, k),
-                  out_shardings=train_step.replicated(mesh))(jax.random.key(0))
+                  out_shardings=sharding.replicated(mesh))(jax.random.key(0))
   step = train_step.make_train_step(model, tx, schedule, config, np.ones(12), mesh)
-  key = jax.device_put(jax.random.key(1), train_step.replicated(mesh))
+  key = jax.device_put(jax.random.key(1), sharding.replicated(mesh))
   return mesh, state, step, key
 
 
@@ -54,7 +54,7 @@ def test_staircase_schedule_is_paper_recipe():
 
 def test_loss_falls_on_a_fixed_batch_without_recompiling():
   mesh, state, step, key = _setup(_config(learning_rate=0.01), jax.devices()[:1])
-  batch = train_step.put_batch(_batch(), mesh)
+  batch = sharding.put_batch(_batch(), mesh)
   seen = []
   for _ in range(5):
     state, m = step(state, batch, key)
@@ -77,7 +77,7 @@ def test_four_devices_give_the_one_device_parameters():
     mesh, state, step, key = _setup(config, jax.devices()[:n])
     state0 = jax.device_get(state.params)
     for _ in range(2):
-      state, m = step(state, train_step.put_batch(batch, mesh), key)
+      state, m = step(state, sharding.put_batch(batch, mesh), key)
     params.append(jax.device_get(state.params))
   moved = max(float(np.abs(a - b).max()) for a, b in
               zip(jax.tree.leaves(state0), jax.tree.leaves(params[0])))
@@ -90,4 +90,4 @@ def test_four_devices_give_the_one_device_parameters():
 def test_batch_size_must_divide_over_devices():
   mesh, state, step, key = _setup(_config(), jax.devices()[:4])
   with pytest.raises(ValueError):
-    train_step.put_batch(_batch(b=6), mesh)
+    sharding.put_batch(_batch(b=6), mesh)

@@ -6,8 +6,11 @@ gives each host its own shard (`ShardByJaxProcess`). The host only decodes JPEG:
 crops, flips and rotations happen on the accelerator (`sfae_jax.data.augment`).
 
 Batches are dicts of numpy arrays: `image` `[b, 200, 200, 3]` uint8, `landmarks`
-`[b, L, 2]` float32 (stored-face pixels), `au` `[b, A]` int8 (-1 = not coded) and,
-for evaluation, `mask` `[b]` bool (False on padding rows).
+`[b, L, 2]` float32 (stored-face pixels), `au` `[b, A]` int8 (-1 = not coded), `id`
+`[b]` int64 (the example's index in the split) and, for evaluation, `mask` `[b]`
+bool (False on padding rows).
+
+Folds: fold k evaluates on part k and trains on the other two (`splits`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,15 @@ FIELDS = ("image", "landmarks", "au")
 
 class DatasetError(ValueError):
   """A dataset that is missing or unusable, with the fix in the message."""
+
+
+def splits(config) -> tuple[str, str]:
+  """(train, eval) splits: fold k evaluates on part k, trains on the other two,
+  unless `config.train_split` / `config.eval_split` name splits themselves."""
+  if config.fold not in (1, 2, 3):
+    raise ValueError(f"config.fold must be 1, 2 or 3, got {config.fold}.")
+  others = "+".join(f"part{p}" for p in (1, 2, 3) if p != config.fold)
+  return (config.train_split or others, config.eval_split or f"part{config.fold}")
 
 
 def dataset_dir(data_dir: str, config_name: str) -> str:
@@ -56,7 +68,8 @@ def open_split(data_dir: str, config_name: str, split: str, *, decode_images=Tru
 
 
 def occurrence_rates(source) -> tuple[np.ndarray, np.ndarray]:
-  """(rate of 1 among known labels per AU, number of known labels per AU)."""
+  """(rate of 1 among known labels per AU, number of known labels per AU). Open
+  `source` with `decode_images=False`: only the labels are read."""
   labels = np.stack([np.asarray(source[i]["au"]) for i in range(len(source))])
   known = (labels >= 0).sum(0)
   return (labels == 1).sum(0) / np.maximum(known, 1), known
@@ -69,30 +82,85 @@ def _absl_flags_ready() -> None:
     flags.FLAGS.mark_as_parsed()
 
 
+class _Indexed:
+  """A random-access source whose examples carry their index as `id`, so every
+  batch says which examples it holds (evaluation checks it counted each once)."""
+
+  def __init__(self, source):
+    self._source = source
+
+  def __len__(self):
+    return len(self._source)
+
+  def __getitem__(self, index):
+    return dict(self._source[index], id=index)
+
+  def __repr__(self):
+    return f"_Indexed({self._source!r})"
+
+
 class _Select(grain.MapTransform):
   """Keeps the fields training uses, with fixed dtypes."""
 
   def map(self, element):
     return {"image": np.asarray(element["image"], np.uint8),
             "landmarks": np.asarray(element["landmarks"], np.float32),
-            "au": np.asarray(element["au"], np.int8)}
+            "au": np.asarray(element["au"], np.int8),
+            "id": np.asarray(element.get("id", -1), np.int64)}
+
+
+class GlobalBatchSlice:
+  """Process k's rows of every global batch of a record order all processes share.
+
+  `inner` (the same sampler, same seed, on every process) orders the records;
+  global batch j is its positions [j * B, (j + 1) * B), and process k of P reads
+  rows [k * B / P, (k + 1) * B / P) of it. So the global batches, and which device
+  sees which example, are the same whatever the number of processes (grain's
+  `ShardByJaxProcess` would shard the dataset first and shuffle each shard
+  apart: other batches for another process count)."""
+
+  def __init__(self, inner, global_batch: int, process_index: int,
+               process_count: int):
+    if global_batch % process_count:
+      raise ValueError(f"batch {global_batch} does not split over "
+                       f"{process_count} processes")
+    self._inner, self._global = inner, global_batch
+    self._local = global_batch // process_count
+    self._k = process_index
+
+  def global_position(self, index: int) -> int:
+    batch, row = divmod(index, self._local)
+    return batch * self._global + self._k * self._local + row
+
+  def __getitem__(self, index: int) -> grain.RecordMetadata:
+    meta = self._inner[self.global_position(index)]
+    return grain.RecordMetadata(index=index, record_key=meta.record_key,
+                                rng=meta.rng)
+
+  def __repr__(self):
+    return (f"GlobalBatchSlice({self._inner!r}, global_batch={self._global}, "
+            f"local={self._local}, process={self._k})")
 
 
 def train_loader(source, host_batch: int, seed: int, workers: int):
-  """An endless, per-epoch-shuffled loader of this host's shard, full batches only.
+  """An endless, per-epoch-shuffled loader of this host's rows of each global
+  batch (`GlobalBatchSlice`), full batches only.
 
   Its iterator has get_state()/set_state(), checkpointed with the model so a
   resumed run sees exactly the batches the interrupted one would have."""
-  if len(source) < host_batch * jax.process_count():
+  global_batch = host_batch * jax.process_count()
+  if len(source) < global_batch:
     raise DatasetError(f"The training split has {len(source)} examples, fewer than "
-                       f"one global batch ({host_batch * jax.process_count()}): "
-                       "lower --config.batch_size.")
+                       f"one global batch ({global_batch}): lower "
+                       "--config.batch_size.")
   _absl_flags_ready()
-  sampler = grain.IndexSampler(
-      len(source), grain.ShardByJaxProcess(drop_remainder=True), shuffle=True,
-      num_epochs=None, seed=seed)
+  order = grain.IndexSampler(len(source), grain.NoSharding(), shuffle=True,
+                             num_epochs=None, seed=seed)
+  sampler = GlobalBatchSlice(order, global_batch, jax.process_index(),
+                             jax.process_count())
   return grain.DataLoader(
-      data_source=source, sampler=sampler, worker_count=workers,
+      data_source=_Indexed(source), sampler=sampler, worker_count=workers,
+      shard_options=grain.NoSharding(),
       operations=[_Select(), grain.Batch(host_batch, drop_remainder=True)])
 
 
@@ -108,7 +176,7 @@ def eval_batches(source, host_batch: int, workers: int = 0) -> Iterator[dict]:
       n, grain.ShardByJaxProcess(drop_remainder=False), shuffle=False,
       num_epochs=1, seed=0)
   loader = grain.DataLoader(
-      data_source=source, sampler=sampler, worker_count=workers,
+      data_source=_Indexed(source), sampler=sampler, worker_count=workers,
       operations=[_Select(), grain.Batch(host_batch, drop_remainder=False)])
   it = iter(loader)
   for _ in range(num_batches):
@@ -124,6 +192,7 @@ def _pad(batch, size: int, template) -> dict:
   out = {k: np.concatenate([v, np.zeros((size - b,) + v.shape[1:], v.dtype)])
          for k, v in batch.items()}
   out["au"][b:] = -1
+  out["id"][b:] = -1
   out["mask"] = np.arange(size) < b
   return out
 

@@ -134,3 +134,36 @@ def test_bad_input_shapes_are_clear_errors():
     model.apply(variables, jnp.zeros((B, S, S)), train=False)
   with pytest.raises(ValueError, match=r"landmarks must be \[B, 68, 2\]"):
     model.apply(variables, _images(), train=False, landmarks=jnp.zeros((B, 49, 2)))
+
+
+def test_bfloat16_config_computes_in_bf16_and_keeps_float32_state():
+  """config.dtype='bfloat16': convolutions and matmuls take bf16 operands;
+  parameters, BatchNorm statistics, attention maps, landmarks and logits are
+  float32; the forward pass stays close to float32's on the same parameters."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from sfae_jax.models import create_model  # pylint: disable=g-import-not-at-top
+  cfg = dict(model="sfae_net_tiny", use_lrl=True, use_msl=True)
+  f32 = create_model(ml_collections.ConfigDict(dict(cfg, dtype="float32")),
+                     BP4D_AUS, "ibug68")
+  bf16 = create_model(ml_collections.ConfigDict(dict(cfg, dtype="bfloat16")),
+                      BP4D_AUS, "ibug68")
+  images = _images(b=4)
+  variables = jax.jit(functools.partial(bf16.init, train=False))(
+      jax.random.key(0), images)
+  dtypes = {x.dtype for x in jax.tree.leaves(variables)}
+  assert dtypes == {jnp.dtype(jnp.float32)}
+  jaxpr = str(jax.make_jaxpr(functools.partial(bf16.apply, train=False))(
+      variables, images))
+  ops = [l for l in jaxpr.splitlines() if "dot_general" in l or "conv_general" in l]
+  assert ops and all("bf16" in l for l in ops), [l for l in ops if "bf16" not in l]
+  out = bf16.apply(variables, images, train=False)
+  ref = f32.apply(variables, images, train=False)
+  for field in ("au_logits", "landmarks", "attention"):
+    assert getattr(out, field).dtype == jnp.float32, field
+  # bf16 keeps 8 bits of mantissa (relative error 2^-9 per rounding); through ~20
+  # layers the logits of a random-init model move by a few percent of their scale.
+  scale = float(jnp.abs(ref.au_logits).max())
+  assert float(jnp.abs(out.au_logits - ref.au_logits).max()) < 0.1 * scale
+  with pytest.raises(ValueError, match="dtype"):
+    create_model(ml_collections.ConfigDict(dict(cfg, dtype="float16")),
+                 BP4D_AUS, "ibug68")

@@ -1,0 +1,203 @@
+"""Joining a multi-process JAX job: several hosts, or several processes on one.
+
+`initialize()` runs first in every entry point that can be one process of many
+(`train`, `evaluate`). What it does, in order:
+
+1. Explicit settings (flags, or the environment variables `JAX_COORDINATOR_ADDRESS`,
+   `JAX_NUM_PROCESSES`, `JAX_PROCESS_ID`, as `launch/local.py` sets them): join
+   that job.
+2. Otherwise a cluster JAX knows how to read (auto-detected): a SLURM job step of
+   several tasks (`srun`), an Open MPI job (`mpirun`), a Cloud TPU VM (one host or
+   a multi-host slice). `jax.distributed.initialize()` takes everything from it.
+   Kubernetes and mpi4py are only used with `--distributed=on`, since a notebook
+   running in a Kubernetes pod is not a JAX job.
+3. Otherwise nothing: a plain single process.
+
+CPU collectives between processes use gloo (set here, before JAX starts; it does
+not affect GPU or TPU collectives). Every process prints one line,
+"process k of n, L local / G global devices".
+
+**Failure.** A process that dies is noticed by the others through JAX's
+coordination service: if it was process 0 (the coordinator), at once; otherwise
+after `heartbeat_timeout` seconds without its heartbeat (60 by default here,
+JAX's is 100). The survivors then stop with JAX's "Terminating process because
+the JAX distributed service detected fatal errors" and a non-zero status; none
+hangs. Rerunning the same command resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from typing import Optional
+
+import jax
+
+MODES = ("auto", "on", "off")
+ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+
+
+class DistributedError(RuntimeError):
+  """A multi-process job that cannot start, with the reason and the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  mode: str = "auto"
+  coordinator_address: Optional[str] = None
+  num_processes: Optional[int] = None
+  process_id: Optional[int] = None
+  heartbeat_timeout: int = 60       # seconds before a silent peer counts as dead
+  initialization_timeout: int = 300  # seconds to wait for every process to join
+
+
+def _env_int(name: str) -> Optional[int]:
+  value = os.environ.get(name)
+  if value in (None, ""):
+    return None
+  try:
+    return int(value)
+  except ValueError:
+    raise DistributedError(f"{name}={value!r} is not an integer.") from None
+
+
+def explicit(settings: Settings) -> tuple[Optional[str], Optional[int], Optional[int]]:
+  """(coordinator, num_processes, process_id) from the settings, else the env."""
+  return (settings.coordinator_address or os.environ.get(ENV[0]) or None,
+          settings.num_processes if settings.num_processes is not None
+          else _env_int(ENV[1]),
+          settings.process_id if settings.process_id is not None
+          else _env_int(ENV[2]))
+
+
+def detect_cluster(environ=None) -> Optional[str]:
+  """The multi-process cluster this process runs in ('slurm', 'openmpi',
+  'cloud_tpu'), or None. Only environment variables and local files are read."""
+  env = os.environ if environ is None else environ
+  slurm = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID",
+           "SLURM_LOCALID")
+  if all(k in env for k in slurm) and int(env["SLURM_NTASKS"]) > 1:
+    return "slurm"
+  if "OMPI_MCA_orte_hnp_uri" in env and int(env.get("OMPI_COMM_WORLD_SIZE", 1)) > 1:
+    return "openmpi"
+  if environ is None and _on_cloud_tpu_vm():
+    return "cloud_tpu"
+  return None
+
+
+def _on_cloud_tpu_vm() -> bool:
+  try:
+    from jax._src import cloud_tpu_init  # pylint: disable=g-import-not-at-top
+    return bool(cloud_tpu_init.running_in_cloud_tpu_vm)
+  except (ImportError, AttributeError):
+    return os.path.exists("/dev/accel0") or os.path.exists("/dev/vfio/0")
+
+
+def initialize(settings: Settings = Settings()) -> str:
+  """Joins the job the settings, the environment or the cluster describe (or
+  does nothing for a single process); prints and returns the one-line summary."""
+  if settings.mode not in MODES:
+    raise DistributedError(f"--distributed={settings.mode!r}: choose one of {MODES}.")
+  if jax.distributed.is_initialized():
+    return summary()
+  address, count, index = explicit(settings)
+  given = [v is not None for v in (address, count, index)]
+  if any(given) and not all(given):
+    raise DistributedError(
+        "A multi-process job needs all three of the coordinator address, the number "
+        "of processes and this process's id (--coordinator_address, --num_processes, "
+        f"--process_id, or {', '.join(ENV)}); got address={address}, "
+        f"num_processes={count}, process_id={index}.")
+  cluster = detect_cluster()
+  if settings.mode == "off" or (settings.mode == "auto" and not all(given)
+                                and cluster is None):
+    return summary()
+  if all(given) and not 0 <= index < count:
+    raise DistributedError(f"process_id={index} must be in [0, {count}).")
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  kwargs = dict(heartbeat_timeout_seconds=settings.heartbeat_timeout,
+                initialization_timeout=settings.initialization_timeout)
+  try:
+    if all(given):
+      jax.distributed.initialize(address, count, index, **kwargs)
+    else:
+      jax.distributed.initialize(**kwargs)
+    _orbax_uses_coordination_service()
+  except (RuntimeError, ValueError) as e:
+    where = address or f"the {cluster or 'cluster'} coordinator"
+    raise DistributedError(
+        f"Could not join the multi-process job via {where} within "
+        f"{settings.initialization_timeout}s ({' '.join(str(e).split())[:300]}). "
+        "Check that every process was started with the same coordinator address "
+        "and process count, and that process 0 is running.") from None
+  return summary()
+
+
+def _orbax_uses_coordination_service() -> None:
+  """Orbax synchronises hosts with a device collective by default; on CPU (gloo)
+  that fails when hosts arrive more than 30 s apart (e.g. one compiled for longer),
+  so its barriers go through JAX's coordination service instead."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint  # pylint: disable=g-import-not-at-top,unused-import
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  name = "experimental_orbax_use_distributed_barrier"
+  if name in flags.FLAGS:
+    flags.FLAGS[name].value = True
+
+
+def compiled(jitted, *args, name: str):
+  """`jitted` compiled ahead of time for `args`, every process then waiting for
+  the others before the first run: gloo (CPU) gives up when processes enter a
+  collective more than 30 s apart, and compile times differ between hosts."""
+  executable = jitted.lower(*args).compile()
+  barrier(f"sfae_compiled_{name}")
+  return executable
+
+
+def summary() -> str:
+  line = (f"process {jax.process_index()} of {jax.process_count()}, "
+          f"{jax.local_device_count()} local / {jax.device_count()} global "
+          f"{jax.devices()[0].platform} devices")
+  print(line, flush=True)
+  return line
+
+
+def barrier(name: str, timeout_s: int = 3600) -> None:
+  """Every process waits here until all arrive (no-op for one process). Uses the
+  coordination service, not a device collective, so it may wait for minutes of
+  host work (e.g. process 0 building the dataset)."""
+  if jax.process_count() == 1:
+    return
+  from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
+  client = jax_distributed.global_state.client
+  if client is None:  # e.g. a TPU pod that JAX joined by itself
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
+    return
+  client.wait_at_barrier(name, timeout_s * 1000)
+
+
+def add_argparse_flags(parser) -> None:
+  g = parser.add_argument_group("multi-process jobs (see `sfae_jax.distributed`)")
+  g.add_argument("--distributed", default="auto", choices=MODES,
+                 help="auto: join a job when the flags, JAX_* variables or a "
+                 "SLURM/Open MPI/Cloud TPU cluster say so; on: always "
+                 "(jax.distributed.initialize()); off: one process")
+  g.add_argument("--coordinator_address", help="host:port of process 0")
+  g.add_argument("--num_processes", type=int)
+  g.add_argument("--process_id", type=int)
+  g.add_argument("--heartbeat_timeout", type=int, default=Settings.heartbeat_timeout,
+                 help="seconds before a silent process counts as dead")
+
+
+def settings_from(ns) -> Settings:
+  return Settings(mode=ns.distributed, coordinator_address=ns.coordinator_address,
+                  num_processes=ns.num_processes, process_id=ns.process_id,
+                  heartbeat_timeout=ns.heartbeat_timeout)
+
+
+def fail(e: Exception) -> None:
+  print(f"error: {e}", file=sys.stderr)
+  sys.exit(2)

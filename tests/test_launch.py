@@ -1,0 +1,124 @@
+"""Launchers' dry runs print exactly the commands they would run, and the
+distributed runtime's choices (what it joins, what it refuses)."""
+
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from sfae_jax import distributed
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(*cmd, env=None):
+  out = subprocess.run(list(cmd), capture_output=True, text=True, cwd=ROOT,
+                       env=None if env is None else dict(os.environ, **env))
+  assert out.returncode == 0, out.stderr
+  return out.stdout
+
+
+def test_local_dry_run_gives_each_process_its_id_and_the_same_command():
+  train = ["python", "-m", "sfae_jax.train", "--config", "configs/default.py:fold=2",
+           "--workdir", "runs/f2", "--config.data_dir", "/data/tfds"]
+  lines = _run(sys.executable, "launch/local.py", "3", "--cpu-devices", "2",
+               "--port", "4321", "--dry-run", "--", *train).splitlines()
+  assert len(lines) == 3
+  for k, line in enumerate(lines):
+    words = shlex.split(line)
+    env = dict(w.split("=", 1) for w in words[:5])
+    assert env["JAX_COORDINATOR_ADDRESS"] == "127.0.0.1:4321"
+    assert env["JAX_NUM_PROCESSES"] == "3" and env["JAX_PROCESS_ID"] == str(k)
+    assert env["JAX_PLATFORMS"] == "cpu"
+    assert "--xla_force_host_platform_device_count=2" in env["XLA_FLAGS"]
+    assert words[5:] == train
+
+
+def _tpu(*args):
+  return [shlex.split(l) for l in _run(
+      sys.executable, "launch/tpu_vm.py", *args, "--name", "sfae-f2", "--zone",
+      "us-central2-b", "--bucket", "gs://b", "--fold", "2", "--dry-run").splitlines()]
+
+
+def test_tpu_vm_dry_run_creates_installs_stages_and_trains_on_every_worker():
+  cmds = _tpu("all", "--accelerator", "v4-32")
+  create = cmds[0]
+  assert create[:5] == ["gcloud", "compute", "tpus", "queued-resources", "create"]
+  assert "--accelerator-type=v4-32" in create and "--node-id=sfae-f2" in create
+  ssh = [c for c in cmds if c[3:5] == ["tpu-vm", "ssh"]]
+  assert len(ssh) == 3 and all("--worker=all" in c for c in ssh)  # install, stage, train
+  assert "pip install" in ssh[0][-1] and ".[tpu]" in ssh[0][-1]
+  assert "gcloud storage cp -r gs://b/tfds/bp4d /tmp/tfds/" in ssh[1][-1]
+  train = shlex.split(ssh[2][-1].split("nohup ", 1)[1].split(" >", 1)[0])
+  assert train == ["python", "-m", "sfae_jax.train", "--config",
+                   "configs/cloud.py:fold=2", "--workdir", "gs://b/runs/sfae-f2",
+                   "--config.data_dir", "/tmp/tfds"]
+  # A single-host slice is the same program; the runtime follows the type.
+  single = _tpu("create", "--accelerator", "v5litepod-8")[0]
+  assert "--accelerator-type=v5litepod-8" in single
+  assert "--runtime-version=v2-alpha-tpuv5-lite" in single
+
+
+def test_tpu_vm_without_staging_reads_the_bucket_and_logs_follow_worker_0():
+  train = _tpu("train", "--no-stage")[0][-1]
+  assert "--config.data_dir gs://b/tfds" in train
+  logs = _tpu("logs")[0]
+  assert "--worker=0" in logs and "train.log" in logs[-1]
+  delete = _tpu("delete")[0]
+  assert delete[3:6] == ["queued-resources", "delete", "sfae-f2-qr"]
+
+
+def _slurm(**env):
+  env = dict(DRY_RUN="1", FOLD="3", WORKDIR="/shared/runs/f3",
+             DATA_DIR="/shared/tfds", **env)
+  return _run("bash", "launch/slurm.sbatch", env=env).splitlines()
+
+
+def test_slurm_one_process_per_node_sees_all_its_gpus():
+  lines = _slurm(SLURM_JOB_NUM_NODES="2", SLURM_GPUS_PER_NODE="h100:8")
+  assert "export JAX_LOCAL_DEVICE_IDS=0,1,2,3,4,5,6,7" in lines
+  assert any("2 processes, 16 GPUs" in l for l in lines)
+  stage, train = [shlex.split(l) for l in lines if l.startswith("srun")]
+  assert "--ntasks-per-node=1" in stage and "/shared/tfds/bp4d" in stage[-1]
+  assert train[:5] == ["srun", "--nodes=2", "--ntasks-per-node=1",
+                       "--gpus-per-task=8", "--kill-on-bad-exit=1"]
+  assert train[5:] == ["python", "-m", "sfae_jax.train", "--config",
+                       "configs/cloud.py:fold=3", "--workdir", "/shared/runs/f3",
+                       "--config.data_dir", os.path.join(
+                           os.environ.get("TMPDIR", "/tmp"), "sfae_tfds")]
+
+
+def test_slurm_one_process_per_gpu_without_staging():
+  lines = _slurm(SLURM_JOB_NUM_NODES="1", SLURM_GPUS_PER_NODE="4", PER="gpu",
+                 STAGE_DATA="0")
+  assert not any("JAX_LOCAL_DEVICE_IDS" in l for l in lines)
+  assert any("4 processes, 4 GPUs" in l for l in lines)
+  (train,) = [shlex.split(l) for l in lines if l.startswith("srun")]
+  assert "--ntasks-per-node=4" in train and "--gpus-per-task=1" in train
+  assert train[-2:] == ["--config.data_dir", "/shared/tfds"]
+
+
+def test_cluster_detection_reads_slurm_and_open_mpi_steps_of_several_tasks():
+  slurm = dict(SLURM_JOB_ID="7", SLURM_STEP_NODELIST="n[1-2]", SLURM_NTASKS="2",
+               SLURM_PROCID="0", SLURM_LOCALID="0")
+  assert distributed.detect_cluster(slurm) == "slurm"
+  assert distributed.detect_cluster(dict(slurm, SLURM_NTASKS="1")) is None
+  assert distributed.detect_cluster({"SLURM_JOB_ID": "7"}) is None  # salloc shell
+  assert distributed.detect_cluster({"OMPI_MCA_orte_hnp_uri": "x",
+                                     "OMPI_COMM_WORLD_SIZE": "4"}) == "openmpi"
+  assert distributed.detect_cluster({"KUBERNETES_SERVICE_HOST": "10.0.0.1"}) is None
+
+
+def test_partial_multi_process_settings_are_refused_with_the_fix(monkeypatch):
+  for name in distributed.ENV:
+    monkeypatch.delenv(name, raising=False)
+  with pytest.raises(distributed.DistributedError, match="needs all three"):
+    distributed.initialize(distributed.Settings(coordinator_address="h:1234"))
+  monkeypatch.setenv("JAX_NUM_PROCESSES", "two")
+  with pytest.raises(distributed.DistributedError, match="not an integer"):
+    distributed.initialize()
+  with pytest.raises(distributed.DistributedError, match="process_id=2"):
+    distributed.initialize(distributed.Settings(
+        coordinator_address="h:1", num_processes=2, process_id=2))
