@@ -28,6 +28,7 @@ hangs. Rerunning the same command resumes from the last checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import sys
 from typing import Optional
@@ -36,6 +37,7 @@ import jax
 
 MODES = ("auto", "on", "off")
 ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+_BARRIERS = itertools.count()
 
 
 class DistributedError(RuntimeError):
@@ -170,6 +172,9 @@ def barrier(name: str, timeout_s: int = 3600) -> None:
   host work (e.g. process 0 building the dataset)."""
   if jax.process_count() == 1:
     return
+  # Every process passes the same barriers in the same order, so a running count
+  # makes each name unique (a name may be met again, e.g. evaluating several runs).
+  name = f"{name}_{next(_BARRIERS)}"
   from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
   client = jax_distributed.global_state.client
   if client is None:  # e.g. a TPU pod that JAX joined by itself

@@ -49,8 +49,10 @@ def predict_split(model, config, variables, source, mesh):
   # Every host ran the same number of batches: gather the padded arrays, then
   # drop the padding and order by example id.
   distributed.barrier("sfae_eval_gather")
-  probs, labels, ids = (sharding.gather_hosts(np.concatenate(x)).reshape(
-      -1, *np.concatenate(x).shape[1:]) for x in (probs, labels, ids))
+  def everyone(parts):  # this host's rows -> every host's, in process order
+    rows = np.concatenate(parts)
+    return sharding.gather_hosts(rows).reshape(-1, *rows.shape[1:])
+  probs, labels, ids = everyone(probs), everyone(labels), everyone(ids)
   keep = ids >= 0
   order = np.argsort(ids[keep], kind="stable")
   ids, probs, labels = ids[keep][order], probs[keep][order], labels[keep][order]
