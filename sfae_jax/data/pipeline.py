@@ -20,6 +20,7 @@ import os
 from typing import Iterator
 
 from absl import flags
+from etils import epath
 import grain.python as grain
 import jax
 import numpy as np
@@ -49,7 +50,8 @@ def open_split(data_dir: str, config_name: str, split: str, *, decode_images=Tru
   """`tfds.data_source` over a built split; a one-line DatasetError if absent."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   root = dataset_dir(data_dir, config_name)
-  versions = sorted(d for d in os.listdir(root)) if os.path.isdir(root) else []
+  root_path = epath.Path(root)  # local or gs://
+  versions = sorted(d.name for d in root_path.iterdir()) if root_path.is_dir() else []
   if not versions:
     raise DatasetError(
         f"No built '{DATASET}/{config_name}' dataset under {data_dir!r}. Build it "

@@ -14,6 +14,8 @@ import os
 import sys
 import time
 
+from etils import epath
+
 from sfae_jax.data import pipeline
 
 _DONE = ".sfae_synthetic_complete"
@@ -23,9 +25,9 @@ def ensure_dataset(config) -> str:
   """Returns the expanded data_dir, after building the synthetic set if needed."""
   data_dir = os.path.expanduser(config.data_dir)
   root = pipeline.dataset_dir(data_dir, config.dataset_config)
-  built = os.path.isdir(root) and any(
-      os.path.exists(os.path.join(root, v, "dataset_info.json"))
-      for v in os.listdir(root))
+  root_path = epath.Path(root)  # local or gs://
+  built = root_path.is_dir() and any(
+      (v / "dataset_info.json").exists() for v in root_path.iterdir())
   if built or not config.synthetic.enabled:
     return data_dir
   syn = config.synthetic
