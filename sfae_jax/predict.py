@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 import jax
 import numpy as np
 
-from sfae_jax import checkpoints, media, run_info, sharding, train_step
+from sfae_jax import checkpoints, media, run_info, sharding
 from sfae_jax.data import augment
 from sfae_jax.face import align, detectors, schemes, tracking
 from sfae_jax.models import create_model
@@ -47,7 +47,8 @@ class Detector:
     one_device = sharding.replicated(sharding.make_mesh(jax.devices()[:1]))
     self._variables, self.step = checkpoints.restore_variables(
         workdir, self._model, self.config.input_size, one_device, step)
-    self._spec = train_step.augment_spec(self.config, self.info.landmark_scheme)
+    self._spec = augment.AugmentSpec.from_config(self.config,
+                                                self.info.landmark_scheme)
     self._forward = jax.jit(self._apply)
     self._backend_spec = backend
     self._backend = backend if not isinstance(backend, (str, type(None))) else None

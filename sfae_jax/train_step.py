@@ -39,12 +39,6 @@ class TrainState:
   opt_state: Any
 
 
-def augment_spec(config, landmark_scheme: str) -> augment.AugmentSpec:
-  return augment.AugmentSpec(crop=config.crop_size, size=config.input_size,
-                             flip=config.flip, max_rotation=config.max_rotation,
-                             scheme=landmark_scheme)
-
-
 def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
   """lr * decay_rate ** floor(step / (decay_epochs * steps_per_epoch))."""
   return optax.exponential_decay(
@@ -92,7 +86,7 @@ def make_train_step(model: SFAENet, tx, schedule, config, au_weights, mesh: Mesh
   batch: `image` `[B, S, S, 3]` uint8, `landmarks` `[B, L, 2]`, `au` `[B, A]` int8,
   sharded over `data`; key: the run's key (replicated), folded with the step."""
   model = model.clone(bn_axis_name=AXIS)  # BatchNorm statistics of the global batch
-  spec = augment_spec(config, model.landmark_scheme)
+  spec = augment.AugmentSpec.from_config(config, model.landmark_scheme)
   weights = jnp.asarray(au_weights, jnp.float32)
 
   def local_step(state: TrainState, batch, key):
@@ -129,7 +123,7 @@ def make_train_step(model: SFAENet, tx, schedule, config, au_weights, mesh: Mesh
 def make_eval_step(model: SFAENet, config, mesh: Mesh):
   """jit(shard_map): (variables, batch) -> probabilities `[B, A]`, sharded over
   `data`. Centre crop; attention placed on the model's own landmarks."""
-  spec = augment_spec(config, model.landmark_scheme)
+  spec = augment.AugmentSpec.from_config(config, model.landmark_scheme)
 
   def local_eval(variables, batch):
     images, _ = augment.centre_crop(batch["image"], batch["landmarks"], spec)

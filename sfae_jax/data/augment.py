@@ -33,6 +33,13 @@ class AugmentSpec:
   max_rotation: float = 0.0
   scheme: str = schemes.BP4D49
 
+  @classmethod
+  def from_config(cls, config, scheme: str) -> "AugmentSpec":
+    """The spec a training config asks for (evaluation and prediction use its
+    centre crop)."""
+    return cls(crop=config.crop_size, size=config.input_size, flip=config.flip,
+               max_rotation=config.max_rotation, scheme=scheme)
+
 
 def _matrix(stored: int, spec: AugmentSpec, dx, dy, flip, angle):
   """2x3 matrix mapping output pixel (x, y, 1) to stored-face pixel coordinates.
