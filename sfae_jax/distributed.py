@@ -52,6 +52,7 @@ class Settings:
   process_id: Optional[int] = None
   heartbeat_timeout: int = 60       # seconds before a silent peer counts as dead
   initialization_timeout: int = 300  # seconds to wait for every process to join
+  shutdown_timeout: int = 120       # seconds a finished process waits for the rest
 
 
 def _env_int(name: str) -> Optional[int]:
@@ -119,7 +120,8 @@ def initialize(settings: Settings = Settings()) -> str:
     raise DistributedError(f"process_id={index} must be in [0, {count}).")
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   kwargs = dict(heartbeat_timeout_seconds=settings.heartbeat_timeout,
-                initialization_timeout=settings.initialization_timeout)
+                initialization_timeout=settings.initialization_timeout,
+                shutdown_timeout_seconds=settings.shutdown_timeout)
   try:
     if all(given):
       jax.distributed.initialize(address, count, index, **kwargs)
