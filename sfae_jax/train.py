@@ -125,19 +125,24 @@ def train_and_evaluate(config, workdir: str) -> dict:
   model = create_model(config, info.au_ids, info.landmark_scheme)
   schedule = train_step.learning_rate_schedule(config, steps_per_epoch)
   tx = train_step.make_optimizer(config, schedule)
-  init = jax.jit(lambda k: train_step.init_state(model, tx, config, k),
-                 out_shardings=sharding.replicated(mesh))
-  state = init(jax.random.key(config.seed))
+  def make_state(key):
+    return train_step.init_state(model, tx, config, key)
 
   mngr = checkpoints.manager(workdir, config)
   data_iter = iter(pipeline.train_loader(train_src, host_batch, config.seed,
                                          config.grain_workers))
   start_step = 0
   if mngr.latest_step() is not None:
-    abstract = checkpoints.abstract_like(state, sharding.replicated(mesh))
+    # Resuming needs only the state's shapes: nothing to initialise or compile.
+    abstract = checkpoints.abstract_like(
+        jax.eval_shape(make_state, jax.random.key(config.seed)),
+        sharding.replicated(mesh))
     state, _ = checkpoints.restore(mngr, None, abstract, data_iter)
     start_step = int(state.step)
     logging.info("Resumed from step %d in %s", start_step, workdir)
+  else:
+    state = jax.jit(make_state, out_shardings=sharding.replicated(mesh))(
+        jax.random.key(config.seed))
 
   writer = metric_writers.create_default_writer(workdir, just_logging=not _is_main())
   if start_step == 0 and _is_main():

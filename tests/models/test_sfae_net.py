@@ -147,7 +147,7 @@ def test_bfloat16_config_computes_in_bf16_and_keeps_float32_state():
                      BP4D_AUS, "ibug68")
   bf16 = create_model(ml_collections.ConfigDict(dict(cfg, dtype="bfloat16")),
                       BP4D_AUS, "ibug68")
-  images = _images(b=4)
+  images = _images(b=4)[:, :64, :64]  # small: this test is about dtypes
   variables = jax.jit(functools.partial(bf16.init, train=False))(
       jax.random.key(0), images)
   dtypes = {x.dtype for x in jax.tree.leaves(variables)}
@@ -159,8 +159,8 @@ def test_bfloat16_config_computes_in_bf16_and_keeps_float32_state():
   # Only the two output heads are float32 on purpose: landmarks [B, 2L], logits [B, A].
   assert len(ops) > 20 and sorted(w.split(":")[1] for w in wide) == sorted(
       [f"f32[4,{2 * 68}]", f"f32[4,{len(BP4D_AUS)}]"]), wide
-  out = bf16.apply(variables, images, train=False)
-  ref = f32.apply(variables, images, train=False)
+  out = jax.jit(functools.partial(bf16.apply, train=False))(variables, images)
+  ref = jax.jit(functools.partial(f32.apply, train=False))(variables, images)
   for field in ("au_logits", "landmarks", "attention"):
     assert getattr(out, field).dtype == jnp.float32, field
   # bf16 keeps 8 bits of mantissa (relative error 2^-9 per rounding); through ~20
