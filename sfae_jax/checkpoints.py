@@ -9,7 +9,7 @@ exactly the batches the interrupted one would have on every host. `meta` is JSON
 Every process takes part in saving and restoring (orbax coordinates the hosts
 and writes under a temporary name that is renamed when complete, so a run killed
 mid-save leaves the previous checkpoint as the latest). `restore` is the one
-restore function: the whole state for training, or `variables_target` (parameters
+restore function: the whole state for training, or `abstract_variables` (parameters
 and BatchNorm statistics only) for evaluation and prediction.
 """
 
@@ -65,12 +65,6 @@ def save(mngr: ocp.CheckpointManager, step: int, state, data_iter, meta: dict,
       meta=ocp.args.JsonSave(meta)), force=force)
 
 
-def variables_target(abstract_state) -> dict:
-  """The part of an abstract TrainState that inference needs: params and BatchNorm
-  statistics (no optimiser state, which can be twice the parameters' size)."""
-  return {k: getattr(abstract_state, k) for k in VARIABLES}
-
-
 def restore(mngr: ocp.CheckpointManager, step: Optional[int], target,
             data_iter=None) -> tuple[Any, dict]:
   """Restores checkpoint `step` (default: the latest) onto `target`'s shapes,
@@ -78,7 +72,7 @@ def restore(mngr: ocp.CheckpointManager, step: Optional[int], target,
 
   `target`: ShapeDtypeStructs with `sharding` (`abstract_like`): a whole
   TrainState (training resumes), or a dict holding a subset of its fields, e.g.
-  `variables_target(...)` (evaluation, prediction). A checkpoint saved on N
+  `abstract_variables(...)` (evaluation, prediction). A checkpoint saved on N
   devices restores onto M; every process of a multi-host job calls this."""
   step = mngr.latest_step() if step is None else step
   if step is None:
