@@ -34,7 +34,8 @@ def get_config(arg=None):
   c.fold = args["fold"]             # test part; train on the other two
   c.train_split = ""                # '' = derived from fold, e.g. 'part2+part3'
   c.eval_split = ""                 # '' = derived from fold, e.g. 'part1'
-  c.grain_workers = 4               # grain worker processes decoding JPEG (0 = inline)
+  c.grain_workers = -1              # JPEG-decoding processes: -1 = from the host's
+                                    # cores (2 kept for training), 0 = inline
   c.synthetic = ml_collections.ConfigDict()
   c.synthetic.enabled = False       # generate + build a synthetic BP4D if not built
   c.synthetic.manual_dir = ""       # where the generated BP4D layout goes
@@ -57,6 +58,8 @@ def get_config(arg=None):
   c.dtype = "float32"               # float32 | bfloat16: convolutions and matmuls
                                     # (params, BN statistics, attention maps, loss
                                     # and optimiser state stay float32)
+  c.conv_impl = "auto"              # auto | xla | cpu: sfae_jax.models.conv (same
+                                    # maths; 'auto' picks by backend)
 
   # Loss (JAA-Net): au_weight * (ce + dice) + landmark_weight * landmark.
   c.au_weight = 1.0

@@ -1,22 +1,25 @@
 """Model size and speed.
 
-  python -m sfae_jax.models --summary              # params + GFLOPs per 176x176 image
-  python -m sfae_jax.models --benchmark --batch 32 # forward / train-step images/s
+  python -m sfae_jax.models --summary               # params + GFLOPs per 176x176 image
+  python -m sfae_jax.models --benchmark --batch 16  # the real train step, forward,
+                                                    # per-component breakdown
+  python -m sfae_jax.models --benchmark --config configs/synthetic.py \
+      --data_dir data/tfds                          # + end to end through grain
 
-FLOPs are XLA's count for one image's forward pass in eval mode (a multiply-add is
-two FLOPs). The benchmark's train step is the full thing: forward in train mode,
-gradients of the AU + landmark loss, SGD (Nesterov 0.9, weight decay 5e-4) update.
+FLOPs are XLA's count (a multiply-add is two FLOPs). The benchmark times what users
+run: `train_step.make_train_step` (augmentation, full loss, shard_map, donation) and
+`make_eval_step`, for the model and recipe of `--config` (see `sfae_jax.benchmark`).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import time
+import importlib.util
+import os
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from sfae_jax.models.sfae_net import SFAENet, SFAENetTiny
 
@@ -58,58 +61,42 @@ def summary(make_model, size: int) -> None:
           f"{forward_flops(model, size) / 1e9:>13.2f}")
 
 
-def _train_step(model, tx):
-  def step(variables, opt_state, images, labels, landmarks):
-    def loss_fn(params):
-      out, new = model.apply({"params": params,
-                              "batch_stats": variables["batch_stats"]},
-                             images, train=True, mutable=["batch_stats"])
-      au = optax.sigmoid_binary_cross_entropy(out.au_logits, labels).mean()
-      return au + 0.5 * jnp.mean((out.landmarks - landmarks) ** 2) / 100.0, new
-    (loss, new), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        variables["params"])
-    updates, opt_state = tx.update(grads, opt_state, variables["params"])
-    params = optax.apply_updates(variables["params"], updates)
-    return {"params": params, **new}, opt_state, loss
-  return jax.jit(step, donate_argnums=(0, 1))
+def load_config(spec: str):
+  """'configs/x.py[:arg]' -> the ConfigDict its get_config(arg) returns."""
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise OSError(f"--config {path}: no such file (run from the repository root, "
+                  "or give the path to a config such as configs/default.py).")
+  module_spec = importlib.util.spec_from_file_location("benchmark_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)
 
 
-def _time(fn, repeats: int) -> float:
-  fn()  # compile + warm-up
-  start = time.perf_counter()
-  for _ in range(repeats):
-    fn()
-  return (time.perf_counter() - start) / repeats
-
-
-def benchmark(make_model, size: int, batch: int, repeats: int) -> None:
-  model = make_model()
-  key = jax.random.key(0)
-  images = jax.random.randint(key, (batch, size, size, 3), 0, 256).astype(jnp.uint8)
-  labels = (jax.random.uniform(key, (batch, model_aus := len(model.au_ids))) > .5
-            ).astype(jnp.float32)
-  landmarks = jax.random.uniform(key, (batch, model.num_points, 2), maxval=size)
-  variables = jax.jit(functools.partial(model.init, train=False))(key, images)
-  fwd = jax.jit(functools.partial(model.apply, train=False))
-  t_fwd = _time(lambda: fwd(variables, images).au_logits.block_until_ready(),
-                repeats)
-  tx = optax.chain(optax.add_decayed_weights(5e-4),
-                   optax.sgd(0.01, momentum=0.9, nesterov=True))
-  step = _train_step(model, tx)
-  state = {"v": variables, "o": tx.init(variables["params"])}
-
-  def run_step():
-    state["v"], state["o"], loss = step(state["v"], state["o"], images, labels,
-                                        landmarks)
-    loss.block_until_ready()
-
-  t_step = _time(run_step, repeats)
-  print(f"backend {jax.default_backend()} ({jax.device_count()} device(s)), "
-        f"batch {batch}, {size}x{size}, {model_aus} AUs")
-  print(f"forward (eval):          {t_fwd * 1e3:8.1f} ms/batch  "
-        f"{batch / t_fwd:8.1f} images/s")
-  print(f"train step (grad + SGD): {t_step * 1e3:8.1f} ms/batch  "
-        f"{batch / t_step:8.1f} images/s")
+def run_benchmark(config, args) -> None:
+  from sfae_jax import benchmark  # pylint: disable=g-import-not-at-top
+  config.unlock()
+  if args.batch:
+    config.batch_size = args.batch
+  if args.dtype:
+    config.dtype = args.dtype
+  if args.conv_impl:
+    config.conv_impl = args.conv_impl
+  steps = args.repeats or args.steps
+  data_iter = None
+  if args.data_dir:
+    from sfae_jax import sharding  # pylint: disable=g-import-not-at-top
+    from sfae_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+    workers = (config.grain_workers if args.grain_workers is None
+               else args.grain_workers)
+    train_split, _ = pipeline.splits(config)
+    source = pipeline.open_split(args.data_dir, config.dataset_config, train_split)
+    host_batch = sharding.local_batch_size(config.batch_size, sharding.make_mesh())
+    data_iter = pipeline.Prefetch(iter(pipeline.train_loader(
+        source, host_batch, config.seed, workers)))
+  benchmark.report(config, eval_batch=args.eval_batch, steps=steps,
+                   breakdown=not args.no_breakdown, data_iter=data_iter,
+                   peak=args.peak_tflops)
 
 
 def main(argv=None) -> None:
@@ -118,19 +105,43 @@ def main(argv=None) -> None:
   parser.add_argument("--summary", action="store_true",
                       help="print parameter count and GFLOPs per image")
   parser.add_argument("--benchmark", action="store_true",
-                      help="time the forward pass and a full train step")
-  parser.add_argument("--tiny", action="store_true", help="the tiny test variant")
-  parser.add_argument("--size", type=int, default=176, help="input side in pixels")
-  parser.add_argument("--batch", type=int, default=32)
-  parser.add_argument("--repeats", type=int, default=3)
+                      help="time the real train step, the eval forward and each "
+                      "component (and the input pipeline with --data_dir)")
+  parser.add_argument("--tiny", action="store_true",
+                      help="--summary of the tiny test variant")
+  parser.add_argument("--size", type=int, default=176,
+                      help="--summary input side in pixels")
+  parser.add_argument("--config", default="configs/default.py",
+                      help="benchmark this config's model and recipe (path[:arg])")
+  parser.add_argument("--batch", type=int, help="global train batch "
+                      "(default: the config's batch_size)")
+  parser.add_argument("--eval_batch", type=int, default=32,
+                      help="global batch of the forward pass")
+  parser.add_argument("--dtype", choices=("float32", "bfloat16"),
+                      help="default: the config's dtype")
+  parser.add_argument("--conv_impl", choices=("auto", "xla", "cpu"),
+                      help="convolution implementation (sfae_jax.models.conv)")
+  parser.add_argument("--steps", type=int, default=5, help="timed calls of each")
+  parser.add_argument("--data_dir", help="a built TFDS folder: also time the train "
+                      "loop end to end through the config's grain pipeline")
+  parser.add_argument("--grain_workers", type=int,
+                      help="with --data_dir; default: the config's")
+  parser.add_argument("--peak_tflops", type=float,
+                      help="device peak for MFU where it is not known")
+  parser.add_argument("--no_breakdown", action="store_true",
+                      help="skip the per-component timings")
+  parser.add_argument("--repeats", type=int, help=argparse.SUPPRESS)  # old name
   args = parser.parse_args(argv)
   if not (args.summary or args.benchmark):
     parser.error("nothing to do: pass --summary and/or --benchmark")
-  make_model = SFAENetTiny if args.tiny else SFAENet
   if args.summary:
-    summary(make_model, args.size)
+    summary(SFAENetTiny if args.tiny else SFAENet, args.size)
   if args.benchmark:
-    benchmark(make_model, args.size, args.batch, args.repeats)
+    try:
+      config = load_config(args.config)
+    except (OSError, ValueError, AttributeError) as e:
+      parser.error(str(e))
+    run_benchmark(config, args)
 
 
 if __name__ == "__main__":

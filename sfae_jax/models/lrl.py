@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sfae_jax.models.region_conv import GroupedConv3x3
+from sfae_jax.models.conv import Conv3x3, GroupedConv3x3
 
 
 class LandmarkBranch(nn.Module):
@@ -28,12 +28,13 @@ class LandmarkBranch(nn.Module):
   features: Sequence[int] = (128, 128, 128)
   hidden: int = 512
   dtype: Any = jnp.float32
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     for i, f in enumerate(self.features):
       for j in range(2):
-        x = nn.Conv(f, (3, 3), use_bias=False, dtype=self.dtype,
+        x = Conv3x3(f, use_bias=False, dtype=self.dtype, impl=self.conv_impl,
                     name=f"conv{i}_{j}")(x)
         x = nn.relu(self.norm(name=f"bn{i}_{j}")(x))
       x = nn.max_pool(x, (2, 2), (2, 2))
@@ -60,6 +61,7 @@ class LocalAULearning(nn.Module):
   features: int
   norm: Callable[..., nn.Module]
   dtype: Any = jnp.float32
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, attention: jax.Array) -> jax.Array:
@@ -67,7 +69,7 @@ class LocalAULearning(nn.Module):
     y = weighted  # [A, B, h, w, C]
     for i in range(2):
       y = GroupedConv3x3(self.features, use_bias=False, dtype=self.dtype,
-                         name=f"conv{i}")(y)
+                         impl=self.conv_impl, name=f"conv{i}")(y)
       y = nn.relu(self.norm(axis=(0, 4), name=f"bn{i}")(y))
       if i == 0:
         y = nn.max_pool(y, (2, 2), (2, 2))  # leading [A, B] are batch dims

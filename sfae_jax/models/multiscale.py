@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sfae_jax.models.conv import Conv3x3
+
 
 def _adaptive_pool_matrix(n_in: int, n_out: int) -> np.ndarray:
   """`[n_out, n_in]` averaging weights with PyTorch AdaptiveAvgPool's bins."""
@@ -84,12 +86,13 @@ class MultiScaleRegionLearning(nn.Module):
   norm: Callable[..., nn.Module]
   expansion: int = 6
   dtype: Any = jnp.float32
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     for i in range(2):
-      x = nn.Conv(self.features, (3, 3), use_bias=False, dtype=self.dtype,
-                  name=f"global_conv{i}")(x)
+      x = Conv3x3(self.features, use_bias=False, dtype=self.dtype,
+                  impl=self.conv_impl, name=f"global_conv{i}")(x)
       x = nn.relu(self.norm(name=f"global_bn{i}")(x))
       x = nn.max_pool(x, (2, 2), (2, 2))
     m7 = adaptive_avg_pool(x, 7)

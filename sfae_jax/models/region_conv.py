@@ -5,13 +5,10 @@ cell its own BN -> ReLU -> 3x3 conv, zero-padded at the cell border, so that wha
 cell learns depends only on that face region (DRML, JAA-Net, SFAE-Net).
 
 Vectorisation: cells are moved to a leading *group* axis, `[G, B, h, w, C]`, and the
-per-cell 3x3 convolution is nine shifted batched matrix products over that axis
-(:func:`grouped_conv3x3`). Each cell is then its own little map, so the zero padding
-at cell borders is automatic, and per-cell BatchNorm is a BatchNorm whose feature
-axes are (group, channel). XLA's grouped convolution (`feature_group_count`) computes
-the same thing but its backward pass on CPU is ~100x slower than this form (measured:
-1.0 s against 104 s for the 8x8 grid at 176x176, batch 32); on GPU/TPU both lower to
-batched matmuls.
+per-cell 3x3 convolution is a grouped convolution over that axis
+(:func:`sfae_jax.models.conv.grouped_conv3x3`, one implementation per backend). Each
+cell is then its own little map, so the zero padding at cell borders is automatic,
+and per-cell BatchNorm is a BatchNorm whose feature axes are (group, channel).
 """
 
 from __future__ import annotations
@@ -22,50 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-# He-normal over (kh, kw, c_in) with the leading group axis as a batch of kernels.
-_grouped_kernel_init = nn.initializers.variance_scaling(
-    2.0, "fan_in", "truncated_normal", in_axis=(1, 2, 3), out_axis=4,
-    batch_axis=(0,))
-
-
-def grouped_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """Per-group 3x3 'SAME' convolution.
-
-  Args:
-    x: `[G, B, h, w, C]`, one independent map per group.
-    kernel: `[G, 3, 3, C, O]`, one kernel per group.
-
-  Returns:
-    `[G, B, h, w, O]`; every group is zero-padded at its own border.
-  """
-  _, _, h, w, _ = x.shape
-  xp = jnp.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1), (0, 0)))
-  out = None
-  for i in range(3):  # 9 static taps, unrolled at trace time
-    for j in range(3):
-      tap = jnp.einsum("gbhwc,gco->gbhwo", xp[:, :, i:i + h, j:j + w],
-                       kernel[:, i, j], preferred_element_type=x.dtype)
-      out = tap if out is None else out + tap
-  return out
-
-
-class GroupedConv3x3(nn.Module):
-  """3x3 conv with separate weights per group. `[G, B, h, w, C] -> [G, B, h, w, O]`."""
-  features: int
-  use_bias: bool = True
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    groups, c_in = x.shape[0], x.shape[-1]
-    kernel = self.param("kernel", _grouped_kernel_init,
-                        (groups, 3, 3, c_in, self.features))
-    y = grouped_conv3x3(x.astype(self.dtype), kernel.astype(self.dtype))
-    if self.use_bias:
-      bias = self.param("bias", nn.initializers.zeros, (groups, self.features))
-      y = y + bias.astype(self.dtype)[:, None, None, None, :]
-    return y
-
+from sfae_jax.models.conv import Conv3x3, GroupedConv3x3, grouped_conv3x3  # noqa: F401
 
 def to_cells(x: jax.Array, grid: int) -> jax.Array:
   """`[B, H, W, C] -> [grid*grid, B, H/grid, W/grid, C]`, cells in row-major order."""
@@ -98,13 +52,15 @@ class RegionConv(nn.Module):
   grid: int
   norm: Callable[..., nn.Module]
   dtype: Any = jnp.float32
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     cells = to_cells(x, self.grid)
     cells = self.norm(axis=(0, 4), name="bn")(cells)
     cells = nn.relu(cells)
-    cells = GroupedConv3x3(self.features, dtype=self.dtype, name="conv")(cells)
+    cells = GroupedConv3x3(self.features, dtype=self.dtype, impl=self.conv_impl,
+                           name="conv")(cells)
     return from_cells(cells, self.grid)
 
 
@@ -131,15 +87,17 @@ class HierarchicalRegionBlock(nn.Module):
   norm: Callable[..., nn.Module]
   grids: Sequence[int] = (8, 4, 2)
   dtype: Any = jnp.float32
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    plain = nn.Conv(self.features, (3, 3), padding="SAME", dtype=self.dtype,
+    plain = Conv3x3(self.features, dtype=self.dtype, impl=self.conv_impl,
                     name="conv")(x)
     level, outs = plain, []
     widths = cascade_widths(self.features, len(self.grids))
     for i, (grid, width) in enumerate(zip(self.grids, widths)):
       level = RegionConv(width, grid, self.norm, dtype=self.dtype,
+                         conv_impl=self.conv_impl,
                          name=f"region{grid}x{grid}_{i}")(level)
       outs.append(level)
     y = jnp.concatenate(outs, axis=-1) + plain

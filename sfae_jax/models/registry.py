@@ -32,4 +32,4 @@ def create_model(config, au_ids: Sequence[int], landmark_scheme: str,
   return MODELS[config.model](
       au_ids=tuple(au_ids), landmark_scheme=landmark_scheme,
       use_lrl=config.use_lrl, use_msl=config.use_msl, bn_axis_name=bn_axis_name,
-      dtype=compute_dtype(config))
+      dtype=compute_dtype(config), conv_impl=config.get("conv_impl", "auto"))

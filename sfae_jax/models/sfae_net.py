@@ -56,6 +56,7 @@ class SFAENet(nn.Module):
   bn_momentum: float = 0.9
   bn_axis_name: Optional[str] = None  # e.g. 'data' to sync BN stats across devices
   dtype: Any = jnp.float32
+  conv_impl: str = "auto"  # 'auto' (by backend), 'xla' or 'cpu': sfae_jax.models.conv
 
   @property
   def num_points(self) -> int:
@@ -79,7 +80,7 @@ class SFAENet(nn.Module):
     x = images.astype(self.dtype) / 127.5 - 1.0
     for i, f in enumerate(self.stem_features):
       x = HierarchicalRegionBlock(f, norm, self.region_grids, dtype=self.dtype,
-                                  name=f"stem{i}")(x)
+                                  conv_impl=self.conv_impl, name=f"stem{i}")(x)
       x = nn.max_pool(x, (2, 2), (2, 2))
     shared = x
     stride = images.shape[1] / shared.shape[1]
@@ -88,18 +89,19 @@ class SFAENet(nn.Module):
     if self.use_lrl:
       f2, pred_landmarks = LandmarkBranch(
           self.num_points, images.shape[1:3], norm, self.landmark_features,
-          self.landmark_hidden, dtype=self.dtype, name="landmark_branch")(shared)
+          self.landmark_hidden, dtype=self.dtype, conv_impl=self.conv_impl,
+          name="landmark_branch")(shared)
       guide = jax.lax.stop_gradient(
           pred_landmarks if landmarks is None else landmarks.astype(jnp.float32))
       centres = la.au_centres(guide, self.au_ids, self.landmark_scheme)
       attention = la.attention_maps(centres, shared.shape[1:3], stride)
       f1 = LocalAULearning(self.local_features, norm, dtype=self.dtype,
-                           name="local_au")(shared, attention)
+                           conv_impl=self.conv_impl, name="local_au")(shared, attention)
       features += [f1, f2]
     if self.use_msl:
       features.append(MultiScaleRegionLearning(
           self.msl_features, norm, self.msl_expansion, dtype=self.dtype,
-          name="msl")(shared))
+          conv_impl=self.conv_impl, name="msl")(shared))
     if not features:  # both ablated: the stem alone, globally pooled
       features.append(shared.mean(axis=(1, 2)))
     fused = jnp.concatenate([f.astype(jnp.float32) for f in features], axis=-1)
