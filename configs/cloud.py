@@ -22,7 +22,7 @@ def get_config(arg=None):
   args = default.parse_arg(arg, fold=1)
   c = default.get_config(f"fold={args['fold']}")
   c.dtype = "bfloat16"
-  c.grain_workers = 8               # JPEG decoding processes per host
+  c.grain_workers = -1              # JPEG decoding processes: from the host's cores
   c.eval_batch_size = 256
   c.log_every_steps = 100
   c.checkpoint_every_steps = 2000

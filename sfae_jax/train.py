@@ -129,8 +129,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     return train_step.init_state(model, tx, config, key)
 
   mngr = checkpoints.manager(workdir, config)
-  data_iter = iter(pipeline.train_loader(train_src, host_batch, config.seed,
-                                         config.grain_workers))
+  data_iter = pipeline.Prefetch(iter(pipeline.train_loader(
+      train_src, host_batch, config.seed, config.grain_workers)))
   start_step = 0
   if mngr.latest_step() is not None:
     # Resuming needs only the state's shapes: nothing to initialise or compile.

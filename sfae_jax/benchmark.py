@@ -1,0 +1,297 @@
+"""Speed of what users run: the real train step, the eval forward, the input pipeline.
+
+`python -m sfae_jax.models --benchmark` is the entry point (see its --help). It times
+
+* the train step of `sfae_jax.train_step.make_train_step` (on-device augmentation,
+  the full loss, `shard_map` over every local device, donation), compiled once;
+* the eval forward of `make_eval_step` (centre crop, model, sigmoid);
+* optionally (`data_dir`) the train loop end to end, batches coming from the real
+  grain pipeline, and the ratio of the two;
+* per component (stem, LRL landmark branch, per-AU local learning, MSL), each
+  compiled and timed alone at the shapes the model gives it; what is left of the
+  step is augmentation, loss, optimiser update and glue.
+
+FLOPs are XLA's cost analysis of the compiled programs (a multiply-add is two), so
+GFLOP/s is the achieved rate; MFU divides it by the device's peak (known for
+H100/H200/A100 and TPU v4/v5e/v5p/v6e, or `peak_tflops`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Callable, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sfae_jax import sharding, train_step
+from sfae_jax.face import align, schemes
+from sfae_jax.models import BP4D_AUS, create_model
+from sfae_jax.models.lrl import LandmarkBranch, LocalAULearning
+from sfae_jax.models.multiscale import MultiScaleRegionLearning
+from sfae_jax.models.region_conv import HierarchicalRegionBlock
+
+# Dense peak TFLOP/s per device: (bfloat16, float32 as XLA runs it by default:
+# TF32 on NVIDIA GPUs, bf16 passes on TPU). Matched on `device_kind`, in order.
+PEAK_TFLOPS = (
+    ("H200", (989.0, 494.0)), ("H100", (989.0, 494.0)), ("A100", (312.0, 156.0)),
+    ("L4", (121.0, 60.0)), ("TPU v6", (918.0, 918.0)), ("TPU v5p", (459.0, 459.0)),
+    ("TPU v5", (197.0, 197.0)),  # v5e reports 'TPU v5 lite'
+    ("TPU v4", (275.0, 275.0)),
+)
+
+
+def peak_tflops(dtype: str, given: Optional[float] = None) -> Optional[float]:
+  """The device's dense peak for `dtype`, `given` if set, None if unknown (CPU)."""
+  if given:
+    return given
+  kind = jax.devices()[0].device_kind
+  for name, (bf16, f32) in PEAK_TFLOPS:
+    if name in kind:
+      return bf16 if dtype == "bfloat16" else f32
+  return None
+
+
+@dataclasses.dataclass
+class Timing:
+  name: str
+  seconds: float        # per call
+  images: int           # per call
+  flops: Optional[float] = None  # per call, XLA's count
+
+  @property
+  def images_per_s(self) -> float:
+    return self.images / self.seconds
+
+  def line(self, peak: Optional[float]) -> str:
+    text = (f"{self.name:<34} {self.seconds * 1e3:9.1f} ms {self.images_per_s:9.1f} "
+            "images/s")
+    if self.flops:
+      rate = self.flops / self.seconds
+      text += f" {rate / 1e9:9.1f} GFLOP/s"
+      if peak:
+        text += f"  MFU {100 * rate / (peak * 1e12):5.1f} %"
+    return text
+
+
+def flops_of(compiled) -> Optional[float]:
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  return float(cost["flops"]) if cost and "flops" in cost else None
+
+
+def time_calls(fn: Callable[[], object], steps: int) -> float:
+  """Seconds per call of `fn`, after one untimed warm-up call. Calls are
+  dispatched back to back, as a training loop does, and the clock stops when the
+  last one's result is ready."""
+  jax.block_until_ready(fn())
+  start = time.perf_counter()
+  out = None
+  for _ in range(steps):
+    out = fn()
+  jax.block_until_ready(out)
+  return (time.perf_counter() - start) / steps
+
+
+def random_batch(config, n: int, num_points: int, seed: int = 0) -> dict:
+  """A host batch shaped like the pipeline's: stored faces, landmarks, labels."""
+  rng = np.random.default_rng(seed)
+  size = align.ALIGNED_SIZE
+  lms = rng.uniform(0.3 * size, 0.7 * size, (n, num_points, 2))
+  return {"image": rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
+          "landmarks": lms.astype(np.float32),
+          "au": (rng.random((n, len(BP4D_AUS))) < 0.3).astype(np.int8)}
+
+
+class Setup:
+  """Model, mesh, state and compiled steps for `config` on every local device."""
+
+  def __init__(self, config):
+    self.config = config
+    self.scheme = (schemes.IBUG68 if config.dataset_config == "ibug68"
+                   else schemes.BP4D49)
+    self.mesh = sharding.make_mesh()
+    self.model = create_model(config, BP4D_AUS, self.scheme)
+    schedule = train_step.learning_rate_schedule(config, 1000)
+    tx = train_step.make_optimizer(config, schedule)
+    self.state = jax.jit(
+        lambda k: train_step.init_state(self.model, tx, config, k),
+        out_shardings=sharding.replicated(self.mesh))(jax.random.key(0))
+    self.key = jax.device_put(jax.random.key(1), sharding.replicated(self.mesh))
+    weights = np.ones(len(BP4D_AUS), np.float32)
+    self.train = train_step.make_train_step(self.model, tx, schedule, config,
+                                            weights, self.mesh)
+    self.eval = train_step.make_eval_step(self.model, config, self.mesh)
+
+  def put(self, batch: dict) -> dict:
+    return sharding.put_batch(batch, self.mesh)
+
+  def time_train(self, steps: int) -> Timing:
+    c = self.config
+    batch = self.put(random_batch(c, c.batch_size, self.model.num_points))
+    compiled = self.train.lower(self.state, batch, self.key).compile()
+
+    def run():
+      self.state, out = compiled(self.state, batch, self.key)
+      return out["loss"]
+
+    seconds = time_calls(run, steps)
+    return Timing("train step (real: augment+loss+update)", seconds, c.batch_size,
+                  flops_of(compiled))
+
+  def time_eval(self, batch_size: int, steps: int) -> Timing:
+    batch = random_batch(self.config, batch_size, self.model.num_points)
+    batch = self.put({k: batch[k] for k in ("image", "landmarks")})
+    variables = {"params": self.state.params, "batch_stats": self.state.batch_stats}
+    compiled = self.eval.lower(variables, batch).compile()
+    seconds = time_calls(lambda: compiled(variables, batch), steps)
+    return Timing("forward (eval, centre crop)", seconds, batch_size,
+                  flops_of(compiled))
+
+  def time_end_to_end(self, data_iter, steps: int) -> Timing:
+    """The train loop as `train.py` runs it: next batch, put, step, and the
+    previous step's loss read back (its finiteness check) one step late."""
+    compiled, pending = None, None
+
+    def run():
+      nonlocal compiled, pending
+      batch = next(data_iter)
+      batch.pop("id", None)
+      batch = self.put(batch)
+      if compiled is None:
+        compiled = self.train.lower(self.state, batch, self.key).compile()
+      self.state, out = compiled(self.state, batch, self.key)
+      if pending is not None:
+        float(pending)
+      pending = out["loss"]
+      return pending
+
+    seconds = time_calls(run, steps)
+    return Timing("train loop end to end (grain + step)", seconds,
+                  self.config.batch_size)
+
+
+def _component_modules(model, size: int):
+  """(name, module factory taking `train`, input shapes) for each component of
+  `model`, built from its own fields exactly as `SFAENet.__call__` builds them."""
+  dt, impl = model.dtype, model.conv_impl
+
+  def norm(train):
+    return functools.partial(nn.BatchNorm, use_running_average=not train,
+                             momentum=model.bn_momentum, epsilon=1e-5, dtype=dt)
+
+  class Stem(nn.Module):
+    train: bool
+
+    @nn.compact
+    def __call__(self, x):
+      x = x.astype(dt) / 127.5 - 1.0
+      for f in model.stem_features:
+        x = HierarchicalRegionBlock(f, norm(self.train), model.region_grids,
+                                    dtype=dt, conv_impl=impl)(x)
+        x = nn.max_pool(x, (2, 2), (2, 2))
+      return x
+
+  side = size // 4
+  shared = (side, side, model.stem_features[-1])
+  out = [("stem (region-conv blocks)", lambda t: Stem(t), [(size, size, 3)])]
+  if model.use_lrl:
+    out.append(("LRL landmark branch (f2)", lambda t: LandmarkBranch(
+        model.num_points, (size, size), norm(t), model.landmark_features,
+        model.landmark_hidden, dtype=dt, conv_impl=impl), [shared]))
+    out.append(("LRL per-AU local learning (f1)", lambda t: LocalAULearning(
+        model.local_features, norm(t), dtype=dt, conv_impl=impl),
+                [shared, (len(model.au_ids), side, side)]))
+  if model.use_msl:
+    out.append(("MSL (f3)", lambda t: MultiScaleRegionLearning(
+        model.msl_features, norm(t), model.msl_expansion, dtype=dt,
+        conv_impl=impl), [shared]))
+  return out
+
+
+def time_components(model, size: int, batch: int, eval_batch: int, steps: int
+                    ) -> list[tuple[Timing, Timing]]:
+  """(train fwd+bwd, eval forward) timings of each component, one device."""
+  results = []
+  for name, make, shapes in _component_modules(model, size):
+    key = jax.random.key(0)
+    def inputs(n):
+      return [jax.random.uniform(key, (n,) + s, jnp.float32) for s in shapes]
+    train_mod, eval_mod = make(True), make(False)
+    variables = jax.jit(eval_mod.init)(key, *inputs(1))
+
+    def loss(params, *xs):
+      out, _ = train_mod.apply({**variables, "params": params}, *xs,
+                               mutable=["batch_stats"])
+      return sum(jnp.sum(o.astype(jnp.float32)) for o in jax.tree.leaves(out))
+
+    # The stem's input is the image: no input gradient, as in the model.
+    argnums = (0,) if name.startswith("stem") else (0, 1)
+    xs = inputs(batch)
+    grad = jax.jit(jax.grad(loss, argnums=argnums)).lower(
+        variables["params"], *xs).compile()
+    t_train = time_calls(lambda: grad(variables["params"], *xs), steps)
+    xe = inputs(eval_batch)
+    fwd = jax.jit(eval_mod.apply).lower(variables, *xe).compile()
+    t_eval = time_calls(lambda: fwd(variables, *xe), steps)
+    results.append((Timing(name, t_train, batch, flops_of(grad)),
+                    Timing(name, t_eval, eval_batch, flops_of(fwd))))
+  return results
+
+
+def report(config, *, eval_batch: int, steps: int, breakdown: bool,
+           data_iter=None, peak: Optional[float] = None, out=print) -> dict:
+  """Runs the benchmark for `config` and prints it; returns the timings by name."""
+  dev = jax.devices()[0]
+  dtype = config.get("dtype", "float32")
+  peak = peak_tflops(dtype, peak)
+  setup = Setup(config)
+  model = setup.model
+  from sfae_jax.models import conv  # pylint: disable=g-import-not-at-top
+  out(f"{config.model} (conv {conv.resolve_impl(model.conv_impl)}), {config.input_size}x"
+      f"{config.input_size} input, {dtype}; {jax.device_count()} x {dev.device_kind} "
+      f"({dev.platform}); peak {f'{peak:g} TFLOP/s per device' if peak else 'unknown (--peak_tflops)'}")
+  n = jax.device_count()
+  results = {}
+  train = setup.time_train(steps)
+  train.flops = train.flops and train.flops * n  # cost analysis is per device
+  results["train"] = train
+  out(f"batch {config.batch_size} (global):")
+  out("  " + train.line(peak and peak * n))
+  ev = setup.time_eval(eval_batch, steps)
+  ev.flops = ev.flops and ev.flops * n
+  results["eval"] = ev
+  out(f"batch {eval_batch} (global):")
+  out("  " + ev.line(peak and peak * n))
+  if data_iter is not None:
+    e2e = setup.time_end_to_end(data_iter, steps)
+    results["end_to_end"] = e2e
+    out(f"  {e2e.line(None)}  = {100 * train.seconds / e2e.seconds:.0f} % of the "
+        "step alone")
+  if breakdown:
+    per_device = config.batch_size // n
+    comps = time_components(model, config.input_size, per_device,
+                            max(1, eval_batch // n), steps)
+    out(f"per component on one device (train: fwd+bwd at batch {per_device}; "
+        f"eval: forward at batch {max(1, eval_batch // n)}):")
+    out(f"  {'component':<34} {'train ms':>9} {'share':>6} {'GFLOP/s':>8}   "
+        f"{'eval ms':>8} {'share':>6} {'GFLOP/s':>8}")
+    train_ms = train.seconds * 1e3
+    eval_ms = ev.seconds * 1e3 * (max(1, eval_batch // n) * n / eval_batch)
+    rest_t, rest_e = train_ms, eval_ms
+    for t, e in comps:
+      rest_t -= t.seconds * 1e3
+      rest_e -= e.seconds * 1e3
+      out(f"  {t.name:<34} {t.seconds * 1e3:9.1f} {100 * t.seconds * 1e3 / train_ms:5.0f}%"
+          f" {(t.flops or 0) / t.seconds / 1e9:8.1f}   {e.seconds * 1e3:8.1f}"
+          f" {100 * e.seconds * 1e3 / eval_ms:5.0f}% {(e.flops or 0) / e.seconds / 1e9:8.1f}")
+      results[t.name] = (t, e)
+    out(f"  {'rest: augment, loss, update, head':<34} {rest_t:9.1f} "
+        f"{100 * rest_t / train_ms:5.0f}%          {rest_e:8.1f} "
+        f"{100 * rest_e / eval_ms:5.0f}%")
+  return results
