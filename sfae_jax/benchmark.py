@@ -78,8 +78,9 @@ class Timing:
     return text
 
 
-def flops_of(compiled) -> Optional[float]:
-  cost = compiled.cost_analysis()
+def flops_of(program) -> Optional[float]:
+  """XLA's FLOP count of a lowered or compiled program."""
+  cost = program.cost_analysis()
   if isinstance(cost, (list, tuple)):
     cost = cost[0] if cost else None
   return float(cost["flops"]) if cost and "flops" in cost else None
@@ -127,6 +128,13 @@ class Setup:
     self.train = train_step.make_train_step(self.model, tx, schedule, config,
                                             weights, self.mesh)
     self.eval = train_step.make_eval_step(self.model, config, self.mesh)
+    # FLOPs are counted on the 'xla' form of the same maths: XLA's cost analysis
+    # sees one iteration of the 'cpu' form's group loops and none of its
+    # hand-written backward's structure.
+    counted = self.model.clone(conv_impl="xla")
+    self.train_for_flops = train_step.make_train_step(counted, tx, schedule, config,
+                                                      weights, self.mesh)
+    self.eval_for_flops = train_step.make_eval_step(counted, config, self.mesh)
 
   def put(self, batch: dict) -> dict:
     return sharding.put_batch(batch, self.mesh)
@@ -141,8 +149,9 @@ class Setup:
       return out["loss"]
 
     seconds = time_calls(run, steps)
+    flops = flops_of(self.train_for_flops.lower(self.state, batch, self.key))
     return Timing("train step (real: augment+loss+update)", seconds, c.batch_size,
-                  flops_of(compiled))
+                  flops)
 
   def time_eval(self, batch_size: int, steps: int) -> Timing:
     batch = random_batch(self.config, batch_size, self.model.num_points)
@@ -151,7 +160,7 @@ class Setup:
     compiled = self.eval.lower(variables, batch).compile()
     seconds = time_calls(lambda: compiled(variables, batch), steps)
     return Timing("forward (eval, centre crop)", seconds, batch_size,
-                  flops_of(compiled))
+                  flops_of(self.eval_for_flops.lower(variables, batch)))
 
   def time_end_to_end(self, data_iter, steps: int) -> Timing:
     """The train loop as `train.py` runs it: next batch, put, step, and the
@@ -218,6 +227,8 @@ def time_components(model, size: int, batch: int, eval_batch: int, steps: int
                     ) -> list[tuple[Timing, Timing]]:
   """(train fwd+bwd, eval forward) timings of each component, one device."""
   results = []
+  counted = dict((name, make) for name, make, _ in
+                 _component_modules(model.clone(conv_impl="xla"), size))
   for name, make, shapes in _component_modules(model, size):
     key = jax.random.key(0)
     def inputs(n):
@@ -225,9 +236,9 @@ def time_components(model, size: int, batch: int, eval_batch: int, steps: int
     train_mod, eval_mod = make(True), make(False)
     variables = jax.jit(eval_mod.init)(key, *inputs(1))
 
-    def loss(params, *xs):
-      out, _ = train_mod.apply({**variables, "params": params}, *xs,
-                               mutable=["batch_stats"])
+    def loss(params, *xs, mod=train_mod):
+      out, _ = mod.apply({**variables, "params": params}, *xs,
+                         mutable=["batch_stats"])
       return sum(jnp.sum(o.astype(jnp.float32)) for o in jax.tree.leaves(out))
 
     # The stem's input is the image: no input gradient, as in the model.
@@ -235,12 +246,16 @@ def time_components(model, size: int, batch: int, eval_batch: int, steps: int
     xs = inputs(batch)
     grad = jax.jit(jax.grad(loss, argnums=argnums)).lower(
         variables["params"], *xs).compile()
+    grad_flops = flops_of(jax.jit(jax.grad(
+        functools.partial(loss, mod=counted[name](True)), argnums=argnums)).lower(
+            variables["params"], *xs))
     t_train = time_calls(lambda: grad(variables["params"], *xs), steps)
     xe = inputs(eval_batch)
     fwd = jax.jit(eval_mod.apply).lower(variables, *xe).compile()
+    fwd_flops = flops_of(jax.jit(counted[name](False).apply).lower(variables, *xe))
     t_eval = time_calls(lambda: fwd(variables, *xe), steps)
-    results.append((Timing(name, t_train, batch, flops_of(grad)),
-                    Timing(name, t_eval, eval_batch, flops_of(fwd))))
+    results.append((Timing(name, t_train, batch, grad_flops),
+                    Timing(name, t_eval, eval_batch, fwd_flops)))
   return results
 
 

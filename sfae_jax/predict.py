@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 import jax
 import numpy as np
 
-from sfae_jax import checkpoints, media, run_info, sharding
+from sfae_jax import checkpoints, compilation_cache, media, run_info, sharding
 from sfae_jax.data import augment
 from sfae_jax.face import align, detectors, schemes, tracking
 from sfae_jax.models import create_model
@@ -122,6 +122,7 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   if args.every < 1:
     parser.error("--every must be >= 1")
+  compilation_cache.enable()
   try:
     det = Detector(args.workdir, args.backend, args.batch_size, args.threshold)
     det.backend  # pylint: disable=pointless-statement  (fail before reading media)

@@ -46,3 +46,67 @@ def test_eval_batches_pad_and_mask_never_drop(synthetic_tfds):
 def test_missing_split_names_the_splits(synthetic_tfds):
   with pytest.raises(pipeline.DatasetError, match="part1, part2, part3"):
     pipeline.open_split(synthetic_tfds, "bp4d49", "part9")
+
+
+def test_prefetch_checkpoints_the_consumer_position_not_the_read_ahead(
+    synthetic_tfds):
+  source = pipeline.open_split(synthetic_tfds, "bp4d49", "part1+part2")
+  plain = iter(pipeline.train_loader(source, 4, seed=5, workers=0))
+  ahead = pipeline.Prefetch(iter(pipeline.train_loader(source, 4, seed=5,
+                                                       workers=0)), depth=3)
+  expected = _take(plain, 8)
+  got = _take(ahead, 2)
+  for x, y in zip(expected[:2], got):
+    np.testing.assert_array_equal(x, y)
+  state = ahead.get_state()  # the thread has read further; the state has not
+  _take(plain := iter(pipeline.train_loader(source, 4, seed=5, workers=0)), 2)
+  assert state == plain.get_state()
+  resumed = pipeline.Prefetch(iter(pipeline.train_loader(source, 4, seed=5,
+                                                         workers=0)))
+  resumed.set_state(state)
+  for x, y in zip(expected[2:5], _take(resumed, 3)):
+    np.testing.assert_array_equal(x, y)
+  # set_state on a running prefetcher drops what it read ahead
+  ahead.set_state(state)
+  for x, y in zip(expected[2:8], _take(ahead, 6)):
+    np.testing.assert_array_equal(x, y)
+  ahead.close()
+
+
+def test_prefetch_raises_the_readers_error_in_the_consumer():
+  def broken():
+    yield {"au": np.zeros(1)}
+    raise pipeline.DatasetError("frame 7 is not a JPEG")
+
+  class It:
+    def __init__(self):
+      self._gen = broken()
+    def __next__(self):
+      return next(self._gen)
+    def get_state(self):
+      return b"{}"
+
+  it = pipeline.Prefetch(It())
+  next(it)
+  with pytest.raises(pipeline.DatasetError, match="frame 7"):
+    next(it)
+
+
+def test_worker_count_follows_the_host():
+  assert pipeline.auto_workers(cores=2) == 0      # inline: workers steal the step's cores
+  assert pipeline.auto_workers(cores=8) == 6
+  assert pipeline.auto_workers(cores=96) == pipeline.MAX_WORKERS
+  assert pipeline.auto_workers(cores=16, local_processes=4) == 2
+  with pytest.raises(ValueError, match="grain_workers=-3"):
+    pipeline.resolve_workers(-3)
+
+
+def test_workers_that_cannot_start_fall_back_to_inline_with_a_warning(monkeypatch):
+  messages = []
+  monkeypatch.setattr(pipeline, "workers_can_start", lambda: False)
+  monkeypatch.setattr(pipeline.logging, "warning",
+                      lambda msg, *a: messages.append(msg % a))
+  assert pipeline.resolve_workers(4) == 0
+  assert "reading inline instead of with 4 workers" in messages[0]
+  assert pipeline.resolve_workers(0) == 0
+  assert len(messages) == 1
