@@ -1,7 +1,8 @@
 """Faces in photos and videos -> per-frame AU table.
 
   python -m sfae_jax.predict --workdir runs/synthetic VIDEO_OR_IMAGE... --out out.csv
-      [--every N] [--backend auto|dlib|face_alignment] [--overlays DIR]
+      [--every N] [--detect-every K] [--backend auto|dlib|face_alignment]
+      [--overlays DIR]
 
   from sfae_jax import Detector
   df = Detector("runs/synthetic").detect("clip.mp4")     # pandas.DataFrame
@@ -9,7 +10,9 @@
 Every decoded frame (every N-th with --every) gives at least one row: one per face,
 or one with success=0 when no face is found. Faces are aligned exactly as the
 training data were (JAA-Net's similarity transform to 200x200, centre crop), and
-keep a stable `face_id` across frames (IoU tracking). Columns, OpenFace/py-feat
+keep a stable `face_id` across frames (IoU tracking). In videos the face detector
+runs on every K-th decoded frame (5 by default) and on every frame after one
+without a face; in between, the 68 landmarks are refit in the tracked boxes. Columns, OpenFace/py-feat
 style: input, frame, timestamp, face_id, success, confidence, face_x, face_y,
 face_w, face_h, x_0..x_67, y_0..y_67, AU01..AU24 (probability), AU01_c..AU24_c
 (occurrence at the run's threshold).
@@ -37,12 +40,15 @@ class Detector:
 
   def __init__(self, workdir: str, backend: str | detectors.Backend | None = "auto",
                batch_size: int = 32, threshold: Optional[float] = None,
-               step: Optional[int] = None):
+               step: Optional[int] = None, detect_every: int = 5):
     self.info = run_info.read(workdir)
     self.config = self.info.config
     self.au_ids = list(self.info.au_ids)
     self.threshold = self.info.threshold if threshold is None else threshold
     self.batch_size = batch_size
+    # Videos: run the face detector on every detect_every-th decoded frame and
+    # refit the landmarks in the tracked boxes in between (backends with refit).
+    self.detect_every = detect_every
     self._model = create_model(self.config, self.au_ids, self.info.landmark_scheme)
     one_device = sharding.replicated(sharding.make_mesh(jax.devices()[:1]))
     self._variables, self.step = checkpoints.restore_variables(
@@ -114,6 +120,11 @@ def main(argv=None) -> int:
   parser.add_argument("--workdir", required=True, help="a training run folder")
   parser.add_argument("--out", required=True, help="CSV to write")
   parser.add_argument("--every", type=int, default=1, help="every N-th frame")
+  parser.add_argument("--detect-every", type=int, default=5,
+                      help="videos: run the face detector on every N-th decoded "
+                      "frame and refit landmarks in the tracked face boxes in "
+                      "between (1: detect on every frame; a frame without faces "
+                      "is always followed by a detection)")
   parser.add_argument("--backend", default="auto",
                       choices=("auto",) + detectors.BACKENDS)
   parser.add_argument("--batch-size", type=int, default=32)
@@ -122,9 +133,12 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   if args.every < 1:
     parser.error("--every must be >= 1")
+  if args.detect_every < 1:
+    parser.error("--detect-every must be >= 1")
   compilation_cache.enable()
   try:
-    det = Detector(args.workdir, args.backend, args.batch_size, args.threshold)
+    det = Detector(args.workdir, args.backend, args.batch_size, args.threshold,
+                   detect_every=args.detect_every)
     det.backend  # pylint: disable=pointless-statement  (fail before reading media)
   except (FileNotFoundError, detectors.BackendUnavailable, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)

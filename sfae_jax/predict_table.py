@@ -59,8 +59,14 @@ def run_input(det, path: str, every: int, progress: bool, overlays) -> pd.DataFr
   bar = _Progress(path, total) if progress else None
   tracker = tracking.IoUTracker()
   rows, faces, frames_kept = [], [], {}
-  for frame in media.frames(path, every):
-    found = det.backend.detect(frame.rgb)
+  refit = getattr(det.backend, "refit", None) if media.is_video(path) else None
+  detect_every = max(1, getattr(det, "detect_every", 1))
+  found = []
+  for k, frame in enumerate(media.frames(path, every)):
+    if refit is not None and found and k % detect_every:
+      found = refit(frame.rgb, found)  # track: landmarks refit, no detector
+    else:
+      found = det.backend.detect(frame.rgb)
     ids = tracker.update([f.box for f in found])
     if not found:
       rows.append(_row(path, frame, -1, None, None))

@@ -158,3 +158,22 @@ def test_missing_face_alignment_weights_say_where_to_put_them(tmp_path, monkeypa
   msg = str(e.value)
   assert os.path.join(str(tmp_path), "hub", "checkpoints") in msg
   assert "2DFAN4" in msg and "s3fd" in msg
+
+
+def test_tracking_between_detections_keeps_rows_and_landmarks(detector, faces_dir):
+  """--detect-every 5 (the default) against the detector on every frame."""
+  path = os.path.join(faces_dir, "WolfgangLanger_Pexels.mp4")
+  try:
+    detector.detect_every = 1
+    every_frame = detector.detect(path, every=2)
+    detector.detect_every = 5
+    tracked = detector.detect(path, every=2)
+  finally:
+    detector.detect_every = 5
+  assert list(tracked["frame"]) == list(every_frame["frame"])
+  assert (tracked["success"] == every_frame["success"]).all()
+  cols = [f"{a}_{i}" for a in "xy" for i in range(68)]
+  diff = np.abs(tracked[cols].to_numpy(float) - every_frame[cols].to_numpy(float))
+  ruler = np.abs(every_frame["x_39"] - every_frame["x_42"]).median()
+  assert np.median(diff) < 0.05 * ruler, (np.median(diff), ruler)
+  assert np.percentile(diff, 95) < 0.25 * ruler, (np.percentile(diff, 95), ruler)

@@ -170,6 +170,47 @@ def _cpu_grouped_bwd(res, g):
 _cpu_grouped.defvjp(_cpu_grouped_fwd, _cpu_grouped_bwd)
 
 
+@jax.custom_vjp
+def _cpu_attended(x: jax.Array, att: jax.Array, w: jax.Array) -> jax.Array:
+  return lax.map(lambda aw: _xla_conv(aw[0][..., None] * x, aw[1]), (att, w))
+
+
+def _cpu_attended_fwd(x, att, w):
+  return _cpu_attended(x, att, w), (x, att, w)
+
+
+def _cpu_attended_bwd(res, g):
+  x, att, w = res
+  g = g.astype(x.dtype)
+
+  def one(dx, agw):
+    a, gk, wk = agw
+    d_weighted = _input_grad(gk, wk)
+    dw = _kernel_grad(a[..., None] * x, gk).astype(wk.dtype)
+    da = jnp.sum(d_weighted * x, axis=-1).astype(a.dtype)
+    return dx + a[..., None] * d_weighted, (da, dw)
+
+  dx, (da, dw) = lax.scan(one, jnp.zeros_like(x), (att, g, w))
+  return _like_primal(dx, x), _like_primal(da, att), _like_primal(dw, w)
+
+
+_cpu_attended.defvjp(_cpu_attended_fwd, _cpu_attended_bwd)
+
+
+def attended_grouped_conv3x3(x: jax.Array, att: jax.Array, w: jax.Array,
+                             impl: str | None = None) -> jax.Array:
+  """`grouped_conv3x3(att[..., None] * x[None], w)`: every group convolves the same
+  map weighted by its own attention.
+
+  x `[B, h, w, C]`, att `[G, B, h, w]`, w `[G, 3, 3, C, O]` -> `[G, B, h, w, O]`.
+  The 'cpu' form weighs one group at a time, so the G weighted copies of the map
+  (12 x 44 x 44 x 64 per face for per-AU learning) are never in memory together."""
+  att = att.astype(x.dtype)
+  if resolve_impl(impl) == "cpu":
+    return _cpu_attended(x, att, w)
+  return _shifted_grouped(att[..., None] * x[None], w)
+
+
 def grouped_conv3x3(x: jax.Array, w: jax.Array, impl: str | None = None
                     ) -> jax.Array:
   """Per-group 'SAME' 3x3 convolution.
@@ -215,18 +256,27 @@ _grouped_kernel_init = nn.initializers.variance_scaling(
 
 
 class GroupedConv3x3(nn.Module):
-  """3x3 conv with separate weights per group. `[G, B, h, w, C] -> [G, B, h, w, O]`."""
+  """3x3 conv with separate weights per group. `[G, B, h, w, C] -> [G, B, h, w, O]`.
+
+  With `attention` `[G, B, h, w]`, x is one map `[B, h, w, C]` that every group
+  weighs by its own attention first (:func:`attended_grouped_conv3x3`)."""
   features: int
   use_bias: bool = True
   dtype: Any = jnp.float32
   impl: str = "auto"
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    groups, c_in = x.shape[0], x.shape[-1]
+  def __call__(self, x: jax.Array, attention: jax.Array | None = None
+               ) -> jax.Array:
+    groups = x.shape[0] if attention is None else attention.shape[0]
+    c_in = x.shape[-1]
     kernel = self.param("kernel", _grouped_kernel_init,
                         (groups, 3, 3, c_in, self.features))
-    y = grouped_conv3x3(x.astype(self.dtype), kernel.astype(self.dtype), self.impl)
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    if attention is None:
+      y = grouped_conv3x3(x, kernel, self.impl)
+    else:
+      y = attended_grouped_conv3x3(x, attention, kernel, self.impl)
     if self.use_bias:
       bias = self.param("bias", nn.initializers.zeros, (groups, self.features))
       y = y + bias.astype(self.dtype)[:, None, None, None, :]

@@ -53,8 +53,8 @@ class LocalAULearning(nn.Module):
 
   Every AU weighs the shared map by its attention map and runs its own
   (3x3 conv -> BN -> ReLU) -> 2x2 max-pool -> (3x3 conv -> BN -> ReLU) -> global
-  average pool. AUs are a leading group axis with per-AU weights (one batched op for
-  all AUs, no Python loop).
+  average pool. AUs are a leading group axis with per-AU weights: grouped
+  convolutions (`sfae_jax.models.conv`), not a Python loop.
 
   `features [B, h, w, C], attention [B, A, h, w] -> f1 [B, A * features]`.
   """
@@ -65,11 +65,15 @@ class LocalAULearning(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, attention: jax.Array) -> jax.Array:
-    weighted = attention.transpose(1, 0, 2, 3)[..., None].astype(x.dtype) * x[None]
-    y = weighted  # [A, B, h, w, C]
+    # conv0 weighs the map by each AU's attention itself (one AU at a time on
+    # CPU), so the A weighted copies `[A, B, h, w, C]` are never materialised.
+    y = GroupedConv3x3(self.features, use_bias=False, dtype=self.dtype,
+                       impl=self.conv_impl, name="conv0")(
+                           x, attention.transpose(1, 0, 2, 3))  # [A, B, h, w, F]
     for i in range(2):
-      y = GroupedConv3x3(self.features, use_bias=False, dtype=self.dtype,
-                         impl=self.conv_impl, name=f"conv{i}")(y)
+      if i:
+        y = GroupedConv3x3(self.features, use_bias=False, dtype=self.dtype,
+                           impl=self.conv_impl, name=f"conv{i}")(y)
       y = nn.relu(self.norm(axis=(0, 4), name=f"bn{i}")(y))
       if i == 0:
         y = nn.max_pool(y, (2, 2), (2, 2))  # leading [A, B] are batch dims

@@ -49,6 +49,30 @@ def test_grouped_conv_implementations_agree(c_in, c_out):
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
 
 
+def test_attended_conv_is_the_grouped_conv_of_the_weighted_map():
+  x = jax.random.normal(jax.random.key(5), (2, 6, 5, 4))
+  att = jax.random.uniform(jax.random.key(6), (3, 2, 6, 5))
+  w = jax.random.normal(jax.random.key(7), (3, 3, 3, 4, 6)) * 0.3
+
+  def run(fn, impl):
+    def loss(x, att, w):
+      y = fn(x, att, w, impl)
+      return jnp.sum(y * jnp.sin(y)), y
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))(
+        x, att, w)
+
+  def weighted_first(x, att, w, impl):
+    return conv.grouped_conv3x3(att[..., None] * x[None], w, impl=impl)
+
+  with jax.default_matmul_precision("highest"):
+    want = run(weighted_first, "xla")
+    results = [run(conv.attended_grouped_conv3x3, impl) for impl in conv.IMPLS]
+  for got in results:
+    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+      np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
+  assert float(jnp.abs(results[1][1][1]).max()) > 1e-3  # d/d(attention) too
+
+
 def test_whole_model_is_the_same_under_both_implementations():
   """Same parameters at init, same logits, same parameter gradients."""
   x = jax.random.uniform(jax.random.key(4), (2, 32, 32, 3), maxval=255.0)
