@@ -90,14 +90,16 @@ def test_killed_process_stops_the_job_and_the_rerun_resumes(trained_run,
   naming what happened; the same launch command then resumes from step 1 or 2.
 
   Its step-3 parameters must equal those of the uninterrupted 1-process x
-  4-device run (`trained_run`: same config, seed and global batches) to 1 % of
+  4-device run (`trained_run`: same config, seed and global batches) to 10 % of
   how far they moved from step 1: this checks the 2-process step and the resume
-  at once, since one wrong or repeated batch moves them by tens of percent. (Not
-  exactly: float summation order differs between the two layouts, in the
-  all-reduce and in the long B*h*w reductions of the CPU kernel gradients, and this
-  tiny model at lr 0.01 amplifies rounding about 10x per step: measured 7.5e-7
-  at step 3 with XLA's own gradients, 4.7e-5 (0.12 % of the 3.9e-2 moved) with
-  the CPU kernels of `sfae_jax.models.conv`.) Its 2-process evaluation must
+  at once, since one wrong or repeated batch changes a step's update (about half
+  of that movement) wholesale. (Not exactly: float summation order differs
+  between the two layouts, in the all-reduce and in the long B*h*w reductions of
+  the CPU kernel gradients, and this tiny model at lr 0.01 amplifies rounding
+  about 10x per step. Measured at step 3: 7.5e-7 with XLA's own gradients; with
+  the CPU kernels of `sfae_jax.models.conv` 4.7e-5, 5.3e-4 and 6.0e-4 in three
+  runs (0.1-1.5 % of the 3.9e-2 moved), at LLVM -O0 and -O2 alike.) Its
+  2-process evaluation must
   give the table 1-process `evaluate` gives on the same checkpoint."""
   workdir = tmp_path / "mp"
   cmd = _train_cmd(workdir, synthetic_tfds, "--config.num_train_steps=8",
@@ -146,7 +148,7 @@ def test_killed_process_stops_the_job_and_the_rerun_resumes(trained_run,
   print(f"2-process (killed, resumed from {resumed}) vs 1-process parameters at "
         f"step 3: max |diff| {diff:.2e} (they moved {moved:.2e} from step 1)")
   assert moved > 1e-3
-  assert diff <= 0.01 * moved
+  assert diff <= 0.1 * moved
 
   two_process = json.loads((workdir / "eval_part3_8.json").read_text())
   capsys.readouterr()
