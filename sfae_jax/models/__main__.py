@@ -47,12 +47,10 @@ def forward_flops(model, size: int) -> float:
   convolutions (the 'cpu' form's group loops would be counted once)."""
   model = model.clone(conv_impl="xla")
   variables = abstract_variables(model, size)
+  from sfae_jax.benchmark import flops_of  # pylint: disable=g-import-not-at-top
   fwd = jax.jit(functools.partial(model.apply, train=False))
-  cost = fwd.lower(variables, jax.ShapeDtypeStruct((1, size, size, 3),
-                                                   jnp.float32)).cost_analysis()
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0]
-  return float(cost["flops"])
+  return flops_of(fwd.lower(variables, jax.ShapeDtypeStruct((1, size, size, 3),
+                                                            jnp.float32)))
 
 
 def summary(make_model, size: int) -> None:
