@@ -31,7 +31,8 @@ import numpy as np
 from sfae_jax import sharding, train_step
 from sfae_jax.face import align, schemes
 from sfae_jax.models import BP4D_AUS, create_model
-from sfae_jax.models.lrl import LandmarkBranch, LocalAULearning
+from sfae_jax.models.lrl import (AttentionRefinement, LandmarkBranch,
+                                 LightLocalAUBranch, LocalAUBranch)
 from sfae_jax.models.multiscale import MultiScaleRegionLearning
 from sfae_jax.models.region_conv import HierarchicalRegionBlock
 
@@ -220,10 +221,20 @@ def _component_modules(model, size: int):
   if model.use_lrl:
     out.append(("LRL landmark branch (f2)", lambda t: LandmarkBranch(
         model.num_points, (size, size), norm(t), model.landmark_features,
-        model.landmark_hidden, dtype=dt, conv_impl=impl), [shared]))
-    out.append(("LRL per-AU local learning (f1)", lambda t: LocalAULearning(
-        model.local_features, norm(t), dtype=dt, conv_impl=impl),
-                [shared, (len(model.au_ids), side, side)]))
+        model.landmark_hidden, model.landmark_units, dtype=dt, conv_impl=impl),
+                [shared]))
+    maps = (len(model.au_ids), side, side)
+    if model.attention_refine:
+      out.append(("LRL attention refinement", lambda t: AttentionRefinement(
+          norm(t), model.refine_features, dtype=dt, conv_impl=impl), [maps]))
+    if model.local_branch == "deep":
+      local = lambda t: LocalAUBranch(model.local_features, norm(t), dtype=dt,
+                                      conv_impl=impl)
+    else:
+      local = lambda t: LightLocalAUBranch(model.light_local_features, norm(t),
+                                           dtype=dt, conv_impl=impl)
+    out.append((f"LRL per-AU local learning (f1, {model.local_branch})", local,
+                [shared, maps]))
   if model.use_msl:
     out.append(("MSL (f3)", lambda t: MultiScaleRegionLearning(
         model.msl_features, norm(t), model.msl_expansion, dtype=dt,

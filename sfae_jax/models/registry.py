@@ -25,11 +25,16 @@ def create_model(config, au_ids: Sequence[int], landmark_scheme: str,
   """The model `config.model` names, for `au_ids` and the landmark scheme.
 
   Convolutions and matmuls run in `config.dtype`; parameters, BatchNorm
-  statistics, attention maps and logits stay float32."""
+  statistics, attention maps and logits stay float32. Run records written before
+  a field existed build the model they trained: the light local branch, no
+  attention refinement, the image-fraction landmark head."""
   if config.model not in MODELS:
     raise ValueError(f"config.model={config.model!r} is not a model; choose one of "
                      f"{sorted(MODELS)}.")
   return MODELS[config.model](
       au_ids=tuple(au_ids), landmark_scheme=landmark_scheme,
       use_lrl=config.use_lrl, use_msl=config.use_msl, bn_axis_name=bn_axis_name,
-      dtype=compute_dtype(config), conv_impl=config.get("conv_impl", "auto"))
+      dtype=compute_dtype(config), conv_impl=config.get("conv_impl", "auto"),
+      local_branch=config.get("local_branch", "light"),
+      attention_refine=config.get("attention_refine", False),
+      landmark_units=config.get("landmark_units", "image_fraction"))

@@ -12,7 +12,8 @@ import jax.numpy as jnp
 
 from sfae_jax.face import schemes
 from sfae_jax.models import landmark_attention as la
-from sfae_jax.models.lrl import LandmarkBranch, LocalAULearning
+from sfae_jax.models.lrl import (AttentionRefinement, LandmarkBranch,
+                                 LightLocalAUBranch, LocalAUBranch)
 from sfae_jax.models.multiscale import MultiScaleRegionLearning
 from sfae_jax.models.region_conv import HierarchicalRegionBlock
 
@@ -23,11 +24,15 @@ class SFAEOutput:
 
   au_logits: `[B, A]` float32, one logit per AU (sigmoid -> probability).
   landmarks: `[B, L, 2]` float32 predicted (x, y) in input pixels (LRL only).
-  attention: `[B, A, h, w]` attention maps on the shared map (LRL only).
+  attention: `[B, A, h, w]` attention maps that weigh the shared map (LRL only):
+    the refined maps when `attention_refine` is on, else the rule maps.
+  rule_attention: `[B, A, h, w]` the maps JAA-Net's rules place around the AU
+    centres (LRL only); the refinement's target.
   """
   au_logits: jax.Array
   landmarks: Optional[jax.Array] = None
   attention: Optional[jax.Array] = None
+  rule_attention: Optional[jax.Array] = None
 
 
 class SFAENet(nn.Module):
@@ -38,9 +43,16 @@ class SFAENet(nn.Module):
   two hierarchical region blocks, each followed by 2x2 max-pool, give the shared
   map `[B, H/4, W/4, stem_features[-1]]` (44x44x64 for 176).
 
-  `landmarks` (`[B, L, 2]`, input pixels), when given, places the attention maps
-  instead of the predicted landmarks (ground truth during training). Either way
-  the landmarks that place attention carry no gradient (JAA-Net).
+  Attention is placed on the model's own predicted landmarks (the paper's
+  "detected key points"; JAA-Net trains this way too). `landmarks` (`[B, L, 2]`,
+  input pixels), when given, places it instead (the ground-truth-attention
+  ablation). Either way the landmarks that place attention carry no gradient
+  (JAA-Net's `aus_map.detach()`).
+
+  Per-AU local learning (f1) is JAA-Net's deep extractor by default
+  (`local_branch='deep'`, stage widths `local_features`); `local_branch='light'`
+  is a two-conv branch of `light_local_features` channels per AU, globally
+  pooled. `attention_refine` adds JAA-Net's attention refinement.
   """
   au_ids: Sequence[int] = la.BP4D_AUS
   landmark_scheme: str = schemes.IBUG68
@@ -48,7 +60,12 @@ class SFAENet(nn.Module):
   region_grids: Sequence[int] = (8, 4, 2)
   landmark_features: Sequence[int] = (128, 128, 128)
   landmark_hidden: int = 512
-  local_features: int = 32
+  landmark_units: str = "pixels"  # LandmarkBranch.units ('image_fraction': old runs)
+  local_branch: str = "deep"  # 'deep' (JAA-Net's) | 'light'
+  local_features: Sequence[int] = (96, 128, 160)  # deep branch stage widths
+  light_local_features: int = 32
+  attention_refine: bool = False
+  refine_features: int = 64
   msl_features: int = 64
   msl_expansion: int = 6
   use_lrl: bool = True
@@ -65,6 +82,9 @@ class SFAENet(nn.Module):
   def _check_inputs(self, images, landmarks):
     if images.ndim != 4 or images.shape[-1] != 3:
       raise ValueError(f"SFAENet expects images [B, H, W, 3], got {images.shape}.")
+    if self.local_branch not in LOCAL_BRANCHES:
+      raise ValueError(f"local_branch={self.local_branch!r}: choose one of "
+                       f"{LOCAL_BRANCHES}.")
     if landmarks is not None and landmarks.shape[1:] != (self.num_points, 2):
       raise ValueError(
           f"landmarks must be [B, {self.num_points}, 2] for the "
@@ -85,18 +105,29 @@ class SFAENet(nn.Module):
     shared = x
     stride = images.shape[1] / shared.shape[1]
 
-    features, pred_landmarks, attention = [], None, None
+    features, pred_landmarks, attention, rule_attention = [], None, None, None
     if self.use_lrl:
       f2, pred_landmarks = LandmarkBranch(
           self.num_points, images.shape[1:3], norm, self.landmark_features,
-          self.landmark_hidden, dtype=self.dtype, conv_impl=self.conv_impl,
-          name="landmark_branch")(shared)
+          self.landmark_hidden, self.landmark_units, dtype=self.dtype,
+          conv_impl=self.conv_impl, name="landmark_branch")(shared)
       guide = jax.lax.stop_gradient(
           pred_landmarks if landmarks is None else landmarks.astype(jnp.float32))
       centres = la.au_centres(guide, self.au_ids, self.landmark_scheme)
-      attention = la.attention_maps(centres, shared.shape[1:3], stride)
-      f1 = LocalAULearning(self.local_features, norm, dtype=self.dtype,
-                           conv_impl=self.conv_impl, name="local_au")(shared, attention)
+      rule_attention = la.attention_maps(centres, shared.shape[1:3], stride)
+      attention = rule_attention
+      if self.attention_refine:
+        attention = AttentionRefinement(
+            norm, self.refine_features, dtype=self.dtype, conv_impl=self.conv_impl,
+            name="attention_refine")(rule_attention)
+      if self.local_branch == "deep":
+        local = LocalAUBranch(self.local_features, norm, dtype=self.dtype,
+                              conv_impl=self.conv_impl, name="local_au")
+      else:
+        local = LightLocalAUBranch(self.light_local_features, norm,
+                                   dtype=self.dtype, conv_impl=self.conv_impl,
+                                   name="local_au")
+      f1 = local(shared, attention)
       features += [f1, f2]
     if self.use_msl:
       features.append(MultiScaleRegionLearning(
@@ -107,10 +138,14 @@ class SFAENet(nn.Module):
     fused = jnp.concatenate([f.astype(jnp.float32) for f in features], axis=-1)
     logits = nn.Dense(len(self.au_ids), dtype=jnp.float32, name="head")(fused)
     return SFAEOutput(au_logits=logits, landmarks=pred_landmarks,
-                      attention=attention)
+                      attention=attention, rule_attention=rule_attention)
 
 
-# A small variant with the same structure, for tests and quick CPU runs.
+LOCAL_BRANCHES = ("deep", "light")
+
+# A small variant with the same structure, for tests and quick CPU runs. Its deep
+# local branch keeps JAA-Net's widths relative to the shared map (1.5x, 2x, 2.5x).
 SFAENetTiny = functools.partial(
     SFAENet, stem_features=(8, 16), landmark_features=(16, 16, 16),
-    landmark_hidden=32, local_features=8, msl_features=8, msl_expansion=2)
+    landmark_hidden=32, local_features=(24, 32, 40), light_local_features=8,
+    refine_features=8, msl_features=8, msl_expansion=2)

@@ -53,6 +53,8 @@ def test_ablations_change_the_parameter_tree():
 
   stem = {"stem0", "stem1", "head"}
   assert top_keys() == stem | {"landmark_branch", "local_au", "msl"}
+  assert top_keys(attention_refine=True) == stem | {
+      "landmark_branch", "attention_refine", "local_au", "msl"}
   assert top_keys(use_lrl=False) == stem | {"msl"}
   assert top_keys(use_msl=False) == stem | {"landmark_branch", "local_au"}
   assert top_keys(use_lrl=False, use_msl=False) == stem
@@ -170,3 +172,86 @@ def test_bfloat16_config_computes_in_bf16_and_keeps_float32_state():
   with pytest.raises(ValueError, match="dtype"):
     create_model(ml_collections.ConfigDict(dict(cfg, dtype="float16")),
                  BP4D_AUS, "ibug68")
+
+
+def _shapes(**kw):
+  model = SFAENet(landmark_scheme="bp4d49", **kw)
+  return jax.eval_shape(functools.partial(model.init_with_output, train=False),
+                        jax.random.key(0), jnp.zeros((1, S, S, 3)))
+
+
+def test_default_local_branch_is_jaa_nets_extractor_with_spatial_output():
+  """Per AU: (conv, BN, ReLU) x 2 + pool at 96, 128, 160 channels on the 44x44x64
+  map (JAA-Net's HLFeatExtractor, without its biases that BN cancels); the AUs'
+  5x5x160 outputs are averaged, so f1 has 4,000 features."""
+  _, deep = _shapes()
+  _, light = _shapes(local_branch="light")
+  widths = [64, 96, 96, 128, 128, 160, 160]
+  per_au = sum(9 * a * b + 2 * b for a, b in zip(widths[:-1], widths[1:]))
+  local = deep["params"]["local_au"]
+  assert sum(x.size for x in jax.tree.leaves(local)) == 12 * per_au  # 9.46 M
+  assert local["conv0_0"]["kernel"].shape == (12, 3, 3, 64, 96)
+  head_in = deep["params"]["head"]["kernel"].shape[0]
+  light_in = light["params"]["head"]["kernel"].shape[0]
+  assert head_in - light_in == 5 * 5 * 160 - 12 * 32   # f1: 4,000 vs 12 x 32
+  assert set(light["params"]["local_au"]) == {"conv0", "conv1", "bn0", "bn1"}
+  with pytest.raises(ValueError, match="local_branch"):
+    _tiny(local_branch="wide")
+
+
+def test_deep_local_branch_weighs_each_au_by_its_own_map():
+  """An AU whose attention is zero everywhere contributes a constant: moving the
+  features under that AU's (empty) map changes nothing, under a live map it does."""
+  from sfae_jax.models.lrl import LocalAUBranch  # pylint: disable=g-import-not-at-top
+  norm = functools.partial(__import__("flax").linen.BatchNorm,
+                           use_running_average=True)
+  branch = LocalAUBranch((4, 4, 4), norm)
+  x = jax.random.normal(jax.random.key(0), (1, 16, 16, 3))
+  att = jnp.zeros((1, 2, 16, 16)).at[0, 0, :8].set(1.0)  # AU 0: top half only
+  v = branch.init(jax.random.key(1), x, att)
+  base = branch.apply(v, x, att)
+  assert base.shape == (1, 2 * 2 * 4)  # 16 -> 8 -> 4 -> 2, 4 channels
+  bottom = x.at[:, 8:].add(5.0)        # under no live map
+  top = x.at[:, :8].add(5.0)           # under AU 0's map
+  np.testing.assert_allclose(branch.apply(v, bottom, att), base, atol=1e-6)
+  assert float(jnp.abs(branch.apply(v, top, att) - base).max()) > 1e-3
+
+
+def test_attention_refinement_learns_from_the_au_loss():
+  model, variables = _tiny(attention_refine=True)
+  out = jax.jit(functools.partial(model.apply, train=False))(variables, _images())
+  assert out.attention.shape == out.rule_attention.shape == (B, 12, 44, 44)
+  assert float(out.attention.min()) > 0 and float(out.attention.max()) < 1
+  assert float(jnp.abs(out.attention - out.rule_attention).max()) > 0.01
+
+  def logit_sum(params):
+    return model.apply({**variables, "params": params}, _images(),
+                       train=False).au_logits.sum()
+
+  grads = jax.jit(jax.grad(logit_sum))(variables["params"])
+  assert float(jnp.abs(grads["attention_refine"]["conv0"]["kernel"]).sum()) > 0
+  plain, _ = _tiny()
+  assert plain.attention_refine is False
+
+
+def test_landmark_head_regresses_pixels_from_the_image_centre():
+  """Zero-initialised last layer: every point starts at the centre; one unit of
+  the FC output is one pixel (JAA-Net), whatever the input size. Old run records
+  (no landmark_units) rebuild the image-fraction head they trained."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from sfae_jax.models import create_model  # pylint: disable=g-import-not-at-top
+  model, variables = _tiny()
+  out = jax.jit(functools.partial(model.apply, train=False))(variables, _images())
+  np.testing.assert_allclose(out.landmarks, (S - 1) / 2, atol=1e-5)
+  params = jax.tree.map(lambda x: x, variables["params"])
+  bias = params["landmark_branch"]["fc_landmarks"]["bias"]
+  params["landmark_branch"]["fc_landmarks"]["bias"] = bias.at[0].set(3.0)
+  moved = model.apply({**variables, "params": params}, _images(), train=False)
+  np.testing.assert_allclose(moved.landmarks[:, 0, 0], (S - 1) / 2 + 3.0, atol=1e-4)
+  base = dict(model="sfae_net_tiny", use_lrl=True, use_msl=True)
+  old = create_model(ml_collections.ConfigDict(base), BP4D_AUS, "ibug68")
+  new = create_model(ml_collections.ConfigDict(dict(base, landmark_units="pixels",
+                                                    local_branch="deep")),
+                     BP4D_AUS, "ibug68")
+  assert (old.landmark_units, old.local_branch) == ("image_fraction", "light")
+  assert (new.landmark_units, new.local_branch) == ("pixels", "deep")
