@@ -50,21 +50,33 @@ def get_config(arg=None):
   c.model = "sfae_net"              # sfae_net | sfae_net_tiny
   c.use_lrl = True                  # landmark-assisted region learning (f1, f2)
   c.use_msl = True                  # multi-scale region learning (f3)
+  c.local_branch = "deep"           # per-AU local learning: deep (JAA-Net's
+                                    # extractor, spatial f1) | light (2 convs, pooled)
+  c.attention_refine = False        # JAA-Net's attention refinement (+ refine_weight)
+  c.landmark_units = "pixels"       # landmark head regresses pixels (JAA-Net);
+                                    # 'image_fraction': the head of older runs
   c.crop_size = 176                 # crop of the 200x200 stored face (paper: 176)
   c.input_size = 176                # network input side; the crop is resized to it
-  c.max_rotation = 0.0              # degrees, uniform +- (0: the paper's crop + flip)
+  c.max_rotation = 10.0             # degrees, uniform +-: the paper's "randomly
+                                    # rotated" (it gives no range; JAA-Net's code has
+                                    # no rotation); landmarks rotate with the image
   c.flip = True                     # mirror with p=0.5, landmarks re-indexed
-  c.gt_landmark_attention = True    # train: place attention on ground-truth landmarks
+  c.gt_landmark_attention = False   # False: attention on the model's own landmarks
+                                    # (paper, JAA-Net); True: on ground truth (ablation)
   c.dtype = "float32"               # float32 | bfloat16: convolutions and matmuls
                                     # (params, BN statistics, attention maps, loss
                                     # and optimiser state stay float32)
   c.conv_impl = "auto"              # auto | xla | cpu: sfae_jax.models.conv (same
                                     # maths; 'auto' picks by backend)
 
-  # Loss (JAA-Net): au_weight * (ce + dice) + landmark_weight * landmark.
+  # Loss (JAA-Net): au_weight * (ce + dice) + landmark_weight * landmark
+  # (+ refine_weight * refine with attention_refine); the landmark term is
+  # normalised by the eye-centre distance, as JAA-Net's.
   c.au_weight = 1.0
   c.dice_weight = 1.0
+  c.dice_divide_by_batch = False    # True: JAA-Net's code (dice ratio / batch size)
   c.landmark_weight = 0.5
+  c.refine_weight = 2e-4            # JAA-Net's lambda_refine
 
   # Optimisation: SGD + Nesterov, lr 0.01 x 0.3 every 2 epochs, 12 epochs.
   c.batch_size = 16                 # global batch (all devices, all hosts)

@@ -1,4 +1,5 @@
-"""JAA-Net's losses: weighted per-AU cross-entropy, weighted soft dice, landmarks.
+"""JAA-Net's losses: weighted per-AU cross-entropy, weighted soft dice, landmarks,
+attention refinement.
 
 Every loss here is the loss of the **global** batch. Under data parallelism each
 device holds a shard; the sums a loss is built from (per-AU sums of cross-entropy,
@@ -47,25 +48,60 @@ def weighted_cross_entropy(logits, labels, weights, axis_name=None):
   return (weights * per_au).sum() / labels.shape[-1]
 
 
-def weighted_dice(logits, labels, weights, axis_name=None, smooth: float = 1.0):
+def weighted_dice(logits, labels, weights, axis_name=None, smooth: float = 1.0,
+                  divide_by_batch: bool = False):
   """Per AU: 1 - (2 sum(p y) + s) / (sum(p^2) + sum(y^2) + s) over the known labels
-  of the global batch; then sum_i w_i * dice_i / n_AU."""
+  of the global batch; then sum_i w_i * dice_i / n_AU.
+
+  `divide_by_batch` reproduces JAA-Net's code, which divides the ratio by the
+  batch size: 1 - ratio / B. That is not the dice of JAA-Net's paper (Eq. 2): the
+  term stays near 1 and its gradient is 1/B of the dice's (1/16 at batch 16)."""
   known = (labels >= 0).astype(jnp.float32)
   p = jax.nn.sigmoid(logits) * known
   y = jnp.clip(labels, 0, 1).astype(jnp.float32) * known
   inter = _psum((p * y).sum(axis=0), axis_name)
   p2 = _psum((p * p).sum(axis=0), axis_name)
   y2 = _psum((y * y).sum(axis=0), axis_name)
-  dice = 1.0 - (2.0 * inter + smooth) / (p2 + y2 + smooth)
+  ratio = (2.0 * inter + smooth) / (p2 + y2 + smooth)
+  if divide_by_batch:
+    ratio = ratio / _psum(jnp.asarray(labels.shape[0], jnp.float32), axis_name)
+  dice = 1.0 - ratio
   return (weights * dice).sum() / labels.shape[-1]
 
 
-def landmark_loss(pred, target, interocular, axis_name=None):
+def landmark_loss(pred, target, d0, axis_name=None):
   """Mean over the global batch of sum((pred - target)^2) / (2 * d0^2).
 
-  pred, target: `[B, L, 2]` in pixels; interocular: `[B]` d0 in the same pixels."""
-  d0 = jnp.maximum(interocular, 1.0)
+  pred, target: `[B, L, 2]` in pixels; d0: `[B]` the normalising distance in the
+  same pixels, JAA-Net's distance between the eye centres
+  (`sfae_jax.data.augment.eye_centre_distance`)."""
+  d0 = jnp.maximum(d0, 1.0)
   per_example = ((pred - target) ** 2).sum(axis=(1, 2)) / (2.0 * d0 ** 2)
   total = _psum(per_example.sum(), axis_name)
   count = _psum(jnp.asarray(pred.shape[0], jnp.float32), axis_name)
   return total / count
+
+
+def landmark_error(pred, target, d0, axis_name=None):
+  """Mean point-to-point error over the global batch, as a fraction of d0 (the
+  eye-centre distance): the normalised mean error face-alignment papers report.
+  A monitor, not a loss term."""
+  per_example = jnp.linalg.norm(pred - target, axis=-1).mean(axis=-1)
+  per_example = per_example / jnp.maximum(d0, 1.0)
+  total = _psum(per_example.sum(), axis_name)
+  count = _psum(jnp.asarray(pred.shape[0], jnp.float32), axis_name)
+  return total / count
+
+
+def attention_refine_loss(refined, target, axis_name=None):
+  """JAA-Net's refinement term: per AU, binary cross-entropy between the refined
+  map and the rule map, averaged over the global batch and the map's cells; then
+  summed over AUs. refined, target: `[B, A, h, w]` in [0, 1]; target carries no
+  gradient."""
+  target = jax.lax.stop_gradient(target)
+  p = jnp.clip(refined, 1e-7, 1.0 - 1e-7)
+  bce = -(target * jnp.log(p) + (1.0 - target) * jnp.log1p(-p))
+  b, _, h, w = refined.shape
+  total = _psum(bce.sum(axis=(0, 2, 3)), axis_name)
+  count = _psum(jnp.asarray(b * h * w, jnp.float32), axis_name)
+  return (total / count).sum()

@@ -76,6 +76,8 @@ class TrainMetrics(clu_metrics.Collection):
   ce: clu_metrics.Average.from_output("ce")
   dice: clu_metrics.Average.from_output("dice")
   landmark: clu_metrics.Average.from_output("landmark")
+  landmark_error: clu_metrics.Average.from_output("landmark_error")
+  refine: clu_metrics.Average.from_output("refine")
   grad_norm: clu_metrics.Average.from_output("grad_norm")
   param_norm: clu_metrics.LastValue.from_output("param_norm")
   learning_rate: clu_metrics.LastValue.from_output("learning_rate")

@@ -103,7 +103,8 @@ def _progress(step, total, steps_per_epoch, values, rate) -> str:
          "min" if rate > 0 else "timing from the next step")
   return (f"epoch {step / steps_per_epoch:5.2f}  step {step}/{total}  "
           f"loss {values['loss']:.4f} (ce {values['ce']:.3f} dice "
-          f"{values['dice']:.3f} lm {values['landmark']:.3f})  lr "
+          f"{values['dice']:.3f} lm {values['landmark']:.3f}, error "
+          f"{100 * values['landmark_error']:.1f}%)  lr "
           f"{values['learning_rate']:.2e}  {eta}")
 
 

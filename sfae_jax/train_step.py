@@ -68,23 +68,37 @@ def init_state(model: SFAENet, tx, config, key: jax.Array) -> TrainState:
 
 
 def _losses(out, labels, lms, config, au_weights, scheme):
+  """The total loss and its parts (with the landmark error, a monitor)."""
   ce = losses.weighted_cross_entropy(out.au_logits, labels, au_weights, AXIS)
-  dice = losses.weighted_dice(out.au_logits, labels, au_weights, AXIS)
+  dice = losses.weighted_dice(out.au_logits, labels, au_weights, AXIS,
+                              divide_by_batch=config.get("dice_divide_by_batch",
+                                                         False))
+  zero = jnp.zeros(())
+  lm = lm_error = refine = zero
   if out.landmarks is not None:
-    lm = losses.landmark_loss(out.landmarks, lms, augment.interocular(lms, scheme),
-                              AXIS)
-  else:
-    lm = jnp.zeros(())
+    d0 = augment.eye_centre_distance(lms, scheme)
+    lm = losses.landmark_loss(out.landmarks, lms, d0, AXIS)
+    lm_error = losses.landmark_error(out.landmarks, lms, d0, AXIS)
+  refining = out.rule_attention is not None and config.get("attention_refine",
+                                                          False)
+  if refining:
+    refine = losses.attention_refine_loss(out.attention, out.rule_attention, AXIS)
   total = (config.au_weight * (ce + config.dice_weight * dice)
-           + config.landmark_weight * lm)
-  return total, {"ce": ce, "dice": dice, "landmark": lm}
+           + config.landmark_weight * lm
+           + config.get("refine_weight", 0.0) * refine)
+  return total, {"ce": ce, "dice": dice, "landmark": lm,
+                 "landmark_error": lm_error, "refine": refine}
 
 
 def make_train_step(model: SFAENet, tx, schedule, config, au_weights, mesh: Mesh):
   """jit(shard_map(step)): (state, batch, key) -> (state, metrics); donates state.
 
   batch: `image` `[B, S, S, 3]` uint8, `landmarks` `[B, L, 2]`, `au` `[B, A]` int8,
-  sharded over `data`; key: the run's key (replicated), folded with the step."""
+  sharded over `data`; key: the run's key (replicated), folded with the step.
+
+  Attention is placed on the model's own (gradient-stopped) landmarks of the
+  augmented images, as at test time; `config.gt_landmark_attention` places it on
+  the augmented ground truth instead (an ablation)."""
   model = model.clone(bn_axis_name=AXIS)  # BatchNorm statistics of the global batch
   spec = augment.AugmentSpec.from_config(config, model.landmark_scheme)
   weights = jnp.asarray(au_weights, jnp.float32)
@@ -94,7 +108,7 @@ def make_train_step(model: SFAENet, tx, schedule, config, au_weights, mesh: Mesh
     ids = augment.example_ids(batch["au"].shape[0], AXIS)
     images, lms = augment.random_augment(key, ids, batch["image"],
                                          batch["landmarks"], spec)
-    guide = lms if config.gt_landmark_attention else None
+    guide = lms if config.get("gt_landmark_attention", False) else None
 
     def loss_fn(params):
       out, mutated = model.apply(

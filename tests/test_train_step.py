@@ -91,3 +91,64 @@ def test_batch_size_must_divide_over_devices():
   mesh, state, step, key = _setup(_config(), jax.devices()[:4])
   with pytest.raises(ValueError):
     sharding.put_batch(_batch(b=6), mesh)
+
+
+def test_training_attention_sits_on_the_models_own_landmarks():
+  """The step's loss is the loss of the model applied to the augmented batch with
+  attention on its own predicted landmarks (default) or on the augmented ground
+  truth (gt_landmark_attention=True): recomputed here from the parts."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  from sfae_jax.data import augment  # pylint: disable=g-import-not-at-top
+  batch = _batch()
+  for gt in (False, True):
+    config = _config(gt_landmark_attention=gt, flip=True, max_rotation=10.0)
+    mesh, state, step, key = _setup(config, jax.devices()[:1])
+    model = create_model(config, BP4D_AUS, schemes.BP4D49).clone(
+        bn_axis_name=sharding.AXIS)
+    spec = augment.AugmentSpec.from_config(config, schemes.BP4D49)
+
+    def reference(state, batch, use_gt):
+      k = jax.random.fold_in(jax.random.key(1), 0)
+      images, lms = augment.random_augment(k, jnp.arange(8), batch["image"],
+                                           batch["landmarks"], spec)
+      out, _ = model.apply({"params": state.params,
+                            "batch_stats": state.batch_stats}, images, train=True,
+                           landmarks=lms if use_gt else None,
+                           mutable=["batch_stats"])
+      return train_step._losses(out, batch["au"], lms, config,  # pylint: disable=protected-access
+                                jnp.ones(12), schemes.BP4D49)[0]
+
+    ref = {}
+    for use_gt in (False, True):
+      fn = jax.jit(jax.shard_map(lambda s, b, u=use_gt: reference(s, b, u),
+                                 mesh=mesh, in_specs=(P(), P()), out_specs=P()))
+      ref[use_gt] = float(fn(state, batch))
+    _, m = step(state, sharding.put_batch(batch, mesh), key)
+    assert abs(ref[True] - ref[False]) > 1e-3 * abs(ref[False])
+    np.testing.assert_allclose(float(m["loss"]), ref[gt], rtol=1e-5)
+
+
+def test_paper_config_rotates_faces_within_its_stated_range():
+  """configs/default.py turns rotation on; the angles drawn fill +-max_rotation
+  (measured from the eye line of the augmented landmarks, flips undone)."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from sfae_jax.data import augment  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  assert 5.0 <= config.max_rotation <= 15.0
+  assert not config.gt_landmark_attention and config.local_branch == "deep"
+  spec = augment.AugmentSpec.from_config(config, schemes.BP4D49)
+  lms = np.array(_batch(b=1, size=200)["landmarks"])
+  lms[0, 19:25] = [100 - 30, 90]    # left eye points (49-point 19-24)
+  lms[0, 25:31] = [100 + 30, 90]    # right eye points: eye line horizontal
+  n = 256
+  _, out = augment.random_augment(jax.random.key(0), jnp.arange(n),
+                                  np.zeros((n, 200, 200, 3), np.uint8),
+                                  np.repeat(lms, n, 0), spec)
+  out = np.asarray(out)
+  d = out[:, 25] - out[:, 19]     # left -> right eye (re-indexed after a flip)
+  angles = np.degrees(np.arctan2(d[:, 1], np.abs(d[:, 0])))
+  assert np.abs(angles).max() <= config.max_rotation + 1e-3
+  assert np.abs(angles).max() > 0.8 * config.max_rotation
+  assert np.mean(np.abs(angles) > 1.0) > 0.8

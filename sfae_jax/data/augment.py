@@ -120,11 +120,13 @@ def centre_crop(images: jax.Array, landmarks: jax.Array, spec: AugmentSpec):
   return _apply(images, landmarks, mats, jnp.zeros((b,), bool), spec)
 
 
-def interocular(landmarks: jax.Array, scheme: str) -> jax.Array:
-  """`[B]` distance between the outer eye corners (68-point 36 and 45)."""
+def eye_centre_distance(landmarks: jax.Array, scheme: str) -> jax.Array:
+  """`[B]` distance between the eye centres, each the mean of the eye's six points
+  (68-point 36-41 and 42-47): JAA-Net's landmark-loss normaliser ("biocular")."""
   s = schemes.get_scheme(scheme)
-  return jnp.linalg.norm(landmarks[:, s.index(36)] - landmarks[:, s.index(45)],
-                         axis=-1)
+  left = landmarks[:, [s.index(i) for i in range(36, 42)]].mean(axis=1)
+  right = landmarks[:, [s.index(i) for i in range(42, 48)]].mean(axis=1)
+  return jnp.linalg.norm(left - right, axis=-1)
 
 
 def example_ids(local_batch: int, axis_name: str | None = None) -> jax.Array:
