@@ -1,6 +1,7 @@
 """Model size and speed.
 
-  python -m sfae_jax.models --summary               # params + GFLOPs per 176x176 image
+  python -m sfae_jax.models --summary               # params + GFLOPs per image of
+                                                    # configs/default.py's model
   python -m sfae_jax.models --benchmark --batch 16  # the real train step, forward,
                                                     # per-component breakdown
   python -m sfae_jax.models --benchmark --config configs/synthetic.py \
@@ -21,14 +22,13 @@ import os
 import jax
 import jax.numpy as jnp
 
-from sfae_jax.models.sfae_net import SFAENet, SFAENetTiny
+from sfae_jax.face import schemes
+from sfae_jax.models import landmark_attention as la
+from sfae_jax.models.registry import create_model
 
-VARIANTS = {
-    "full": {},
-    "no LRL": {"use_lrl": False},
-    "no MSL": {"use_msl": False},
-    "stem only": {"use_lrl": False, "use_msl": False},
-}
+# Ablation variants that change the model (sfae_jax.ablate.VARIANTS has the rest).
+SUMMARY_VARIANTS = ("full", "light_local", "refine", "no_lrl", "no_msl",
+                    "stem_only")
 
 
 def abstract_variables(model, size: int):
@@ -53,11 +53,19 @@ def forward_flops(model, size: int) -> float:
                                                             jnp.float32)))
 
 
-def summary(make_model, size: int) -> None:
-  print(f"{'variant':<10} {'params':>12} {'GFLOPs/image':>13}   ({size}x{size} input)")
-  for name, kw in VARIANTS.items():
-    model = make_model(**kw)
-    print(f"{name:<10} {count_params(model, size):>12,} "
+def summary(config, size: int | None = None) -> None:
+  """Parameters and forward GFLOPs per image of `config`'s model and variants:
+  its landmark scheme (49 points for BP4D), its AUs (BP4D's 12) and input size."""
+  from sfae_jax.ablate import variant_config  # pylint: disable=g-import-not-at-top
+  size = size or config.input_size
+  scheme = schemes.IBUG68 if config.dataset_config == "ibug68" else schemes.BP4D49
+  points = schemes.get_scheme(scheme).num_points
+  print(f"{config.model}, {points} landmarks, {len(la.BP4D_AUS)} AUs, "
+        f"{size}x{size} input")
+  print(f"{'variant':<12} {'params':>12} {'GFLOPs/image':>13}")
+  for name in SUMMARY_VARIANTS:
+    model = create_model(variant_config(config, name, 0), la.BP4D_AUS, scheme)
+    print(f"{name:<12} {count_params(model, size):>12,} "
           f"{forward_flops(model, size) / 1e9:>13.2f}")
 
 
@@ -109,10 +117,11 @@ def main(argv=None) -> None:
                       "component (and the input pipeline with --data_dir)")
   parser.add_argument("--tiny", action="store_true",
                       help="--summary of the tiny test variant")
-  parser.add_argument("--size", type=int, default=176,
-                      help="--summary input side in pixels")
+  parser.add_argument("--size", type=int,
+                      help="--summary input side in pixels (default: the config's)")
   parser.add_argument("--config", default="configs/default.py",
-                      help="benchmark this config's model and recipe (path[:arg])")
+                      help="summarise / benchmark this config's model (and "
+                      "recipe) (path[:arg])")
   parser.add_argument("--batch", type=int, help="global train batch "
                       "(default: the config's batch_size)")
   parser.add_argument("--eval_batch", type=int, default=32,
@@ -134,13 +143,16 @@ def main(argv=None) -> None:
   args = parser.parse_args(argv)
   if not (args.summary or args.benchmark):
     parser.error("nothing to do: pass --summary and/or --benchmark")
+  try:
+    config = load_config(args.config)
+  except (OSError, ValueError, AttributeError) as e:
+    parser.error(str(e))
   if args.summary:
-    summary(SFAENetTiny if args.tiny else SFAENet, args.size)
+    if args.tiny:
+      config.unlock()
+      config.model = "sfae_net_tiny"
+    summary(config, args.size)
   if args.benchmark:
-    try:
-      config = load_config(args.config)
-    except (OSError, ValueError, AttributeError) as e:
-      parser.error(str(e))
     run_benchmark(config, args)
 
 
