@@ -22,7 +22,6 @@ from typing import Sequence
 
 from absl import app, flags, logging
 from etils import epath
-from ml_collections import config_flags
 
 from sfae_jax import compilation_cache
 
@@ -109,34 +108,33 @@ def run(config, workdir: str, variants: Sequence[str], seeds: Sequence[int],
 
 
 def _define_flags():
-  """The CLI's flags (defined only when run as a program: `sfae_jax.train` owns
-  --config and --workdir in any process that imports both)."""
-  config = config_flags.DEFINE_config_file(
-      "config", None, "Base config, e.g. configs/ablate.py.", lock_config=False)
-  flags.DEFINE_string("workdir", None, "Folder of the ablation's runs and table.")
+  """The CLI's own flags; --config and --workdir are `sfae_jax.train`'s (the runs
+  are its runs, and absl allows one definition per process)."""
+  from sfae_jax import train  # pylint: disable=g-import-not-at-top
   flags.DEFINE_list("variants", list(DEFAULT_VARIANTS),
                     f"Variants to run, of {sorted(VARIANTS)}.")
   flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (config.seed) per variant.")
-  return config
+  return train
 
 
-def main(argv, config_flag):
+def main(argv, train):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   args = flags.FLAGS
-  if args.workdir is None or config_flag.value is None:
+  if args.workdir is None or args.config is None:
     raise app.UsageError("Both --config and --workdir are required, e.g. "
                          "--config configs/ablate.py --workdir runs/ablate")
   logging.set_verbosity(logging.WARNING)
   compilation_cache.enable()  # seeds after the first load their compiled steps
   try:
     seeds = [int(s) for s in args.seeds]
-    run(config_flag.value, args.workdir, args.variants, seeds)
+    run(args.config, args.workdir, args.variants, seeds,
+        train_fn=train.train_and_evaluate)
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
 
 
 if __name__ == "__main__":
-  _config_flag = _define_flags()
-  app.run(lambda argv: main(argv, _config_flag))
+  _train = _define_flags()
+  app.run(lambda argv: main(argv, _train))
