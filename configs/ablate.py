@@ -15,6 +15,7 @@ from configs import synthetic
 
 def get_config(arg=None):
   c = synthetic.get_config(arg)
+  c.local_branch = "deep"           # the full model's (synthetic.py runs light)
   c.input_size = 64
   c.num_epochs = 2
   c.lr_decay_epochs = 1

@@ -133,7 +133,9 @@ def test_bfloat16_run_trains_and_stays_within_the_seed_spread_of_float32(
   Tolerance: what changing only the seed does in float32. Measured on this data
   (30 steps): seeds 0 and 1 differ by 7.7 points of mean F1 and 4.2 of mean
   accuracy, while bf16 moved them by 0.6-1.9 and 0.5-1.2 points; at 6 steps bf16
-  moved F1 by 3.6 and accuracy by 0.4. So: 0.08 and 0.05."""
+  moved F1 by 3.6 and accuracy by 0.4. So: 0.08 and 0.05. (Measured with the
+  light per-AU branch and image-fraction landmark head; this run, with the deep
+  branch and pixel head, stays inside the same bounds.)"""
   capsys.readouterr()
   result = train.train_and_evaluate(_config(synthetic_tfds, dtype="bfloat16"),
                                     str(tmp_path / "bf16"))
@@ -141,7 +143,9 @@ def test_bfloat16_run_trains_and_stays_within_the_seed_spread_of_float32(
   assert "bfloat16, from step 0" in out
   losses = [float(x) for x in re.findall(r"step \d+/6  loss ([\d.]+)", out)]
   assert len(losses) == 3 and np.isfinite(losses).all()
-  assert losses[-1] < 0.5 * losses[0], losses
+  # Measured: 6.91, 5.65, 5.63 (the pixel landmark head's term falls over tens of
+  # steps at lr 0.01, no longer by half in six): falling, by > 10 %.
+  assert losses[-1] < losses[0] * 0.9 and losses[1] < losses[0], losses
   _, f32 = trained_run
   assert abs(result["mean_f1"] - f32["mean_f1"]) <= 0.08, (result["mean_f1"],
                                                            f32["mean_f1"])
