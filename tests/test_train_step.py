@@ -60,7 +60,10 @@ def test_loss_falls_on_a_fixed_batch_without_recompiling():
     state, m = step(state, batch, key)
     seen.append(float(m["loss"]))
   assert np.isfinite(seen).all()
-  assert seen[-1] < 0.8 * seen[0], seen
+  # Measured 7.31, 6.98, 6.80, 6.70, 6.57: the pixel landmark head's term falls
+  # steadily at lr 0.01 (the old image-fraction head dropped by 20 % in 5 steps).
+  assert all(b < a for a, b in zip(seen, seen[1:])), seen
+  assert seen[-1] < 0.95 * seen[0], seen
   assert int(state.step) == 5
   assert step._cache_size() == 1  # pylint: disable=protected-access
 
