@@ -34,6 +34,13 @@ def _psum(x, axis_name: Optional[str]):
   return x if axis_name is None else jax.lax.psum(x, axis_name)
 
 
+def _batch_mean(per_example, axis_name: Optional[str]):
+  """Mean over the global batch of a per-example `[b]` value."""
+  total = _psum(per_example.sum(), axis_name)
+  count = _psum(jnp.asarray(per_example.shape[0], jnp.float32), axis_name)
+  return total / count
+
+
 def weighted_cross_entropy(logits, labels, weights, axis_name=None):
   """Per AU: mean binary cross-entropy over the known labels of the global batch;
   then the weighted mean over AUs, sum_i w_i * ce_i / n_AU.
@@ -77,9 +84,7 @@ def landmark_loss(pred, target, d0, axis_name=None):
   (`sfae_jax.data.augment.eye_centre_distance`)."""
   d0 = jnp.maximum(d0, 1.0)
   per_example = ((pred - target) ** 2).sum(axis=(1, 2)) / (2.0 * d0 ** 2)
-  total = _psum(per_example.sum(), axis_name)
-  count = _psum(jnp.asarray(pred.shape[0], jnp.float32), axis_name)
-  return total / count
+  return _batch_mean(per_example, axis_name)
 
 
 def landmark_error(pred, target, d0, axis_name=None):
@@ -87,10 +92,7 @@ def landmark_error(pred, target, d0, axis_name=None):
   eye-centre distance): the normalised mean error face-alignment papers report.
   A monitor, not a loss term."""
   per_example = jnp.linalg.norm(pred - target, axis=-1).mean(axis=-1)
-  per_example = per_example / jnp.maximum(d0, 1.0)
-  total = _psum(per_example.sum(), axis_name)
-  count = _psum(jnp.asarray(pred.shape[0], jnp.float32), axis_name)
-  return total / count
+  return _batch_mean(per_example / jnp.maximum(d0, 1.0), axis_name)
 
 
 def attention_refine_loss(refined, target, axis_name=None):
