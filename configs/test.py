@@ -11,6 +11,7 @@ def get_config(arg=None):
   del arg
   c = default.get_config("fold=3")
   c.model = "sfae_net_tiny"
+  c.local_branch = "light"  # the deep branch is tested in tests/models (speed)
   c.grain_workers = 0
   c.crop_size = 176
   c.input_size = 64
