@@ -2,6 +2,14 @@
 the checkpoints (the config, the AU list, the landmark scheme, the AU class weights,
 the threshold, where the data were). Written by process 0 only; read by anyone.
 
+The record is written once a run's checks have passed (dataset, batch size,
+devices), and a run without a checkpoint writes a fresh one. A resumed run is
+compared with it field by field (`compare`): a field that fixes the model or its
+data (anything not in `MUTABLE`: model, sizes, landmark scheme, AU set, LRL/MSL
+switches, fold, batch size, seed, ...) may not change; a field in `MUTABLE`
+(steps, learning rate, threshold, ...) may, and the change is kept in `changes`
+with the step it took effect at.
+
 Paths may be local or any filesystem `etils.epath` knows (`gs://...`).
 """
 
@@ -16,6 +24,24 @@ import ml_collections
 
 RUN_FILE = "run.json"
 
+# Config fields a resumed run may change: how long and how fast it trains, how it
+# is evaluated and logged, where the data live. Every other field (the model, its
+# sizes, the dataset config, split, batch size, seed, optimiser kind, ...) fixes
+# the parameters' shapes or the data the checkpoint was trained on.
+MUTABLE = frozenset({
+    "num_epochs", "num_train_steps", "learning_rate", "lr_decay_rate",
+    "lr_decay_epochs", "momentum", "nesterov", "weight_decay", "au_weight",
+    "dice_weight", "dice_divide_by_batch", "landmark_weight", "refine_weight",
+    "threshold", "eval_batch_size", "log_every_steps", "checkpoint_every_steps",
+    "keep_checkpoints", "grain_workers", "data_dir", "conv_impl", "dtype",
+    "max_rotation", "flip", "gt_landmark_attention", "synthetic.manual_dir",
+    "synthetic.workers",
+})
+
+
+class RunChangedError(ValueError):
+  """A resumed run asks for a different model or data than its record."""
+
 
 @dataclasses.dataclass(frozen=True)
 class RunInfo:
@@ -28,6 +54,11 @@ class RunInfo:
   known_labels: tuple[int, ...] = ()
   train_examples: int = 0
   data_dir: str = ""
+  # Changes of MUTABLE fields on resume: {"step", "field", "old", "new"}.
+  changes: tuple[dict, ...] = ()
+  # What the model was trained on: {"name", "config", "synthetic", ...}
+  # (`sfae_jax.provenance.dataset_record`).
+  dataset: dict = dataclasses.field(default_factory=dict)
 
   def to_json(self) -> dict[str, Any]:
     out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -66,3 +97,44 @@ def read(workdir) -> RunInfo:
         f"{target} does not exist: {str(workdir)!r} is not a training workdir (train "
         "into it with `python -m sfae_jax.train --config ... --workdir DIR`).")
   return RunInfo.from_json(json.loads(target.read_text()))
+
+
+def flat_config(config) -> dict[str, Any]:
+  """`{'synthetic.size': [320, 240], ...}`: JSON values, dotted keys."""
+  data = json.loads(config.to_json_best_effort()) if hasattr(
+      config, "to_json_best_effort") else config
+  out = {}
+  def walk(d, prefix):
+    for k, v in d.items():
+      if isinstance(v, dict):
+        walk(v, f"{prefix}{k}.")
+      else:
+        out[f"{prefix}{k}"] = v
+  walk(data, "")
+  return out
+
+
+def compare(stored: RunInfo, config, workdir) -> list[tuple[str, Any, Any]]:
+  """The MUTABLE fields that differ between the record and `config`, as (field,
+  stored, new); raises RunChangedError naming the first other field that does.
+  A field the record does not have (an older run) is not compared."""
+  old, new = flat_config(stored.config), flat_config(config)
+  changed = [(k, old[k], new.get(k)) for k in sorted(old)
+             if k in new and old[k] != new[k]]
+  fixed = [c for c in changed if c[0] not in MUTABLE]
+  if fixed:
+    k, was, now = fixed[0]
+    more = f" (and {', '.join(c[0] for c in fixed[1:])})" if fixed[1:] else ""
+    raise RunChangedError(
+        f"{workdir} was trained with {k}={was!r}; this run asks for {k}={now!r}"
+        f"{more}. That changes the model or its data, so its checkpoints cannot "
+        f"continue: rerun with --config.{k}={was!r}, or use a new --workdir.")
+  return changed
+
+
+def with_changes(stored: RunInfo, config, changed, step: int) -> RunInfo:
+  """The record of a run resumed at `step` with the MUTABLE `changed` fields."""
+  log = tuple(stored.changes) + tuple(
+      {"step": step, "field": k, "old": was, "new": now} for k, was, now in changed)
+  return dataclasses.replace(stored, config=config, threshold=config.threshold,
+                             changes=log)

@@ -25,9 +25,9 @@ import jax
 from ml_collections import config_flags
 
 from sfae_jax import checkpoints, distributed, evaluate, losses, metrics
-from sfae_jax import run_info, sharding, train_step
+from sfae_jax import provenance, run_info, sharding, train_step
 from sfae_jax.data import pipeline, prepare
-from sfae_jax.models import BP4D_AUS, create_model
+from sfae_jax.models import create_model
 
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file(
@@ -54,25 +54,45 @@ def _is_main() -> bool:
   return jax.process_index() == 0
 
 
-def _run_info(workdir, config, data_dir, train_split) -> run_info.RunInfo:
-  """The run record: AU class weights from the training split, computed once per
-  run by process 0 and kept in run.json (a resumed run reuses them); every process
-  then reads the same record."""
-  if _is_main() and not run_info.exists(workdir):
-    labels = pipeline.open_split(data_dir, config.dataset_config, train_split,
-                                 decode_images=False)
-    rates, known = pipeline.occurrence_rates(labels)
-    for au, r, k in zip(BP4D_AUS, rates, known):
-      if k == 0 or r == 0:
-        logging.warning("AU%02d has no positive training label (known %d): its "
-                        "class weight is capped.", au, k)
-    run_info.write(workdir, run_info.RunInfo(
-        config=config, au_ids=tuple(BP4D_AUS),
-        landmark_scheme=config.dataset_config,
-        occurrence_rates=tuple(rates.tolist()), known_labels=tuple(known.tolist()),
-        au_weights=tuple(losses.au_class_weights(rates).tolist()),
-        threshold=config.threshold, train_examples=len(labels),
-        data_dir=os.path.abspath(data_dir) if "://" not in data_dir else data_dir))
+def _run_info(workdir, config, data_dir, train_split,
+              resume_step) -> run_info.RunInfo:
+  """The run record, decided by process 0 once the run's checks have passed, then
+  read by every process.
+
+  A new run (no checkpoint yet, whatever an earlier failed attempt left) gets a
+  fresh record: AU class weights from the training split, the dataset's
+  provenance. A resumed run keeps its record; a changed field that fixes the model
+  or its data stops it (`run_info.RunChangedError`), a changed MUTABLE field is
+  printed and recorded with the step it takes effect at."""
+  if _is_main():
+    if resume_step is not None and run_info.exists(workdir):
+      stored = run_info.read(workdir)
+      changed = run_info.compare(stored, config, workdir)
+      if changed:
+        print(f"Resuming {workdir} at step {resume_step} with changed settings: "
+              + "; ".join(f"{k} {was!r} -> {now!r}" for k, was, now in changed),
+              flush=True)
+        run_info.write(workdir, run_info.with_changes(stored, config, changed,
+                                                      resume_step))
+    else:
+      labels = pipeline.open_split(data_dir, config.dataset_config, train_split,
+                                   decode_images=False)
+      rates, known = pipeline.occurrence_rates(labels)
+      dataset = provenance.dataset_record(data_dir, config, train_split)
+      au_ids = dataset["au_ids"]  # from the dataset, not the model's constant
+      for au, r, k in zip(au_ids, rates, known):
+        if k == 0 or r == 0:
+          logging.warning("AU%02d has no positive training label (known %d): its "
+                          "class weight is capped.", au, k)
+      run_info.write(workdir, run_info.RunInfo(
+          config=config, au_ids=tuple(au_ids),
+          landmark_scheme=config.dataset_config,
+          occurrence_rates=tuple(rates.tolist()),
+          known_labels=tuple(known.tolist()),
+          au_weights=tuple(losses.au_class_weights(rates).tolist()),
+          threshold=config.threshold, train_examples=len(labels),
+          data_dir=os.path.abspath(data_dir) if "://" not in data_dir else data_dir,
+          dataset=dataset))
   distributed.barrier("sfae_run_info")
   return run_info.read(workdir)
 
@@ -116,31 +136,31 @@ def train_and_evaluate(config, workdir: str) -> dict:
   data_dir = _prepare_data(config)
   train_split, eval_split = pipeline.splits(config)
   train_src = pipeline.open_split(data_dir, config.dataset_config, train_split)
-  info = _run_info(workdir, config, data_dir, train_split)
-
   mesh = sharding.make_mesh()
   host_batch = sharding.local_batch_size(config.batch_size, mesh)
   steps_per_epoch = len(train_src) // config.batch_size
   total = (config.num_train_steps if config.num_train_steps > 0
            else config.num_epochs * steps_per_epoch)
+  data_iter = pipeline.Prefetch(iter(pipeline.train_loader(
+      train_src, host_batch, config.seed, config.grain_workers)))
+  mngr, resume_step = checkpoints.open_for_training(workdir, config)
+  # The checks above passed: now the record is written (or checked, on resume).
+  info = _run_info(workdir, config, data_dir, train_split, resume_step)
   model = create_model(config, info.au_ids, info.landmark_scheme)
   schedule = train_step.learning_rate_schedule(config, steps_per_epoch)
   tx = train_step.make_optimizer(config, schedule)
   def make_state(key):
     return train_step.init_state(model, tx, config, key)
 
-  mngr = checkpoints.manager(workdir, config)
-  data_iter = pipeline.Prefetch(iter(pipeline.train_loader(
-      train_src, host_batch, config.seed, config.grain_workers)))
   start_step = 0
-  if mngr.latest_step() is not None:
+  if resume_step is not None:
     # Resuming needs only the state's shapes: nothing to initialise or compile.
     abstract = checkpoints.abstract_like(
         jax.eval_shape(make_state, jax.random.key(config.seed)),
         sharding.replicated(mesh))
-    state, _ = checkpoints.restore(mngr, None, abstract, data_iter)
-    start_step = int(state.step)
-    logging.info("Resumed from step %d in %s", start_step, workdir)
+    mngr, state, _, start_step = checkpoints.restore_for_training(
+        mngr, workdir, config, abstract, data_iter)
+    print(f"Resumed from step {start_step} in {workdir}", flush=True)
   else:
     state = jax.jit(make_state, out_shardings=sharding.replicated(mesh))(
         jax.random.key(config.seed))
@@ -214,10 +234,18 @@ def _flat(config, prefix=""):
   return out
 
 
+HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
+
+
 def _parse_flags(argv):
-  """absl flag parsing, with config mistakes as one-line errors (no traceback)."""
+  """absl flag parsing, with config mistakes as one-line errors (no traceback);
+  --help exits 0 (absl's exits 1, which scripts read as a failure)."""
   try:
     return FLAGS(argv)
+  except SystemExit as e:
+    if e.code == 1 and any(a in HELP_FLAGS for a in argv[1:]):
+      sys.exit(0)
+    raise
   except flags.Error as e:
     message = str(e)
   except (AttributeError, KeyError, TypeError, ValueError) as e:
@@ -250,7 +278,8 @@ def main(argv):
     distributed.fail(e)
   try:
     train_and_evaluate(config, FLAGS.workdir)
-  except (pipeline.DatasetError, NonFiniteLossError, ValueError) as e:
+  except (pipeline.DatasetError, NonFiniteLossError, ValueError,
+          checkpoints.CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
   except jax.errors.JaxRuntimeError as e:

@@ -26,6 +26,8 @@ PARTS = {k: tuple(v.split()) for k, v in PARTS.items()}
 SUBJECT_PART = {s: p for p, subjects in PARTS.items() for s in subjects}
 SEQUENCE_DIRS = ("Sequences", "Sequences_2D+3D")
 OCC_DIRS = ("AUCoding/AU_OCC", "Labels/OCC", "AUCoding/AUCoding/AU_OCC")
+# Written by tfds_bp4d.synthetic at the root of its BP4D-layout copy.
+SYNTHETIC_MARKER = "SYNTHETIC_NOT_BP4D.txt"
 MAT_HEADER = (b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: "
               b"Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 .")
 
