@@ -140,7 +140,7 @@ def main(argv=None) -> int:
       evaluate_workdir(args.workdir, args.step, args.split, args.data_dir)
     else:
       average_workdirs(args.workdirs, args.step, args.split, args.data_dir)
-  except (FileNotFoundError, ValueError) as e:
+  except (FileNotFoundError, ValueError, checkpoints.CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   return 0
