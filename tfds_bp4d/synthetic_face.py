@@ -14,7 +14,7 @@ import dataclasses
 import cv2
 import numpy as np
 
-AUS = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
+from tfds_bp4d.bp4d.layout import AUS  # the one list, BP4D's 12
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtri
 
-AUS = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
+from tfds_bp4d.bp4d.layout import AUS  # the one list, BP4D's 12
 BASE_RATES = {1: .211, 2: .171, 4: .203, 6: .461, 7: .549, 10: .594, 12: .562,
               14: .466, 15: .169, 17: .343, 23: .165, 24: .151}
 # Shared latent factors: (AUs, loading rho).

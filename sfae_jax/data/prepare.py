@@ -73,10 +73,16 @@ def build(manual_dir: str, data_dir: str, config_name: str) -> None:
     raise pipeline.DatasetError(
         f"Building the dataset needs the build extra ({e}): pip install -e '.[build]'"
     ) from None
+  if not os.path.isdir(manual_dir) or not os.listdir(manual_dir):
+    raise pipeline.DatasetError(
+        f"{manual_dir}: the manual_dir is empty or missing. Point it at the root of "
+        "your BP4D copy (it holds Sequences/, AUCoding/AU_OCC/ and 2DFeatures/), or "
+        "generate a synthetic one: python -m tfds_bp4d.synthetic --out DIR.")
   print(f"Building bp4d/{config_name} from {manual_dir} into {data_dir} ...",
         file=sys.stderr, flush=True)
   start = time.perf_counter()
-  builder = bp4d_dataset_builder.Builder(data_dir=data_dir, config=config_name)
+  config = bp4d_dataset_builder.PRESETS.get(config_name, config_name)
+  builder = bp4d_dataset_builder.Builder(data_dir=data_dir, config=config)
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   sizes = {k: v.num_examples for k, v in builder.info.splits.items()}

@@ -37,3 +37,78 @@ def test_ibug68_without_a_landmark_function_says_how_to_give_one(tmp_path):
   with pytest.raises(ValueError, match="landmark_fn=fn"):
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual))
+
+
+def _build(manual, data_dir):
+  builder = bp4d_dataset_builder.Builder(data_dir=str(data_dir))
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  return builder
+
+
+def _summary(builder, part):
+  import json  # pylint: disable=g-import-not-at-top
+  return json.loads((builder.data_path / f"build_summary_{part}.json").read_text())
+
+
+def test_bad_labels_missing_csvs_and_truncated_frames_are_counted_not_written(
+    tmp_path, capsys):
+  """A partial copy (two of the three parts) builds the parts it has; a task with
+  frames but no CSV, rows with labels other than 0/1/9, a truncated JPEG are
+  skipped and counted in the build summary; nothing bad is written."""
+  import os  # pylint: disable=g-import-not-at-top
+  manual = tmp_path / "manual"
+  ids = synthetic.generate(str(manual), subjects=2, tasks=2, frames=4,
+                           size_wh=(160, 160), seed=5, progress=False)
+  parts = {s: layout.SUBJECT_PART[s] for s in ids}
+  assert len(set(parts.values())) == 2  # part3 is absent: a partial copy
+  a, b = ids
+  occ = manual / "AUCoding" / "AU_OCC"
+  os.remove(occ / f"{b}_T2.csv")                      # frames, no labels
+  lines = (occ / f"{a}_T1.csv").read_text().splitlines()
+  header = lines[0].split(",")
+  bad = lines[1].split(",")
+  bad[header.index("12")] = "5"                        # not 0, 1 or 9
+  frame_bad = int(float(bad[0]))
+  lines[1] = ",".join(bad)
+  (occ / f"{a}_T1.csv").write_text("\n".join(lines) + "\n")
+  t2 = (occ / f"{a}_T2.csv").read_text().splitlines()
+  frame_cut = int(float(t2[1].split(",")[0]))
+  jpg = [p for p in (manual / "Sequences" / a / "T2").iterdir()
+         if layout.frame_number(p.name) == frame_cut][0]
+  jpg.write_bytes(jpg.read_bytes()[:len(jpg.read_bytes()) // 2])  # truncated
+  builder = _build(manual, tmp_path / "tfds")
+  out = capsys.readouterr().out
+  assert set(builder.info.splits) == set(parts.values())
+  assert "part3 has no subject" in out and f"{b}/T2" in out
+  sa, sb = _summary(builder, parts[a]), _summary(builder, parts[b])
+  assert sa["skipped"][f"{a}_T1"] == {"invalid_label": 1}
+  assert sa["skipped"][f"{a}_T2"] == {"corrupt_image": 1}
+  assert sb["skipped"][f"{b}_T2"] == {"no_label_file": len(list(
+      (manual / "Sequences" / b / "T2").iterdir()))}
+  source = tfds.data_source("bp4d", split=parts[a], data_dir=str(tmp_path / "tfds"))
+  kept = {(source[i]["task"].decode(), int(source[i]["frame"]))
+          for i in range(len(source))}
+  assert ("T1", frame_bad) not in kept and ("T2", frame_cut) not in kept
+  assert ("T1", int(float(lines[2].split(",")[0]))) in kept
+  assert all(set(np.unique(source[i]["au"])) <= {-1, 0, 1}
+             for i in range(len(source)))
+
+
+def test_unparsable_csv_and_empty_manual_dir_are_one_line_errors(tmp_path):
+  import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  manual = tmp_path / "manual"
+  ids = synthetic.generate(str(manual), subjects=1, tasks=1, frames=2,
+                           size_wh=(160, 160), progress=False)
+  csv_path = manual / "AUCoding" / "AU_OCC" / f"{ids[0]}_T1.csv"
+  csv_path.write_text("0,1,2\nnot,a,number\n")
+  with pytest.raises(layout.LayoutError, match=str(csv_path)):
+    _build(manual, tmp_path / "tfds")
+  (tmp_path / "empty").mkdir()
+  for root, named in ((manual, str(csv_path)), (tmp_path / "empty", "empty")):
+    r = subprocess.run([sys.executable, "-m", "tfds_bp4d.build", "--manual_dir",
+                        str(root), "--data_dir", str(tmp_path / "t2")],
+                       capture_output=True, text=True, check=False)
+    err = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+    assert r.returncode == 1 and len(err) == 1 and named in err[0], r.stderr
+    assert "Traceback" not in r.stderr

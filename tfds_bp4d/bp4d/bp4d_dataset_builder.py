@@ -119,21 +119,52 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       landmark_fn = self._landmark_fn or _default_landmark_fn()
     unknown = sorted({s for s, _ in label_files} - set(layout.SUBJECT_PART))
     if unknown:
-      logging.warning("BP4D: subjects %s are in no part; they are left out.", unknown)
+      print(f"BP4D: subjects {unknown} are in no part; they are left out.")
+    unlabelled = examples.unlabelled_tasks(sequences, label_files)
+    if unlabelled:
+      print("BP4D: task folders with frames but no AU occurrence CSV are left out "
+            "(counted as no_label_file): " + ", ".join(
+                f"{s}/{t} ({n} frames)" for (s, t), n in unlabelled.items()))
+    by_part = {part: {k: v for k, v in label_files.items()
+                      if layout.SUBJECT_PART.get(k[0]) == part}
+               for part in layout.PARTS}
+    present = [p for p in layout.PARTS if by_part[p]]
+    if not present:
+      raise layout.LayoutError(
+          f"{root}: none of its {len(label_files)} AU occurrence CSVs belongs to a "
+          "BP4D subject (F001..F023, M001..M018); is this BP4D?")
+    missing = [p for p in layout.PARTS if p not in present]
+    if missing:
+      print(f"BP4D: {', '.join(missing)} has no subject in {root} (a partial "
+            f"copy): building {', '.join(present)} only. Folds that need "
+            f"{', '.join(missing)} cannot run on this build.")
+    self._write_source(root)
     return {
-        part: self._generate_examples(root, sequences, {
-            k: v for k, v in label_files.items() if layout.SUBJECT_PART.get(k[0]) == part
-        }, part, landmark_fn)
-        for part in layout.PARTS
+        part: self._generate_examples(
+            root, sequences, by_part[part], part, landmark_fn,
+            {k: n for k, n in unlabelled.items()
+             if layout.SUBJECT_PART.get(k[0]) == part})
+        for part in present
     }
 
-  def _generate_examples(self, root, sequences, label_files, part, landmark_fn):
+  def _write_source(self, root: str) -> None:
+    """source.json: what the dataset was built from (sfae_jax.provenance)."""
+    synthetic = os.path.exists(os.path.join(root, layout.SYNTHETIC_MARKER))
+    self.data_path.mkdir(parents=True, exist_ok=True)
+    (self.data_path / "source.json").write_text(json.dumps({
+        "synthetic": synthetic, "manual_dir": os.path.abspath(root),
+        "au_ids": list(layout.AUS), "landmarks": self.builder_config.landmarks,
+    }, indent=1, sort_keys=True))
+
+  def _generate_examples(self, root, sequences, label_files, part, landmark_fn,
+                         unlabelled=None):
     cfg = self.builder_config
     opts = examples.ReadOptions(cfg.landmarks, cfg.frame_offset, cfg.landmark_rows)
     summary = examples.BuildSummary()
+    for (subject, task), n in (unlabelled or {}).items():
+      summary.skip(subject, task, "no_label_file", n)
     for (subject, task), path in sorted(label_files.items()):
-      with open(path) as f:
-        labels = layout.read_occurrence_csv(f.read())
+      labels = examples.read_labels(path)
       yield from examples.task_examples(root, sequences, subject, task, labels,
                                         opts, summary, landmark_fn)
     logging.info("BP4D %s build summary:\n%s", part, summary.table())

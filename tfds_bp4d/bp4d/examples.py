@@ -7,8 +7,10 @@ Pure Python (no TFDS), so the reading rules are unit-tested directly:
 * 2DFeatures row i is the task's i-th image in frame-number order
   (`landmark_rows='position'`, the default) or frame number i + 1
   (`landmark_rows='frame'`), landmarks are MATLAB pixels (1-based, so minus 1);
-* a CSV row without an image, an image that does not decode, a frame without
-  landmarks is skipped and counted per subject/task in a `BuildSummary`.
+* a CSV row without an image, an image that does not decode or is truncated, a
+  frame without landmarks, a row with a label other than 0, 1 or 9, a task with
+  frames but no CSV are skipped and counted per subject/task in a `BuildSummary`;
+  a CSV that cannot be parsed is a `layout.LayoutError` naming the file.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from typing import Callable, Iterator, Optional
 import cv2
 import numpy as np
 
+from sfae_jax import media
 from sfae_jax.face import align, schemes
 from tfds_bp4d.bp4d import layout
 
 SKIP_REASONS = ("no_image", "corrupt_image", "no_landmarks", "no_landmark_file",
-                "no_sequence_dir", "alignment_failed")
+                "no_sequence_dir", "alignment_failed", "invalid_label",
+                "no_label_file")
 JPEG_QUALITY = 95
 
 # A landmark function takes a BGR uint8 image and returns [68, 2] pixel-index
@@ -102,14 +106,18 @@ def task_examples(root: str, sequences: str, subject: str, task: str,
       return
   for csv_frame in sorted(labels):
     number = csv_frame + opts.frame_offset
+    if not np.all(np.isin(labels[csv_frame], (-1, 0, 1))):
+      summary.skip(subject, task, "invalid_label")
+      continue
     if number not in frames:
       summary.skip(subject, task, "no_image")
       continue
     if tracked is not None and number not in tracked:
       summary.skip(subject, task, "no_landmarks")
       continue
-    image = cv2.imread(frames[number], cv2.IMREAD_COLOR)
-    if image is None:
+    try:
+      image = media.read_image(frames[number])  # truncated JPEGs too
+    except media.MediaError:
       summary.skip(subject, task, "corrupt_image")
       continue
     lm = tracked[number] if tracked is not None else landmark_fn(image)
@@ -133,6 +141,34 @@ def task_examples(root: str, sequences: str, subject: str, task: str,
         "interocular": np.float32(align.interocular_distance(face.landmarks,
                                                              opts.landmarks)),
     }
+
+
+def read_labels(path: str) -> dict[int, np.ndarray]:
+  """A task's AU-occurrence CSV; a LayoutError naming the file if unparsable."""
+  try:
+    with open(path, encoding="utf-8", errors="strict") as f:
+      return layout.read_occurrence_csv(f.read())
+  except (ValueError, IndexError, UnicodeDecodeError) as e:
+    raise layout.LayoutError(
+        f"{path}: not a readable AU occurrence CSV ({' '.join(str(e).split())}). "
+        "Restore it from the BP4D distribution, or move it out of the folder to "
+        "build without that task.") from None
+
+
+def unlabelled_tasks(sequences: str, label_files) -> dict[tuple[str, str], int]:
+  """(subject, task) -> frame count, for task folders with frames but no CSV."""
+  out = {}
+  for subject in sorted(os.listdir(sequences)):
+    subject_dir = os.path.join(sequences, subject)
+    if not os.path.isdir(subject_dir):
+      continue
+    for task in sorted(os.listdir(subject_dir)):
+      task_dir = os.path.join(subject_dir, task)
+      if (subject, task) not in label_files and os.path.isdir(task_dir):
+        n = len(layout.list_frames(task_dir))
+        if n:
+          out[(subject, task)] = n
+  return out
 
 
 def find_label_files(root: str) -> dict[tuple[str, str], str]:

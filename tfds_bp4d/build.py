@@ -1,0 +1,38 @@
+"""Builds BP4D with one-line errors: the same builder as `tfds build tfds_bp4d/bp4d`.
+
+  python -m tfds_bp4d.build --manual_dir /path/to/BP4D [--data_dir ~/tensorflow_datasets]
+      [--config bp4d49|bp4d49_nminus1|ibug68]
+
+A layout problem (an empty or partial manual_dir, an unreadable CSV) is one line
+naming the file and the fix, exit status 1; `tfds build` reports the same error
+under TFDS's traceback. Prints each split's size and where its build summary is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m tfds_bp4d.build",
+                                   description=__doc__.splitlines()[0])
+  parser.add_argument("--manual_dir", required=True, help="root of the BP4D copy")
+  parser.add_argument("--data_dir", default="~/tensorflow_datasets")
+  parser.add_argument("--config", default="bp4d49",
+                      choices=("bp4d49", "bp4d49_nminus1", "ibug68"))
+  args = parser.parse_args(argv)
+  from sfae_jax.data import pipeline, prepare  # pylint: disable=g-import-not-at-top
+  from tfds_bp4d.bp4d import layout  # pylint: disable=g-import-not-at-top
+  try:
+    prepare.build(os.path.expanduser(args.manual_dir),
+                  os.path.expanduser(args.data_dir), args.config)
+  except (layout.LayoutError, pipeline.DatasetError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
