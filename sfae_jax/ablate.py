@@ -137,4 +137,4 @@ def main(argv, train):
 
 if __name__ == "__main__":
   _train = _define_flags()
-  app.run(lambda argv: main(argv, _train))
+  app.run(lambda argv: main(argv, _train), flags_parser=_train._parse_flags)  # pylint: disable=protected-access

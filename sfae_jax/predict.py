@@ -6,6 +6,7 @@
 
   from sfae_jax import Detector
   df = Detector("runs/synthetic").detect("clip.mp4")     # pandas.DataFrame
+  Detector(...).provenance                               # where the numbers came from
 
 Every decoded frame (every N-th with --every) gives at least one row: one per face,
 or one with success=0 when no face is found. Faces are aligned exactly as the
@@ -16,6 +17,12 @@ without a face; in between, the 68 landmarks are refit in the tracked boxes. Col
 style: input, frame, timestamp, face_id, success, confidence, face_x, face_y,
 face_w, face_h, x_0..x_67, y_0..y_67, AU01..AU24 (probability), AU01_c..AU24_c
 (occurrence at the run's threshold).
+
+Beside the CSV, `OUT.provenance.json` records the run, checkpoint step, training
+dataset and config, landmark backend, package version and date; a run trained on
+the synthetic dataset is flagged there and on stderr (its AU values on real faces
+mean nothing). An unreadable or truncated input is named on stderr, gives no rows,
+and makes the exit status 1; the other inputs are still written.
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ from typing import Optional, Sequence
 import jax
 import numpy as np
 
-from sfae_jax import checkpoints, compilation_cache, media, run_info, sharding
+from sfae_jax import checkpoints, compilation_cache, media, provenance, run_info
+from sfae_jax import sharding
 from sfae_jax.data import augment
 from sfae_jax.face import align, detectors, schemes, tracking
 from sfae_jax.models import create_model
@@ -41,6 +49,11 @@ class Detector:
   def __init__(self, workdir: str, backend: str | detectors.Backend | None = "auto",
                batch_size: int = 32, threshold: Optional[float] = None,
                step: Optional[int] = None, detect_every: int = 5):
+    if batch_size < 1:
+      raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    if threshold is not None and not 0.0 < threshold < 1.0:
+      raise ValueError(f"threshold is a probability in (0, 1), got {threshold}.")
+    self.workdir = workdir
     self.info = run_info.read(workdir)
     self.config = self.info.config
     self.au_ids = list(self.info.au_ids)
@@ -59,6 +72,21 @@ class Detector:
     self._backend_spec = backend
     self._backend = backend if not isinstance(backend, (str, type(None))) else None
     self.failures: list[str] = []
+
+  @property
+  def trained_on_synthetic(self) -> bool:
+    return provenance.is_synthetic(self.info)
+
+  @property
+  def provenance(self) -> dict:
+    """Where this detector's numbers come from: run, checkpoint step, training
+    dataset and config, landmark backend, package version, date (and a warning
+    when the run was trained on the synthetic dataset)."""
+    backend = self._backend or self._backend_spec
+    name = getattr(backend, "name", None) or (
+        backend if isinstance(backend, str) else type(backend).__name__)
+    return provenance.prediction_record(self.workdir, self.info, self.step,
+                                        str(name), self.threshold)
 
   @property
   def backend(self) -> detectors.Backend:
@@ -97,19 +125,34 @@ class Detector:
     return self.predict_aligned(aligned)
 
   def detect(self, inputs, every: int = 1, progress: bool = False,
-             overlays: Optional[str] = None):
-    """Rows for every frame of every input (str or list). Inputs that fail are
-    reported on stderr, recorded in `self.failures`, and give no rows."""
+             overlays: Optional[str] = None, on_error: str = "raise"):
+    """Rows for every frame of every input (a path or a list; folders expand to
+    their images and videos). An input that cannot be read (missing, corrupt,
+    truncated, a folder without media) raises media.MediaError naming it
+    (`on_error='raise'`, the default), or with `on_error='skip'` is reported on
+    stderr, recorded in `self.failures` and gives no rows while the other inputs
+    are read."""
     from sfae_jax import predict_table  # pylint: disable=g-import-not-at-top
-    paths = media.expand_inputs([inputs] if isinstance(inputs, str) else inputs)
+    if on_error not in ("raise", "skip"):
+      raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}.")
     self.failures = []
     tables = []
+    def failed(e):
+      if on_error == "raise":
+        raise e
+      print(f"error: {e}", file=sys.stderr, flush=True)
+      self.failures.append(str(e))
+    paths = []
+    for item in [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs:
+      try:
+        paths += media.expand_inputs([os.fspath(item)])
+      except media.MediaError as e:
+        failed(e)
     for path in paths:
       try:
         tables.append(predict_table.run_input(self, path, every, progress, overlays))
       except media.MediaError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        self.failures.append(str(e))
+        failed(e)
     return predict_table.concat(tables, self.au_ids)
 
 
@@ -129,31 +172,57 @@ def main(argv=None) -> int:
                       choices=("auto",) + detectors.BACKENDS)
   parser.add_argument("--batch-size", type=int, default=32)
   parser.add_argument("--threshold", type=float, help="default: the run's")
+  parser.add_argument("--step", type=int,
+                      help="checkpoint step (default: the newest readable)")
   parser.add_argument("--overlays", help="folder for PNG overlays per frame")
   args = parser.parse_args(argv)
   if args.every < 1:
     parser.error("--every must be >= 1")
   if args.detect_every < 1:
     parser.error("--detect-every must be >= 1")
+  if args.batch_size < 1:
+    parser.error("--batch-size must be >= 1")
+  if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+    parser.error(f"--threshold is a probability in (0, 1), got {args.threshold}")
+  if os.path.isdir(args.out):
+    parser.error(f"--out {args.out} is a folder; name the CSV file to write, "
+                 f"e.g. {os.path.join(args.out, 'aus.csv')}")
   compilation_cache.enable()
   try:
     det = Detector(args.workdir, args.backend, args.batch_size, args.threshold,
-                   detect_every=args.detect_every)
+                   step=args.step, detect_every=args.detect_every)
     det.backend  # pylint: disable=pointless-statement  (fail before reading media)
-  except (FileNotFoundError, detectors.BackendUnavailable, ValueError) as e:
+  except (FileNotFoundError, detectors.BackendUnavailable, ValueError,
+          checkpoints.CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
+  print(f"{args.workdir}: checkpoint step {det.step}", file=sys.stderr)
+  if det.trained_on_synthetic:
+    print(provenance.SYNTHETIC_WARNING, file=sys.stderr)
   start = time.perf_counter()
-  table = det.detect(args.inputs, args.every, progress=True, overlays=args.overlays)
+  table = det.detect(args.inputs, args.every, progress=True, overlays=args.overlays,
+                     on_error="skip")
   if len(table):
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     tmp = args.out + ".tmp"
-    table.to_csv(tmp, index=False, float_format="%.4f")
-    os.replace(tmp, args.out)
+    try:
+      table.to_csv(tmp, index=False, float_format="%.4f")
+      os.replace(tmp, args.out)
+    except OSError as e:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+      print(f"error: cannot write {args.out}: {e.strerror or e}", file=sys.stderr)
+      return 1
+    provenance.write(args.out, det.provenance)
     took = time.perf_counter() - start
     frames = table.groupby("input")["frame"].nunique().sum()
     print(f"wrote {len(table)} rows ({frames} frames, {frames / took:.1f} frames/s) "
-          f"to {args.out}", file=sys.stderr)
+          f"to {args.out} (provenance: {provenance.path_for(args.out)})",
+          file=sys.stderr)
+  elif not det.failures:
+    print("error: no image or video among the inputs: nothing to write.",
+          file=sys.stderr)
+    return 1
   if det.failures:
     print(f"{len(det.failures)} input(s) failed:\n  " + "\n  ".join(det.failures),
           file=sys.stderr)

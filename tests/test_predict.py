@@ -1,6 +1,8 @@
 """Faces in real photos and videos -> per-frame AU rows (../shared/faces)."""
 
+import json
 import os
+import re
 
 import jax
 import numpy as np
@@ -177,3 +179,86 @@ def test_tracking_between_detections_keeps_rows_and_landmarks(detector, faces_di
   ruler = np.abs(every_frame["x_39"] - every_frame["x_42"]).median()
   assert np.median(diff) < 0.05 * ruler, (np.median(diff), ruler)
   assert np.percentile(diff, 95) < 0.25 * ruler, (np.percentile(diff, 95), ruler)
+
+
+def test_cut_jpeg_is_named_and_the_rest_written_with_provenance(trained_run,
+                                                                faces_dir,
+                                                                tmp_path, capsys):
+  """A JPEG cut short (OpenCV would grey-fill it) is a named error, exit 1, no
+  row; the good photo's rows are written with a provenance file beside them that
+  names the run, its step and its synthetic training data, and says so."""
+  src = os.path.join(faces_dir, "single_face.jpg")
+  data = open(src, "rb").read()
+  cut = tmp_path / "cut.jpg"
+  cut.write_bytes(data[:len(data) * 2 // 3])
+  out = tmp_path / "out.csv"
+  rc = predict.main(["--workdir", trained_run[0], "--backend", "dlib", str(cut),
+                     src, "--out", str(out)])
+  err = capsys.readouterr().err
+  assert rc == 1
+  assert re.search(r"error: \S*cut\.jpg: corrupt or truncated JPEG", err)
+  df = pd.read_csv(out)
+  assert set(df["input"]) == {src} and len(df) == 1
+  record = json.loads((tmp_path / "out.csv.provenance.json").read_text())
+  assert record["run"] == os.path.abspath(trained_run[0]) and record["step"] == 6
+  assert record["trained_on_synthetic"] and record["training_dataset"]["synthetic"]
+  assert record["landmark_backend"] == "dlib" and record["au_ids"][0] == 1
+  assert record["training_config"]["input_size"] == 64
+  assert "not meaningful" in record["warning"] and "not meaningful" in err
+  det = predict.Detector(trained_run[0], backend="dlib")
+  assert det.trained_on_synthetic
+  same = {k: v for k, v in det.provenance.items() if k != "date"}
+  assert same == {k: v for k, v in record.items() if k != "date"}
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--threshold", "5"], "--threshold is a probability"),
+    (["--out", "FOLDER"], "is a folder; name the CSV file"),
+])
+def test_bad_arguments_stop_before_any_work(trained_run, tmp_path, capsys, flags,
+                                            message):
+  flags = [str(tmp_path) if f == "FOLDER" else f for f in flags]
+  argv = ["--workdir", trained_run[0], str(tmp_path)] + (
+      [] if "--out" in flags else ["--out", str(tmp_path / "o.csv")]) + flags
+  with pytest.raises(SystemExit) as e:
+    predict.main(argv)
+  assert e.value.code == 2 and message in capsys.readouterr().err
+  assert os.listdir(tmp_path) == []  # nothing written, no stray .tmp
+
+
+def test_a_folder_without_media_is_exit_1_naming_it(trained_run, tmp_path, capsys):
+  (tmp_path / "in").mkdir()
+  (tmp_path / "in" / "readme.txt").write_text("no media here")
+  rc = predict.main(["--workdir", trained_run[0], "--backend", "dlib",
+                     str(tmp_path / "in"), "--out", str(tmp_path / "o.csv")])
+  err = capsys.readouterr().err
+  assert rc == 1 and f"{tmp_path / 'in'}: a folder with no image or video" in err
+  assert not (tmp_path / "o.csv").exists()
+
+
+def test_detect_raises_on_a_missing_file_unless_told_to_skip(detector, faces_dir,
+                                                             tmp_path):
+  from sfae_jax import media  # pylint: disable=g-import-not-at-top
+  missing = str(tmp_path / "missing.mp4")
+  with pytest.raises(media.MediaError, match="missing.mp4: no such file"):
+    detector.detect(missing)
+  df = detector.detect([missing, os.path.join(faces_dir, "single_face.jpg")],
+                       on_error="skip")
+  assert len(df) == 1 and len(detector.failures) == 1
+  assert "missing.mp4" in detector.failures[0]
+
+
+def test_evaluate_workdirs_uses_the_data_dir_given(trained_run, tmp_path, capsys):
+  nowhere = str(tmp_path / "elsewhere")
+  assert evaluate.main(["--workdirs", trained_run[0], trained_run[0],
+                        "--data_dir", nowhere]) == 1
+  assert nowhere in capsys.readouterr().err
+
+
+def test_cli_help_exits_0():
+  import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  for module in ("sfae_jax.train", "sfae_jax.predict", "sfae_jax.evaluate"):
+    r = subprocess.run([sys.executable, "-m", module, "--help"],
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 0 and "--workdir" in r.stdout, (module, r.stderr[-500:])

@@ -8,10 +8,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 
 import pandas as pd
 
+from sfae_jax import provenance
 from sfae_jax.analyze import classify, features, report, stats, tracks
 
 
@@ -33,7 +36,13 @@ def run_analysis(manifest_path: str, out_dir: str, workdir: str | None = None,
   `out_dir`; returns {'stats', 'speakers', 'videos', 'classifier', 'errors'}."""
   os.makedirs(out_dir, exist_ok=True)
   manifest = tracks.read_manifest(manifest_path)
-  track_map, errors = tracks.load_tracks(manifest, out_dir, workdir, every, backend)
+  track_map, errors, sources = tracks.load_tracks(manifest, out_dir, workdir, every,
+                                                 backend)
+  origin = provenance_summary(sources)
+  with open(os.path.join(out_dir, "provenance.json"), "w") as f:
+    json.dump(origin, f, indent=1, sort_keys=True)
+  if origin["warning"]:
+    print(origin["warning"], file=sys.stderr)
   videos = video_table(manifest, track_map)
   if videos.empty:
     raise ValueError("no video of the manifest could be analysed: "
@@ -56,9 +65,28 @@ def run_analysis(manifest_path: str, out_dir: str, workdir: str | None = None,
     why = str(e)
   from sfae_jax.analyze import html_report  # pylint: disable=g-import-not-at-top
   html_report.write(out_dir, manifest, videos, speakers, table, mixed_table, result,
-                    why, errors)
+                    why, errors, origin)
   return {"stats": table, "speakers": speakers, "videos": videos,
-          "classifier": result, "errors": errors, "mixed": mixed_table}
+          "classifier": result, "errors": errors, "mixed": mixed_table,
+          "provenance": origin}
+
+
+def provenance_summary(sources: dict) -> dict:
+  """The report's record of where its AU tracks came from: per video, the
+  predict provenance (None for a track CSV without one); the distinct runs; and
+  the synthetic-training warning when any track came from such a run."""
+  runs = {}
+  for record in sources.values():
+    if record:
+      runs[(record["run"], record["step"])] = {
+          k: record.get(k) for k in ("run", "step", "model", "trained_on_synthetic",
+                                     "training_dataset", "landmark_backend",
+                                     "sfae_jax_version")}
+  synthetic = any(r["trained_on_synthetic"] for r in runs.values())
+  unknown = sorted(v for v, r in sources.items() if not r)
+  return {"videos": sources, "runs": list(runs.values()),
+          "unknown_provenance": unknown,
+          "warning": provenance.SYNTHETIC_WARNING if synthetic else None}
 
 
 __all__ = ["run_analysis", "classify", "features", "report", "stats", "tracks"]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import html
 import os
-
-
 
 from sfae_jax.analyze import features, report
 
@@ -67,8 +66,25 @@ def _classifier_section(out_dir, result, why) -> str:
   return body
 
 
+def _provenance_section(origin) -> str:
+  rows = "".join(
+      f"<tr><td>{html.escape(str(r['run']))}</td><td>{r['step']}</td>"
+      f"<td>{html.escape(str(r['model']))}</td>"
+      f"<td>{'synthetic' if r['trained_on_synthetic'] else 'real'}: "
+      f"{html.escape(str((r['training_dataset'] or {}).get('path')))}</td>"
+      f"<td>{html.escape(str(r['landmark_backend']))}</td>"
+      f"<td>{html.escape(str(r['sfae_jax_version']))}</td></tr>"
+      for r in origin["runs"])
+  body = ("<table><tr><th>run</th><th>step</th><th>model</th><th>trained on</th>"
+          f"<th>landmarks</th><th>sfae_jax</th></tr>{rows}</table>" if rows else "")
+  if origin["unknown_provenance"]:
+    body += report.note("Track CSVs without a provenance file (their run is "
+                        "unknown): " + ", ".join(origin["unknown_provenance"]))
+  return body + report.note("Full record: provenance.json.")
+
+
 def write(out_dir, manifest, videos, speakers, table, mixed_table, result, why,
-          errors) -> None:
+          errors, origin=None) -> None:
   analysable = speakers.dropna(subset=features.feature_names(speakers.columns,
                                                              "rate"))
   left_out = speakers.drop(analysable.index)["speaker"].tolist()
@@ -90,6 +106,11 @@ def write(out_dir, manifest, videos, speakers, table, mixed_table, result, why,
               ("Group differences per AU", _stats_section(table, mixed_table)),
               ("Classifier: first language from AU features",
                _classifier_section(out_dir, result, why))]
+  if origin is not None:
+    sections.append(("Where these AU values come from",
+                     _provenance_section(origin)))
+    if origin["warning"]:
+      sections.insert(0, ("Warning", report.note(origin["warning"])))
   if labels is not None and (labels != "").any():
     sections.insert(0, ("About these labels", report.note(
         "; ".join(sorted(set(labels[labels != ""]))))))

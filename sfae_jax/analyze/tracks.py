@@ -15,6 +15,8 @@ import sys
 
 import pandas as pd
 
+from sfae_jax import provenance
+
 REQUIRED = ("video", "speaker", "first_language")
 
 
@@ -48,9 +50,12 @@ def _cache_key(path: str, workdir: str, every: int) -> str:
 
 
 def load_tracks(manifest: pd.DataFrame, out_dir: str, workdir: str | None,
-                every: int = 1, backend: str = "auto") -> tuple[dict, list[str]]:
-  """{video path: track DataFrame}, and the errors of videos that failed."""
-  tracks, errors, detector = {}, [], None
+                every: int = 1, backend: str = "auto"
+                ) -> tuple[dict, list[str], dict]:
+  """{video path: track DataFrame}, the errors of videos that failed, and
+  {video path: provenance record} (`sfae_jax.provenance`; None for a track CSV
+  that has none beside it)."""
+  tracks, errors, detector, sources = {}, [], None, {}
   cache = os.path.join(out_dir, "tracks")
   for path in dict.fromkeys(manifest["video"]):
     if path.lower().endswith(".csv"):
@@ -58,6 +63,7 @@ def load_tracks(manifest: pd.DataFrame, out_dir: str, workdir: str | None,
         errors.append(f"{path}: no such track file.")
         continue
       tracks[path] = pd.read_csv(path)
+      sources[path] = provenance.read_for(path)
       continue
     if not os.path.exists(path):
       errors.append(f"{path}: no such file.")
@@ -66,20 +72,23 @@ def load_tracks(manifest: pd.DataFrame, out_dir: str, workdir: str | None,
       raise ValueError(f"{path} is a media file: pass --workdir RUN to run predict "
                        "on it (or give its track CSV instead).")
     cached = os.path.join(cache, f"{os.path.basename(path)}.{_cache_key(path, workdir, every)}.csv")
-    if os.path.exists(cached):
+    if os.path.exists(cached) and provenance.read_for(cached) is not None:
       tracks[path] = pd.read_csv(cached)
+      sources[path] = provenance.read_for(cached)
       continue
     if detector is None:
       from sfae_jax.predict import Detector  # pylint: disable=g-import-not-at-top
       detector = Detector(workdir, backend)
-    table = detector.detect(path, every=every, progress=True)
+    table = detector.detect(path, every=every, progress=True, on_error="skip")
     if detector.failures:
       errors += detector.failures
       continue
     os.makedirs(cache, exist_ok=True)
     table.to_csv(cached + ".tmp", index=False)
     os.replace(cached + ".tmp", cached)
+    sources[path] = detector.provenance
+    provenance.write(cached, sources[path])
     tracks[path] = table
   for e in errors:
     print(f"error: {e}", file=sys.stderr)
-  return tracks, errors
+  return tracks, errors, sources

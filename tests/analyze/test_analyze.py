@@ -1,5 +1,6 @@
 """First-language analysis on tracks with a known answer, and on real media."""
 
+import json
 import os
 import re
 
@@ -38,10 +39,12 @@ def test_planted_difference_found_in_those_aus_only(tmp_path):
 def test_null_data_nothing_significant_classifier_at_chance(tmp_path, seed):
   out = _run(tmp_path, seed=seed, shift=0.0)
   table = out["stats"]
+  assert table["q"].notna().sum() >= 12  # q-values exist (dropna alone passes NaN)
   assert (table["q"].dropna() >= 0.05).all()
   clf = out["classifier"]
+  # Below-chance balanced accuracy is normal under grouped CV: the permutation p
+  # is the test of "at chance".
   assert clf.p_value > 0.05
-  assert 0.2 <= clf.balanced_accuracy <= 0.8
 
 
 def test_grouped_folds_never_split_a_speaker():
@@ -53,21 +56,24 @@ def test_grouped_folds_never_split_a_speaker():
         manifest["speaker"].iloc[test])
 
 
-def test_ten_times_the_frames_counts_once(tmp_path):
-  """A speaker whose videos are 10x longer has the same speaker-level features
-  (up to sampling) and the test sees one value per speaker, never frames."""
-  long = lambda speaker, n: 10 * n if speaker == "A00" else n
-  manifest, tracks = st.study(5, shift=0.0, frames_of=long)
+def test_a_speaker_is_the_unweighted_mean_of_their_videos(tmp_path):
+  """A speaker with a long and a short video of different AU use: the speaker's
+  feature is the mean of the two video values, not the frame-weighted mean, and
+  the test sees one value per speaker."""
+  manifest, tracks = st.study(5, shift=0.0)
+  first = manifest[manifest["speaker"] == "A00"]["video"].tolist()
+  rng = np.random.default_rng(0)
+  tracks[first[0]] = st.track(rng, {**st.BASE, 12: 0.8}, 2000)   # long
+  tracks[first[1]] = st.track(rng, {**st.BASE, 12: 0.1}, 100)    # short
   videos = analyze.video_table(manifest, tracks)
-  speakers = features.speaker_table(videos)
+  speakers = features.speaker_table(videos).set_index("speaker")
+  v = videos.set_index("video").loc[first, "AU12_rate"].to_numpy()
+  assert v[0] - v[1] > 0.4  # the two videos really differ
+  frames = videos.set_index("video").loc[first, "frames_analysed"].to_numpy()
+  weighted = (v * frames).sum() / frames.sum()
+  assert speakers.loc["A00", "AU12_rate"] == pytest.approx(v.mean(), abs=1e-12)
+  assert abs(speakers.loc["A00", "AU12_rate"] - weighted) > 0.2
   assert len(speakers) == 24
-  assert speakers.set_index("speaker").loc["A00", "frames"] == 10 * 2 * 200
-  # p-values depend only on the 24 speaker values: inflate A00's frames by
-  # duplicating its video rows and nothing changes.
-  dup = pd.concat([videos] + [videos[videos["speaker"] == "A00"]] * 9)
-  a = stats.group_tests(speakers, n_boot=50)
-  b = stats.group_tests(features.speaker_table(dup), n_boot=50)
-  np.testing.assert_allclose(a["p"], b["p"])
 
 
 def test_too_few_speakers_is_said_plainly_not_a_p_value(tmp_path):
@@ -116,7 +122,14 @@ def test_demo_manifest_over_real_media_end_to_end(trained_run, faces_dir, tmp_pa
   nobody = speakers.set_index("speaker").loc["nobody"]
   assert nobody["frames_analysed"] == 0 and nobody["frames_no_face"] > 0
   assert re.search(r"no frame with a face[^<]*: nobody", html)
-  assert len(os.listdir(out_dir / "tracks")) == 4   # cached for the next run
+  cached = os.listdir(out_dir / "tracks")              # cached for the next run,
+  assert len([f for f in cached if f.endswith(".csv")]) == 4   # each with its
+  assert len([f for f in cached if f.endswith(".provenance.json")]) == 4  # record
+  # the run was trained on synthetic faces: said in the report and its record
+  origin = json.loads((out_dir / "provenance.json").read_text())
+  assert [r["run"] for r in origin["runs"]] == [os.path.abspath(trained_run[0])]
+  assert origin["runs"][0]["trained_on_synthetic"] and origin["warning"]
+  assert "not meaningful" in html and "Where these AU values come from" in html
 
 
 def test_mixed_models_find_the_planted_aus(tmp_path):
