@@ -1,8 +1,9 @@
 """AU detection metrics: per-AU F1 and accuracy with unknown labels excluded.
 
-Computed on the host in numpy from collected probabilities (the F1 of a dataset is
-not a mean of per-batch F1s). `AUPredictions` is a clu collecting metric, so the
-evaluation loop gathers outputs the standard way; `au_metrics` does the arithmetic.
+Computed on the host in numpy from every frame's probability (the F1 of a dataset
+is not a mean of per-batch F1s); `sfae_jax.evaluate.predict_split` gathers them
+from every host and orders them by example id, which a clu collecting metric
+cannot, so there is none here.
 """
 
 from typing import Sequence
@@ -81,13 +82,3 @@ class TrainMetrics(clu_metrics.Collection):
   grad_norm: clu_metrics.Average.from_output("grad_norm")
   param_norm: clu_metrics.LastValue.from_output("param_norm")
   learning_rate: clu_metrics.LastValue.from_output("learning_rate")
-
-
-@flax.struct.dataclass
-class AUPredictions(clu_metrics.CollectingMetric.from_outputs(
-    ("probs", "labels"))):
-  """Collects per-frame probabilities and labels; `compute()` gives au_metrics."""
-
-  def compute(self, threshold: float = 0.5):  # pytype: disable=signature-mismatch
-    values = super().compute()
-    return au_metrics(values["probs"], values["labels"], threshold)

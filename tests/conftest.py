@@ -6,8 +6,15 @@ import os
 # model's jitted init: 34 s -> 5 s on 2 cores) and run on tiny inputs, where the
 # speed of the generated code does not matter. Library calls (convolutions, GEMMs)
 # are unaffected. Benchmarks and real runs never set this.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4 "
-                      "--xla_backend_optimization_level=0")
+# Appended to any XLA_FLAGS already set (a preset value must not leave the
+# data-parallel tests comparing one device with one).
+_FLAGS = os.environ.get("XLA_FLAGS", "")
+for _flag in ("--xla_force_host_platform_device_count=4",
+              "--xla_backend_optimization_level=0"):
+  if _flag.split("=")[0] not in _FLAGS:
+    _FLAGS += " " + _flag
+os.environ["XLA_FLAGS"] = _FLAGS.strip()
+NUM_TEST_DEVICES = 4
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Compiling the train step takes tens of seconds on a 2-core CPU; the end-to-end
 # tests compile the same programs in several processes (the resume test runs the

@@ -66,6 +66,7 @@ def test_landmark_loss_is_normalised_by_d0():
 def test_sharded_losses_equal_the_global_batch_losses():
   """Dice is not a mean over examples: per-device dice averaged would differ."""
   logits, labels, w = _batch(2, b=8)
+  assert len(jax.devices()) >= 4, "conftest forces 4 host devices"
   mesh = Mesh(np.asarray(jax.devices()[:4]), ("data",))
 
   def local(lg, lb):

@@ -41,14 +41,3 @@ def test_fold_average_is_per_au_then_mean():
   avg = metrics.average_folds([a, b])
   np.testing.assert_allclose(avg["f1"], [0.75, 0.25])
   assert np.isclose(avg["mean_f1"], 0.5) and list(avg["n_known"]) == [5, 5]
-
-
-def test_collecting_metric_gathers_batches():
-  rng = np.random.default_rng(1)
-  probs, labels = rng.random((10, 3)), rng.integers(-1, 2, (10, 3))
-  m = metrics.AUPredictions.from_model_output(probs=probs[:4], labels=labels[:4])
-  m = m.merge(metrics.AUPredictions.from_model_output(probs=probs[4:],
-                                                      labels=labels[4:]))
-  got = m.compute()
-  want = metrics.au_metrics(probs, labels)
-  np.testing.assert_allclose(got["f1"], want["f1"])

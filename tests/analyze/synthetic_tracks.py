@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-AUS = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
+from tfds_bp4d.bp4d.layout import AUS  # noqa: E402  (the one list)
 BASE = dict(zip(AUS, (.2, .17, .2, .3, .4, .45, .35, .4, .17, .3, .16, .15)))
 
 
