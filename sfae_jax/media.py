@@ -4,6 +4,8 @@
 at t=0. Videos are decoded with PyAV (FFmpeg); a file that does not open, fails to
 decode part-way, or yields clearly fewer frames than its container declares raises
 `MediaError` naming the file, so a truncated video never passes for a short one.
+A video frame that FFmpeg decodes with errors (concealed: damaged data patched from
+its neighbours) comes with `corrupt=True`, for the caller to flag.
 A JPEG is checked for its end-of-image marker before it is decoded (`jpeg_problem`):
 OpenCV grey-fills a truncated JPEG and reports nothing, so a cut file would pass
 for a face with a grey lower half.
@@ -31,6 +33,7 @@ class Frame:
   index: int          # 0-based frame number in the file
   timestamp: float    # seconds
   rgb: np.ndarray     # [H, W, 3] uint8
+  corrupt: bool = False  # the decoder reported errors (a concealed frame)
 
 
 def expand_inputs(paths) -> list[str]:
@@ -149,7 +152,8 @@ def _video_frames(path: str, every: int) -> Iterator[Frame]:
       for frame in container.decode(stream):
         if index % every == 0:
           t = float(frame.time) if frame.time is not None else index / max(fps, 1e-9)
-          yield Frame(index, t, frame.to_ndarray(format="rgb24"))
+          yield Frame(index, t, frame.to_ndarray(format="rgb24"),
+                      bool(frame.is_corrupt))
         index += 1
     except av.error.FFmpegError as e:
       raise MediaError(f"{path}: decoding failed after {index} frames ({e}); the "

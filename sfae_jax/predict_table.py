@@ -1,4 +1,5 @@
-"""The per-frame rows of `sfae_jax.predict`: detection, tracking, batching, overlays."""
+"""The per-frame rows of `sfae_jax.predict`: decoding, detection, tracking,
+batching, progress (overlay PNGs: `sfae_jax.overlays`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import os
 import sys
 import time
 
-import cv2
 import numpy as np
 import pandas as pd
 
@@ -20,7 +20,8 @@ def columns(au_ids) -> list[str]:
   return (["input", "frame", "timestamp", "face_id", "success", "confidence",
            "face_x", "face_y", "face_w", "face_h"]
           + [f"x_{i}" for i in range(N_POINTS)] + [f"y_{i}" for i in range(N_POINTS)]
-          + [f"AU{a:02d}" for a in au_ids] + [f"AU{a:02d}_c" for a in au_ids])
+          + [f"AU{a:02d}" for a in au_ids] + [f"AU{a:02d}_c" for a in au_ids]
+          + ["decode_error"])
 
 
 def concat(tables, au_ids) -> pd.DataFrame:
@@ -61,8 +62,16 @@ def run_input(det, path: str, every: int, progress: bool, overlays) -> pd.DataFr
   rows, faces, frames_kept = [], [], {}
   refit = getattr(det.backend, "refit", None) if media.is_video(path) else None
   detect_every = max(1, getattr(det, "detect_every", 1))
-  found = []
+  found, corrupt = [], []
   for k, frame in enumerate(media.frames(path, every)):
+    if frame.corrupt:  # flagged, not analysed: its pixels are partly invented
+      corrupt.append(frame.index)
+      found = []
+      tracker.update([])
+      rows.append(_row(path, frame, -1, None, None, decode_error=1))
+      if bar:
+        bar.step()
+      continue
     if refit is not None and found and k % detect_every:
       found = refit(frame.rgb, found)  # track: landmarks refit, no detector
     else:
@@ -84,18 +93,24 @@ def run_input(det, path: str, every: int, progress: bool, overlays) -> pd.DataFr
       bar.step()
   if bar:
     bar.close()
+  if corrupt:
+    print(f"warning: {path}: {len(corrupt)} frame(s) decoded with errors (frames "
+          f"{', '.join(map(str, corrupt[:10]))}{' ...' if len(corrupt) > 10 else ''})"
+          ": rows flagged decode_error=1, success=0, not analysed.",
+          file=sys.stderr, flush=True)
   probs, maps = det.predict_aligned(np.stack(faces) if faces else
                                     np.zeros((0, 200, 200, 3), np.uint8), True)
   table = _table(rows, probs, det.au_ids, det.threshold)
   if overlays:
-    _write_overlays(overlays, path, table, frames_kept, faces, maps, det.au_ids)
+    from sfae_jax import overlays as overlay_pngs  # pylint: disable=g-import-not-at-top
+    overlay_pngs.write(overlays, path, table, frames_kept, faces, maps, det.au_ids)
   return table
 
 
-def _row(path, frame, face_id, face, face_index):
+def _row(path, frame, face_id, face, face_index, decode_error=0):
   row = {"input": path, "frame": frame.index, "timestamp": round(frame.timestamp, 6),
          "face_id": face_id, "success": int(face_index is not None),
-         "_face": face_index}
+         "_face": face_index, "decode_error": decode_error}
   if face is None:
     row.update(confidence=0.0, face_x=np.nan, face_y=np.nan, face_w=np.nan,
                face_h=np.nan)
@@ -122,60 +137,3 @@ def _table(rows, probs, au_ids, threshold) -> pd.DataFrame:
     occ = np.where(np.isnan(p[:, k]), -1, (p[:, k] >= threshold).astype(int))
     df[f"AU{a:02d}_c"] = occ
   return df
-
-
-def _write_overlays(folder, path, table, frames, faces, maps, au_ids):
-  """One PNG per frame: the frame with boxes and landmarks; per face, the aligned
-  input with its mean attention map as a heat map, and AU probability bars."""
-  os.makedirs(folder, exist_ok=True)
-  stem = os.path.splitext(os.path.basename(path))[0]
-  face_index = 0
-  for index, group in table.groupby("frame", sort=True):
-    canvas = cv2.cvtColor(frames[index], cv2.COLOR_RGB2BGR)
-    panels = []
-    for _, row in group.iterrows():
-      if not row["success"]:
-        continue
-      xs = row[[f"x_{i}" for i in range(N_POINTS)]].to_numpy(float)
-      ys = row[[f"y_{i}" for i in range(N_POINTS)]].to_numpy(float)
-      x, y, w, h = (int(row[k]) for k in ("face_x", "face_y", "face_w", "face_h"))
-      cv2.rectangle(canvas, (x, y), (x + w, y + h), (0, 255, 0), 2)
-      cv2.putText(canvas, f"id {int(row['face_id'])}", (x, max(12, y - 4)),
-                  cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 0), 1)
-      for px, py in zip(xs, ys):
-        cv2.circle(canvas, (int(round(px)), int(round(py))), 2, (0, 0, 255), -1)
-      probs = row[[f"AU{a:02d}" for a in au_ids]].to_numpy(float)
-      att = maps[face_index] if maps is not None else None
-      panels.append(_face_panel(faces[face_index], att, probs, au_ids))
-      face_index += 1
-    out = _side_by_side(canvas, panels)
-    cv2.imwrite(os.path.join(folder, f"{stem}_{index:06d}.png"), out)
-
-
-def _face_panel(face_rgb, attention, probs, au_ids):
-  face = cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR)
-  if attention is not None:
-    # attention covers the centre crop of the 200 face: place it there
-    heat = cv2.resize(attention.mean(0).astype(np.float32), (176, 176))
-    heat = cv2.applyColorMap((255 * heat / max(heat.max(), 1e-6)).astype(np.uint8),
-                             cv2.COLORMAP_JET)
-    face[12:188, 12:188] = cv2.addWeighted(face[12:188, 12:188], 0.55, heat, 0.45, 0)
-  bars = np.full((200, 160, 3), 255, np.uint8)
-  step = 200 // len(au_ids)
-  for k, (a, p) in enumerate(zip(au_ids, probs)):
-    y = k * step
-    cv2.rectangle(bars, (40, y + 3), (40 + int(110 * p), y + step - 3),
-                  (60, 60, 220) if p >= 0.5 else (160, 160, 160), -1)
-    cv2.putText(bars, f"AU{a:02d}", (2, y + step - 5), cv2.FONT_HERSHEY_SIMPLEX,
-                0.35, (0, 0, 0), 1)
-  return np.concatenate([face, bars], axis=1)
-
-
-def _side_by_side(canvas, panels):
-  if not panels:
-    return canvas
-  column = np.concatenate(panels, axis=0)
-  h = max(canvas.shape[0], column.shape[0])
-  pad = lambda im: np.pad(im, ((0, h - im.shape[0]), (0, 0), (0, 0)),
-                          constant_values=255)
-  return np.concatenate([pad(canvas), pad(column)], axis=1)

@@ -262,3 +262,58 @@ def test_cli_help_exits_0():
     r = subprocess.run([sys.executable, "-m", module, "--help"],
                        capture_output=True, text=True, check=False)
     assert r.returncode == 0 and "--workdir" in r.stdout, (module, r.stderr[-500:])
+
+
+def test_frames_decoded_with_errors_are_flagged_rows(detector, faces_dir, tmp_path,
+                                                     capsys):
+  """Six flipped bytes in the clip: FFmpeg conceals two frames (patches them from
+  their neighbours) without an error. Those rows say decode_error=1, success=0,
+  no AU values; every frame still has its row; stderr names the file."""
+  import av  # pylint: disable=g-import-not-at-top
+  data = bytearray(open(os.path.join(faces_dir, "single_face.mp4"), "rb").read())
+  rng = np.random.default_rng(0)
+  for i in rng.integers(len(data) // 4, len(data) - 1000, 6):
+    data[i] ^= 0x5A
+  bad = tmp_path / "garbled.mp4"
+  bad.write_bytes(bytes(data))
+  with av.open(str(bad)) as c:  # what the decoder itself reports, independently
+    flagged = [k for k, f in enumerate(c.decode(c.streams.video[0]))
+               if f.is_corrupt]
+  assert flagged, "the damage no longer makes corrupt frames: pick other bytes"
+  df = detector.detect(str(bad))
+  assert sorted(df["frame"]) == list(range(72))
+  marked = df[df["decode_error"] == 1]
+  assert sorted(marked["frame"]) == flagged
+  assert (marked["success"] == 0).all() and marked["AU12"].isna().all()
+  assert (df.loc[df["decode_error"] == 0, "success"] == 1).mean() > 0.9
+  assert "garbled.mp4" in capsys.readouterr().err
+
+
+def test_every_nth_frame_keeps_file_frame_numbers_and_timestamps(detector,
+                                                                 faces_dir):
+  from sfae_jax import media  # pylint: disable=g-import-not-at-top
+  path = os.path.join(faces_dir, "single_face.mp4")
+  fps, declared = media.video_info(path)
+  df = detector.detect(path, every=5)
+  frames = sorted(df["frame"].unique())
+  assert frames == list(range(0, declared, 5))
+  ts = df.groupby("frame")["timestamp"].first().to_numpy()
+  np.testing.assert_allclose(ts, np.asarray(frames) / fps, atol=1.5 / fps)
+
+
+def test_overlays_one_png_per_frame_with_a_panel_per_face(detector, faces_dir,
+                                                          tmp_path):
+  import cv2  # pylint: disable=g-import-not-at-top
+  path = os.path.join(faces_dir, "multi_face.jpg")
+  df = detector.detect(path, overlays=str(tmp_path))
+  faces = int(df["success"].sum())
+  assert faces >= 2
+  (png,) = os.listdir(tmp_path)
+  assert png == "multi_face_000000.png"
+  out = cv2.imread(str(tmp_path / png))
+  h, w = cv2.imread(path).shape[:2]
+  assert out.shape[1] == w + 200 + 160              # face 200 + bars 160 per panel
+  assert out.shape[0] == max(h, 200 * faces)
+  row = df[df["success"] == 1].iloc[0]             # its box is drawn in green
+  x, y = int(row["face_x"]), int(row["face_y"])
+  assert tuple(out[y, x + 2]) == (0, 255, 0)

@@ -59,7 +59,10 @@ def video_features(track: pd.DataFrame) -> tuple[dict, dict]:
   """(features, counts) of one video's track."""
   aus = au_ids_of(track)
   counts = {"frames": int(len(track)),
-            "frames_no_face": int((track["success"] != 1).sum())}
+            "frames_no_face": int((track["success"] != 1).sum()),
+            # frames the decoder damaged (success=0 too); older CSVs lack the column
+            "frames_decode_error": int(track.get("decode_error",
+                                                 pd.Series(0, track.index)).sum())}
   ok = track[track["success"] == 1]
   if ok.empty:
     counts.update(frames_analysed=0, faces=0)

@@ -46,7 +46,8 @@ def test_episodes_onsets_and_co_occurrence_by_hand():
                         "AU06": np.array(au06, float), "AU12": np.array(au12, float),
                         "AU06_c": au06, "AU12_c": au12})
   feats, counts = features.video_features(track)
-  assert counts == {"frames": 10, "frames_no_face": 0, "frames_analysed": 10,
+  assert counts == {"frames": 10, "frames_no_face": 0, "frames_decode_error": 0,
+                    "frames_analysed": 10,
                     "faces": 1, "frames_other_faces": 0}
   assert feats["AU12_rate"] == pytest.approx(0.6)
   # episodes 2, 3, 1 frames -> mean 2 frames = 0.2 s; 3 onsets in 1.0 s
