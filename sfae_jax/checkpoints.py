@@ -49,6 +49,8 @@ def manager(workdir, config=None, *, read_only: bool = False
   options = ocp.CheckpointManagerOptions(
       save_interval_steps=0 if read_only else max(1, every), max_to_keep=keep,
       create=not read_only, read_only=read_only,
+      # a run killed mid-save leaves orbax's temporary folder: removed on resume
+      cleanup_tmp_directories=not read_only,
       enable_async_checkpointing=not read_only)
   # A read-only manager is what evaluation and prediction ask for; orbax warns
   # that the directory is read only, which would only alarm the user.
