@@ -15,6 +15,7 @@ Folds: fold k evaluates on part k and trains on the other two (`splits`).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from typing import Iterator
@@ -133,9 +134,20 @@ def open_split(data_dir: str, config_name: str, split: str, *, decode_images=Tru
                             data_dir=os.path.expanduser(data_dir),
                             decoders=decoders)
   except (ValueError, KeyError) as e:
+    built = _built_splits(root_path / versions[-1])
     raise DatasetError(
         f"Split {split!r} of {root} cannot be read ({str(e).splitlines()[0]}); "
-        "the splits are part1, part2, part3 (combine with '+').") from None
+        f"this build has {', '.join(built) or 'no split'} (combine with '+')"
+        + ("" if len(built) == 3 else ": it was built from a partial copy, so "
+           "folds that need the missing parts cannot run on it") + ".") from None
+
+
+def _built_splits(version_dir) -> list[str]:
+  try:
+    info = json.loads((version_dir / "dataset_info.json").read_text())
+    return sorted(s["name"] for s in info.get("splits", []))
+  except (OSError, ValueError, KeyError):
+    return []
 
 
 def occurrence_rates(source) -> tuple[np.ndarray, np.ndarray]:

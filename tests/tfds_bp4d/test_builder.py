@@ -93,6 +93,10 @@ def test_bad_labels_missing_csvs_and_truncated_frames_are_counted_not_written(
   assert ("T1", int(float(lines[2].split(",")[0]))) in kept
   assert all(set(np.unique(source[i]["au"])) <= {-1, 0, 1}
              for i in range(len(source)))
+  from sfae_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  with pytest.raises(pipeline.DatasetError,
+                     match=r"this build has part\d, part\d.*partial copy"):
+    pipeline.open_split(str(tmp_path / "tfds"), "bp4d49", "part3")
 
 
 def test_unparsable_csv_and_empty_manual_dir_are_one_line_errors(tmp_path):
