@@ -9,7 +9,7 @@ from configs import test as test_config
 from sfae_jax import sharding, train_step
 from sfae_jax.face import schemes
 from sfae_jax.models import BP4D_AUS, create_model
-from tfds_bp4d.synthetic_face import Identity, neutral_landmarks
+from tfds_bp4d.synthetic.face import Identity, neutral_landmarks
 
 _FROM_68 = schemes.get_scheme(schemes.BP4D49).from_68
 

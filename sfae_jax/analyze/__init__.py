@@ -3,7 +3,8 @@
   python -m sfae_jax.analyze --manifest M.csv --out REPORT_DIR [--workdir RUN]
 
 `run_analysis` is the whole job as a function; the modules are `tracks`
-(manifest, predict with cache), `features`, `stats`, `classify`, `report`.
+(manifest, predict with cache), `features`, `stats`, `classify`, `figures`
+(the PNGs) and `report` (report.html).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import pandas as pd
 
 from sfae_jax import provenance
-from sfae_jax.analyze import classify, features, report, stats, tracks
+from sfae_jax.analyze import classify, features, figures, report, stats, tracks
 
 
 def video_table(manifest: pd.DataFrame, track_map: dict) -> pd.DataFrame:
@@ -63,9 +64,8 @@ def run_analysis(manifest_path: str, out_dir: str, workdir: str | None = None,
                                seed=seed)
   except ValueError as e:
     why = str(e)
-  from sfae_jax.analyze import html_report  # pylint: disable=g-import-not-at-top
-  html_report.write(out_dir, manifest, videos, speakers, table, mixed_table, result,
-                    why, errors, origin)
+  report.write(out_dir, manifest, videos, speakers, table, mixed_table, result,
+               why, errors, origin)
   return {"stats": table, "speakers": speakers, "videos": videos,
           "classifier": result, "errors": errors, "mixed": mixed_table,
           "provenance": origin}
@@ -89,4 +89,5 @@ def provenance_summary(sources: dict) -> dict:
           "warning": provenance.SYNTHETIC_WARNING if synthetic else None}
 
 
-__all__ = ["run_analysis", "classify", "features", "report", "stats", "tracks"]
+__all__ = ["run_analysis", "classify", "features", "figures", "report", "stats",
+           "tracks"]

@@ -1,81 +1,125 @@
-"""Figures (PNG, matplotlib Agg) and the self-contained report.html."""
+"""report.html: what was analysed, the group statistics, the classifier, where the
+AU values came from; self-contained HTML around the PNGs of `figures`."""
 
 from __future__ import annotations
 
 import html
 import os
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-top
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from sfae_jax.analyze import features  # noqa: E402
+from sfae_jax.analyze import features, figures
 
 
-def heatmap(speakers: pd.DataFrame, path: str) -> str:
-  cols = features.feature_names(speakers.columns, "rate")
-  table = speakers.groupby("first_language")[cols].mean()
-  fig, ax = plt.subplots(figsize=(1 + 0.6 * len(cols), 1 + 0.5 * len(table)))
-  im = ax.imshow(table.to_numpy(float), cmap="viridis", aspect="auto", vmin=0,
-                 vmax=max(1e-6, float(np.nanmax(table.to_numpy(float)))))
-  ax.set_xticks(range(len(cols)), [c.split("_")[0] for c in cols], rotation=90)
-  ax.set_yticks(range(len(table)), table.index)
-  ax.set_title("mean occurrence rate per speaker, by first language")
-  fig.colorbar(im, ax=ax)
-  return _save(fig, path)
+def _data_section(manifest, videos, speakers, left_out, errors) -> str:
+  counts = speakers.groupby("first_language").agg(
+      speakers=("speaker", "count"), videos=("videos", "sum"),
+      frames=("frames", "sum"), frames_no_face=("frames_no_face", "sum"),
+      frames_decode_error=("frames_decode_error", "sum"),
+      frames_analysed=("frames_analysed", "sum")).reset_index()
+  body = table_html(counts)
+  body += (f"<p>{len(manifest)} manifest rows, {len(videos)} videos analysed, "
+           f"{len(speakers)} speakers. Frames without a face (success=0; among "
+           "them frames the video decoder damaged, decode_error=1) are "
+           "excluded and counted; the speaker is the unit of analysis (features "
+           "are averaged over a speaker's videos).</p>")
+  if left_out:
+    body += note(
+        f"{len(left_out)} speaker(s) have no frame with a face and are left out "
+        "of the tests and the classifier: " + ", ".join(map(str, left_out)))
+  if errors:
+    body += note("These inputs failed and are left out: " + "; ".join(errors))
+  return body
 
 
-def distributions(speakers: pd.DataFrame, path: str) -> str:
-  cols = features.feature_names(speakers.columns, "rate")
-  langs = sorted(speakers["first_language"].unique())
-  ncol = 4
-  nrow = max(1, -(-len(cols) // ncol))
-  fig, axes = plt.subplots(nrow, ncol, figsize=(3 * ncol, 2.4 * nrow), squeeze=False)
-  rng = np.random.default_rng(0)
-  for ax, col in zip(axes.ravel(), cols):
-    for k, lang in enumerate(langs):
-      v = speakers.loc[speakers["first_language"] == lang, col].dropna().to_numpy()
-      ax.scatter(k + rng.uniform(-0.15, 0.15, len(v)), v, s=12, alpha=0.7)
-      if len(v):
-        ax.hlines(np.median(v), k - 0.3, k + 0.3, color="k")
-    ax.set_xticks(range(len(langs)), langs, fontsize=7)
-    ax.set_title(col.split("_")[0], fontsize=9)
-  for ax in axes.ravel()[len(cols):]:
-    ax.axis("off")
-  fig.suptitle("occurrence rate per speaker (dots) and median (bar)")
-  fig.tight_layout()
-  return _save(fig, path)
+def _stats_section(table, mixed_table) -> str:
+  rate = table[table["kind"] == "rate"]
+  body = ""
+  untested = rate[rate["test"] == "none"]
+  if len(untested) == len(rate) and len(rate):
+    body += note("No group test was run: " + untested["note"].iloc[0]
+                        + ". There is no p-value to report; the figures only "
+                        "describe these speakers.")
+  else:
+    sig = rate[rate["q"] < 0.05]["au"].tolist()
+    body += (f"<p>Occurrence rate, BH-FDR across AUs: "
+             f"{', '.join(sig) if sig else 'no AU'} differs at q &lt; 0.05. "
+             "All feature kinds are in stats.csv.</p>")
+  shown = ["au", "test", "statistic", "p", "q", "effect_size", "effect",
+           "effect_lo", "effect_hi", "note"]
+  shown += [c for c in rate.columns if c.startswith(("n_", "median_"))]
+  body += table_html(rate[[c for c in shown if c in rate.columns]])
+  if mixed_table is not None:
+    body += "<h3>Mixed models (video level, speaker random intercept)</h3>"
+    body += table_html(mixed_table)
+  return body
 
 
-def confusion(cm: pd.DataFrame, path: str) -> str:
-  fig, ax = plt.subplots(figsize=(2 + 0.7 * len(cm), 1.6 + 0.7 * len(cm)))
-  ax.imshow(cm.to_numpy(), cmap="Blues")
-  for (i, j), v in np.ndenumerate(cm.to_numpy()):
-    ax.text(j, i, str(v), ha="center", va="center")
-  ax.set_xticks(range(len(cm)), cm.columns)
-  ax.set_yticks(range(len(cm)), cm.index)
-  ax.set_xlabel("predicted")
-  ax.set_ylabel("first language (speakers)")
-  return _save(fig, path)
+def _classifier_section(out_dir, result, why) -> str:
+  if result is None:
+    return note(f"No classifier was fitted: {why}.")
+  body = (f"<p>Balanced accuracy over speakers {result.balanced_accuracy:.3f} "
+          f"(chance {result.chance:.3f}), permutation p = {result.p_value:.4f} "
+          f"({result.n_permutations} permutations of the speakers' labels), "
+          f"{result.n_splits}-fold speaker-grouped cross-validation.</p>")
+  body += img(figures.confusion(result.confusion,
+                                      os.path.join(out_dir, "confusion.png")),
+                     "confusion matrix")
+  body += img(figures.importances(result.importances,
+                                         os.path.join(out_dir, "importances.png")),
+                     "feature importances")
+  return body
 
 
-def importances(imp: pd.Series, path: str, top: int = 20) -> str:
-  imp = imp.head(top)[::-1]
-  fig, ax = plt.subplots(figsize=(6, 1 + 0.25 * len(imp)))
-  ax.barh(range(len(imp)), imp.to_numpy())
-  ax.set_yticks(range(len(imp)), imp.index, fontsize=7)
-  ax.set_xlabel("mean |standardised coefficient| over folds")
-  fig.tight_layout()
-  return _save(fig, path)
+def _provenance_section(origin) -> str:
+  rows = "".join(
+      f"<tr><td>{html.escape(str(r['run']))}</td><td>{r['step']}</td>"
+      f"<td>{html.escape(str(r['model']))}</td>"
+      f"<td>{'synthetic' if r['trained_on_synthetic'] else 'real'}: "
+      f"{html.escape(str((r['training_dataset'] or {}).get('path')))}</td>"
+      f"<td>{html.escape(str(r['landmark_backend']))}</td>"
+      f"<td>{html.escape(str(r['sfae_jax_version']))}</td></tr>"
+      for r in origin["runs"])
+  body = ("<table><tr><th>run</th><th>step</th><th>model</th><th>trained on</th>"
+          f"<th>landmarks</th><th>sfae_jax</th></tr>{rows}</table>" if rows else "")
+  if origin["unknown_provenance"]:
+    body += note("Track CSVs without a provenance file (their run is "
+                        "unknown): " + ", ".join(origin["unknown_provenance"]))
+  return body + note("Full record: provenance.json.")
 
 
-def _save(fig, path: str) -> str:
-  fig.savefig(path, dpi=90, bbox_inches="tight")
-  plt.close(fig)
-  return os.path.basename(path)
+def write(out_dir, manifest, videos, speakers, table, mixed_table, result, why,
+          errors, origin=None) -> None:
+  analysable = speakers.dropna(subset=features.feature_names(speakers.columns,
+                                                             "rate"))
+  left_out = speakers.drop(analysable.index)["speaker"].tolist()
+  figs = ""
+  if len(analysable):
+    figs += img(figures.heatmap(analysable, os.path.join(out_dir,
+                                                               "heatmap.png")),
+                       "AU x language heat map")
+    figs += img(figures.distributions(
+        analysable, os.path.join(out_dir, "distributions.png")),
+        "per-AU distributions")
+  else:
+    figs = note("No speaker has an analysable frame: nothing to plot.")
+  labels = manifest.get("label_note")
+  title = "AU use by first language"
+  sections = [("Data", _data_section(manifest, videos, speakers, left_out,
+                                     errors)),
+              ("AU use by language", figs),
+              ("Group differences per AU", _stats_section(table, mixed_table)),
+              ("Classifier: first language from AU features",
+               _classifier_section(out_dir, result, why))]
+  if origin is not None:
+    sections.append(("Where these AU values come from",
+                     _provenance_section(origin)))
+    if origin["warning"]:
+      sections.insert(0, ("Warning", note(origin["warning"])))
+  if labels is not None and (labels != "").any():
+    sections.insert(0, ("About these labels", note(
+        "; ".join(sorted(set(labels[labels != ""]))))))
+  write_html(os.path.join(out_dir, "report.html"), sections, title)
 
 
 def write_html(path: str, sections: list[tuple[str, str]], title: str) -> None:

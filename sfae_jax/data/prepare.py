@@ -8,8 +8,6 @@ error that says how to build it.
 
 from __future__ import annotations
 
-import concurrent.futures
-import multiprocessing
 import os
 import sys
 import time
@@ -39,27 +37,14 @@ def ensure_dataset(config) -> str:
   return data_dir
 
 
-def _task(args):
-  from tfds_bp4d import synthetic  # pylint: disable=g-import-not-at-top
-  return synthetic.generate_task(*args)
-
-
 def generate_parallel(out: str, subjects: int, tasks: int, frames: int, size_wh,
                       seed: int, workers: int) -> None:
-  """The same bytes as `python -m tfds_bp4d.synthetic` with the same arguments,
-  written by `workers` processes (spawned: JAX's threads do not survive fork)."""
+  """`tfds_bp4d.synthetic.generate` in `workers` processes (the same bytes as
+  `python -m tfds_bp4d.synthetic` with the same arguments), then the marker that
+  says the set is complete."""
   from tfds_bp4d import synthetic  # pylint: disable=g-import-not-at-top
-  jobs = synthetic.task_jobs(out, subjects, tasks, frames, size_wh, seed)
-  start = time.perf_counter()
-  ctx = multiprocessing.get_context("spawn")
-  with concurrent.futures.ProcessPoolExecutor(max(1, workers), mp_context=ctx) as ex:
-    for done, _ in enumerate(ex.map(_task, jobs), 1):
-      elapsed = time.perf_counter() - start
-      eta = elapsed / done * (len(jobs) - done)
-      print(f"\rsynthetic BP4D: {done}/{len(jobs)} tasks, {elapsed:.0f}s, "
-            f"ETA {eta:.0f}s", end="", file=sys.stderr, flush=True)
-  print(f"\nsynthetic BP4D: {len(jobs)} tasks in {out} "
-        f"({time.perf_counter() - start:.0f}s)", file=sys.stderr)
+  synthetic.generate(out, subjects, tasks, frames, size_wh, seed, progress=True,
+                     workers=max(1, workers))
   with open(os.path.join(out, _DONE), "w") as f:
     f.write(f"{subjects} {tasks} {frames} {size_wh} {seed}\n")
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from sfae_jax.face import align, schemes
-from tfds_bp4d.synthetic_face import Identity, neutral_landmarks
+from tfds_bp4d.synthetic.face import Identity, neutral_landmarks
 
 
 def _face68(seed=0, size=300.0):
@@ -88,3 +88,29 @@ def test_flip_is_an_involution_and_matches_mirrored_pixels():
 def test_bad_landmarks_are_a_clear_error():
   with pytest.raises(ValueError, match="finite landmarks"):
     align.alignment_matrix(np.full((68, 2), np.nan))
+
+
+def test_hand_computed_alignment_of_fixed_landmarks():
+  """JAA-Net's rule worked by hand (REFERENCE.md): eye centres (100, 100) and
+  (140, 100), nose tip (120, 130), mouth corners (105, 150), (135, 150). Level
+  already; the anchors' box is x 100..140, y 100..150, so its centre is
+  (120, 125) and its larger side 50: the output box is 2.9 * 50 = 145 px wide,
+  scale 200 / 145, centred on pixel 99.5 (pixel i centred at i)."""
+  lm = np.full((68, 2), 120.0)
+  lm[36:42] = (100.0, 100.0)      # one eye's six points (their mean matters)
+  lm[42:48] = (140.0, 100.0)
+  lm[30], lm[48], lm[54] = (120.0, 130.0), (105.0, 150.0), (135.0, 150.0)
+  lm[36] += (-3.0, 1.0)           # the mean stays (100, 100)
+  lm[39] += (3.0, -1.0)
+  m = align.alignment_matrix(lm)
+  s = 200 / 145
+  np.testing.assert_allclose(m, [[s, 0, 99.5 - 120 * s], [0, s, 99.5 - 125 * s]],
+                             atol=1e-9)
+  out = align.transform_points(np.array([[100.0, 100.0], [135.0, 150.0]]), m)
+  np.testing.assert_allclose(out, [[99.5 - 20 * s, 99.5 - 25 * s],
+                                   [99.5 + 15 * s, 99.5 + 25 * s]], atol=1e-9)
+  # the same face turned 90 degrees about the origin aligns to the same points
+  turned = np.stack([-lm[:, 1], lm[:, 0]], 1)
+  np.testing.assert_allclose(
+      align.transform_points(turned, align.alignment_matrix(turned)),
+      align.transform_points(lm, m), atol=1e-9)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tfds_bp4d import synthetic
-from tfds_bp4d.bp4d import examples, layout
+from tfds_bp4d.bp4d import layout, reader
 
 
 def test_csv_columns_are_found_by_header_number_and_9_is_unknown():
@@ -51,12 +51,12 @@ def tiny_bp4d(tmp_path_factory):
   return root, ids
 
 
-def _build(root, subject, opts=examples.ReadOptions()):
-  files = examples.find_label_files(root)
+def _build(root, subject, opts=reader.ReadOptions()):
+  files = reader.find_label_files(root)
   with open(files[(subject, "T1")]) as f:
     labels = layout.read_occurrence_csv(f.read())
-  summary = examples.BuildSummary()
-  out = list(examples.task_examples(root, os.path.join(root, "Sequences"), subject,
+  summary = reader.BuildSummary()
+  out = list(reader.task_examples(root, os.path.join(root, "Sequences"), subject,
                                     "T1", labels, opts, summary))
   return labels, out, summary
 
@@ -73,7 +73,7 @@ def test_three_digit_frame_names_are_read(tiny_bp4d):
 def test_frame_offset_option_shifts_images_by_one(tiny_bp4d):
   root, ids = tiny_bp4d
   _, same, _ = _build(root, ids[0])
-  _, minus1, _ = _build(root, ids[0], examples.ReadOptions(frame_offset=-1))
+  _, minus1, _ = _build(root, ids[0], reader.ReadOptions(frame_offset=-1))
   a = {k: v for k, v in same}
   b = {k: v for k, v in minus1}
   first = min(int(k.split("_")[-1]) for k in a)
@@ -103,11 +103,11 @@ def test_corrupt_and_missing_frames_are_skipped_and_counted(tiny_bp4d, tmp_path)
 
 def test_missing_layout_names_the_folder(tmp_path):
   with pytest.raises(layout.LayoutError, match="no AU occurrence"):
-    examples.find_label_files(str(tmp_path))
+    reader.find_label_files(str(tmp_path))
 
 
 def test_skip_reasons_are_a_closed_set():
-  summary = examples.BuildSummary()
+  summary = reader.BuildSummary()
   summary.skip("F001", "T1", "no_image", 2)
   assert summary.as_json()["skipped"] == {"F001_T1": {"no_image": 2}}
   with pytest.raises(ValueError, match="no_imge"):

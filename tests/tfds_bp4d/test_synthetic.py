@@ -5,10 +5,11 @@ import cv2
 import numpy as np
 import pytest
 
-from tfds_bp4d import synthetic, synthetic_labels
+from tfds_bp4d import synthetic
+from tfds_bp4d.synthetic import labels as synthetic_labels
 from tfds_bp4d.bp4d import layout
-from tfds_bp4d.synthetic_face import Identity, Pose, deform, neutral_landmarks
-from tfds_bp4d.synthetic_render import render
+from tfds_bp4d.synthetic.face import Identity, Pose, deform, neutral_landmarks
+from tfds_bp4d.synthetic.render import render
 
 
 def _digest(root):
@@ -111,3 +112,16 @@ def test_au_creases_darken_their_region():
   glabella = _mask(neutral.shape, np.array([lm[21] + [-8, -20], lm[22] + [8, -20],
                                             lm[22] + [8, 10], lm[21] + [-8, 10]]))
   assert neutral[glabella].mean() - frown[glabella].mean() > 3
+
+
+def test_worker_processes_write_the_same_bytes(tmp_path):
+  import filecmp, os  # pylint: disable=g-import-not-at-top,multiple-imports
+  a, b = str(tmp_path / "a"), str(tmp_path / "b")
+  kw = dict(subjects=2, tasks=2, frames=3, size_wh=(160, 160), seed=4,
+            progress=False)
+  assert synthetic.generate(a, **kw) == synthetic.generate(b, workers=2, **kw)
+  files = sorted(os.path.relpath(os.path.join(d, f), a)
+                 for d, _, fs in os.walk(a) for f in fs)
+  assert len(files) > 10
+  _, mismatch, errors = filecmp.cmpfiles(a, b, files, shallow=False)
+  assert not mismatch and not errors

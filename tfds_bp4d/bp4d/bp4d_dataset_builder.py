@@ -13,16 +13,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from sfae_jax.face import schemes
-from tfds_bp4d.bp4d import examples, layout
+from tfds_bp4d.bp4d import layout, reader
 
-_DESCRIPTION = """
-BP4D-Spontaneous (Zhang et al. 2014): 41 subjects, 8 tasks each, with frame-level
-occurrence codes for 12 facial Action Units (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23,
-24). Every example is a face aligned by JAA-Net's similarity transform to 200x200,
-its landmarks in aligned pixels, the 12 AU labels (1 present, 0 absent, -1 not
-coded), subject, task, frame and inter-ocular distance. Splits are JAA-Net's
-subject-exclusive parts; `split='part1+part2'` trains fold 3.
-"""
+# The dataset's description is this folder's README.md (TFDS reads it as the
+# builder's metadata): one text, not a second copy here.
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = """
 BP4D-Spontaneous is licensed: request it from Binghamton University
@@ -58,7 +52,7 @@ PRESETS = {
 }
 
 
-def _default_landmark_fn() -> examples.LandmarkFn:
+def _default_landmark_fn() -> reader.LandmarkFn:
   spec = os.environ.get(LANDMARKER_ENV)
   if not spec:
     raise ValueError(
@@ -87,7 +81,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   DEFAULT_CONFIG_NAME = "bp4d49"
 
   def __init__(self, *, file_format=None,
-               landmark_fn: Optional[examples.LandmarkFn] = None, **kwargs):
+               landmark_fn: Optional[reader.LandmarkFn] = None, **kwargs):
     # array_record by default: training reads it with tfds.data_source, no TF.
     super().__init__(file_format=file_format or "array_record", **kwargs)
     self._landmark_fn = landmark_fn
@@ -95,7 +89,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     n = schemes.get_scheme(self.builder_config.landmarks).num_points
     return self.dataset_info_from_configs(
-        description=_DESCRIPTION,
         features=tfds.features.FeaturesDict({
             "image": tfds.features.Image(shape=(200, 200, 3),
                                          encoding_format="jpeg"),
@@ -112,7 +105,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     root = os.fspath(dl_manager.manual_dir)
-    label_files = examples.find_label_files(root)
+    label_files = reader.find_label_files(root)
     sequences = layout.find_dir(root, layout.SEQUENCE_DIRS, "Sequences")
     landmark_fn = None
     if self.builder_config.landmarks == schemes.IBUG68:
@@ -120,7 +113,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     unknown = sorted({s for s, _ in label_files} - set(layout.SUBJECT_PART))
     if unknown:
       print(f"BP4D: subjects {unknown} are in no part; they are left out.")
-    unlabelled = examples.unlabelled_tasks(sequences, label_files)
+    unlabelled = reader.unlabelled_tasks(sequences, label_files)
     if unlabelled:
       print("BP4D: task folders with frames but no AU occurrence CSV are left out "
             "(counted as no_label_file): " + ", ".join(
@@ -159,13 +152,13 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, root, sequences, label_files, part, landmark_fn,
                          unlabelled=None):
     cfg = self.builder_config
-    opts = examples.ReadOptions(cfg.landmarks, cfg.frame_offset, cfg.landmark_rows)
-    summary = examples.BuildSummary()
+    opts = reader.ReadOptions(cfg.landmarks, cfg.frame_offset, cfg.landmark_rows)
+    summary = reader.BuildSummary()
     for (subject, task), n in (unlabelled or {}).items():
       summary.skip(subject, task, "no_label_file", n)
     for (subject, task), path in sorted(label_files.items()):
-      labels = examples.read_labels(path)
-      yield from examples.task_examples(root, sequences, subject, task, labels,
+      labels = reader.read_labels(path)
+      yield from reader.task_examples(root, sequences, subject, task, labels,
                                         opts, summary, landmark_fn)
     logging.info("BP4D %s build summary:\n%s", part, summary.table())
     if any(summary.skipped.values()):

@@ -8,7 +8,7 @@ uses 3-digit names as some BP4D copies do), `AUCoding/AU_OCC/<subject>_<task>.cs
 `2DFeatures/<subject>_<task>.mat` (MATLAB v7.3, 49 points, 1-based; about 1 % of
 frames lost by the "tracker"). Subjects are BP4D's own IDs, taken in turn from the
 three parts so the folds split them as they split BP4D. The same seed gives the same
-bytes. Labels: `synthetic_labels`; faces: `synthetic_face` and `synthetic_render`.
+bytes. Labels: `labels`; faces: `face` and `render` (this package's modules).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import cv2
 import numpy as np
 
 from sfae_jax.face import schemes
-from tfds_bp4d import synthetic_labels
+from tfds_bp4d.synthetic import labels as synthetic_labels
 from tfds_bp4d.bp4d import layout
-from tfds_bp4d.synthetic_face import Identity, Pose, deform, neutral_landmarks
-from tfds_bp4d.synthetic_render import render
+from tfds_bp4d.synthetic.face import Identity, Pose, deform, neutral_landmarks
+from tfds_bp4d.synthetic.render import render
 
 LOST_FRAME_PROB = 0.01
 TRACKER_NOISE_PX = 0.5
@@ -125,18 +125,36 @@ def generate_task(out, subject, s, k, frames, size_wh, seed, digits) -> int:
   return write_task(out, subject, f"T{k + 1}", idn, frames, rng, size_wh, digits)
 
 
+def _run_job(job) -> int:
+  return generate_task(*job)
+
+
 def generate(out: str, subjects: int = 6, tasks: int = 2, frames: int = 40,
-             size_wh=(640, 480), seed: int = 0, progress: bool = True) -> list[str]:
-  """Writes the synthetic BP4D under `out`; returns the subject IDs."""
+             size_wh=(640, 480), seed: int = 0, progress: bool = True,
+             workers: int = 1) -> list[str]:
+  """Writes the synthetic BP4D under `out`; returns the subject IDs. Tasks are
+  independent: `workers` > 1 writes them in that many processes (spawned, since
+  JAX's threads do not survive a fork), with the same bytes."""
   jobs = task_jobs(out, subjects, tasks, frames, size_wh, seed)
   start = time.perf_counter()
-  for done, job in enumerate(jobs, 1):
-    n = generate_task(*job)
-    if progress:
-      rate = done / (time.perf_counter() - start)
-      print(f"\rsynthetic BP4D: {done}/{len(jobs)} tasks ({job[1]} T{job[3] + 1}, "
-            f"{n} frames), ETA {(len(jobs) - done) / rate:.0f}s", end="",
-            file=sys.stderr, flush=True)
+  if workers > 1:
+    import concurrent.futures  # pylint: disable=g-import-not-at-top
+    import multiprocessing  # pylint: disable=g-import-not-at-top
+    pool = concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"))
+    results = pool.map(_run_job, jobs)
+  else:
+    pool, results = None, map(_run_job, jobs)
+  try:
+    for done, (job, n) in enumerate(zip(jobs, results), 1):
+      if progress:
+        rate = done / (time.perf_counter() - start)
+        print(f"\rsynthetic BP4D: {done}/{len(jobs)} tasks ({job[1]} T{job[3] + 1}, "
+              f"{n} frames), ETA {(len(jobs) - done) / rate:.0f}s", end="",
+              file=sys.stderr, flush=True)
+  finally:
+    if pool is not None:
+      pool.shutdown()
   if progress:
     print(f"\nsynthetic BP4D: wrote {len(jobs)} tasks of {subjects} subjects to "
           f"{out} in {time.perf_counter() - start:.1f}s", file=sys.stderr)
@@ -169,7 +187,3 @@ def main(argv=None) -> None:
     generate(args.out, args.subjects, args.tasks, args.frames, args.size, args.seed)
   except ValueError as e:
     parser.error(str(e))
-
-
-if __name__ == "__main__":
-  main()

@@ -4,7 +4,7 @@ Geometry lives in a canonical face frame (x right, y down, the inner eye corners
 about 0.6 apart); an `Identity` sets a subject's proportions and look; `deform`
 moves landmarks (and sets the strength of creases) for 12 AU intensities in [0, 1];
 `Pose` maps the canonical frame into the image (roll, scale, translation, mild yaw);
-`render` draws the face with OpenCV. The labels come from `synthetic_labels`.
+`render` draws the face with OpenCV. The labels come from `labels`.
 """
 
 from __future__ import annotations

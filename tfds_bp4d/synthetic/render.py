@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from tfds_bp4d.synthetic_face import Identity, Pose, creases
+from tfds_bp4d.synthetic.face import Identity, Pose, creases
 
 _SHIFT = 4  # sub-pixel drawing precision (2**4)
 _AA = cv2.LINE_AA
