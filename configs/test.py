@@ -24,3 +24,12 @@ def get_config(arg=None):
   c.checkpoint_every_steps = 3
   c.keep_checkpoints = 5
   return c
+
+
+def with_data(data_dir, **overrides):
+  """This config, unlocked, reading `data_dir`, with `overrides` (for tests)."""
+  c = get_config()
+  c.unlock()
+  c.data_dir = data_dir
+  c.update(overrides)
+  return c

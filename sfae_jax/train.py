@@ -54,7 +54,7 @@ def _is_main() -> bool:
   return jax.process_index() == 0
 
 
-def _run_info(workdir, config, data_dir, train_split,
+def _run_info(workdir, config, data_dir, train_split, train_examples: int,
               resume_step) -> run_info.RunInfo:
   """The run record, decided by process 0 once the run's checks have passed, then
   read by every process.
@@ -68,6 +68,11 @@ def _run_info(workdir, config, data_dir, train_split,
     if resume_step is not None and run_info.exists(workdir):
       stored = run_info.read(workdir)
       changed = run_info.compare(stored, config, workdir)
+      if stored.train_examples and stored.train_examples != train_examples:
+        raise run_info.RunChangedError(
+            f"{workdir} was trained on {stored.train_examples} examples of "
+            f"{train_split}; {data_dir} has {train_examples}: not the same data. "
+            f"Point --config.data_dir at {stored.data_dir}, or use a new --workdir.")
       if changed:
         print(f"Resuming {workdir} at step {resume_step} with changed settings: "
               + "; ".join(f"{k} {was!r} -> {now!r}" for k, was, now in changed),
@@ -145,7 +150,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
       train_src, host_batch, config.seed, config.grain_workers)))
   mngr, resume_step = checkpoints.open_for_training(workdir, config)
   # The checks above passed: now the record is written (or checked, on resume).
-  info = _run_info(workdir, config, data_dir, train_split, resume_step)
+  info = _run_info(workdir, config, data_dir, train_split, len(train_src),
+                   resume_step)
   model = create_model(config, info.au_ids, info.landmark_scheme)
   schedule = train_step.learning_rate_schedule(config, steps_per_epoch)
   tx = train_step.make_optimizer(config, schedule)

@@ -64,8 +64,6 @@ def trained_run(synthetic_tfds, tmp_path_factory):
   """A 6-step configs/test.py run on the small synthetic BP4D: (workdir, result)."""
   from configs import test as test_config  # pylint: disable=g-import-not-at-top
   from sfae_jax import train  # pylint: disable=g-import-not-at-top
-  config = test_config.get_config()
-  config.unlock()
-  config.data_dir = synthetic_tfds
+  config = test_config.with_data(synthetic_tfds)
   workdir = str(tmp_path_factory.mktemp("trained") / "run")
   return workdir, train.train_and_evaluate(config, workdir)

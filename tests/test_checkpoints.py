@@ -16,19 +16,24 @@ def _copy(trained_run, tmp_path) -> str:
   return dst
 
 
-def _truncate_largest(workdir, step) -> str:
+def _truncate_data(workdir, step) -> str:
+  """Cuts every array data file of the step's state to 100 bytes (OCDBT `d/`
+  folders; which one holds the parameters rather than the optimiser state is
+  orbax's business)."""
   state = os.path.join(workdir, "checkpoints", str(step), "state")
-  files = [os.path.join(d, f) for d, _, fs in os.walk(state) for f in fs]
-  biggest = max(files, key=os.path.getsize)
-  with open(biggest, "r+b") as f:
-    f.truncate(100)
+  files = [os.path.join(d, f) for d, _, fs in os.walk(state) for f in fs
+           if os.path.basename(d) == "d"]
+  assert files
+  for path in files:
+    with open(path, "r+b") as f:
+      f.truncate(min(100, os.path.getsize(path)))
   return state
 
 
 def test_truncated_latest_checkpoint_evaluate_and_predict_use_the_one_before(
     trained_run, tmp_path, capsys):
   workdir = _copy(trained_run, tmp_path)
-  state = _truncate_largest(workdir, 6)
+  state = _truncate_data(workdir, 6)
   result = evaluate.evaluate_workdir(workdir)
   err = capsys.readouterr().err
   assert result["step"] == 3
@@ -49,7 +54,7 @@ def test_missing_manifest_is_named_and_no_readable_checkpoint_is_one_error(
   os.remove(os.path.join(workdir, "checkpoints", "6", "state", "manifest.ocdbt"))
   assert evaluate.evaluate_workdir(workdir)["step"] == 3
   assert "checkpoint 6" in capsys.readouterr().err
-  _truncate_largest(workdir, 3)
+  _truncate_data(workdir, 3)
   assert evaluate.main(["--workdir", workdir]) == 1
   err = capsys.readouterr().err
   line = [l for l in err.splitlines() if l.startswith("error:")]
@@ -60,11 +65,8 @@ def test_missing_manifest_is_named_and_no_readable_checkpoint_is_one_error(
 def test_training_resumes_from_the_newest_readable_and_keeps_the_damaged_one(
     trained_run, synthetic_tfds, tmp_path, capsys):
   workdir = _copy(trained_run, tmp_path)
-  _truncate_largest(workdir, 6)
-  config = test_config.get_config()
-  config.unlock()
-  config.data_dir = synthetic_tfds
-  result = train.train_and_evaluate(config, workdir)
+  _truncate_data(workdir, 6)
+  result = train.train_and_evaluate(test_config.with_data(synthetic_tfds), workdir)
   captured = capsys.readouterr()
   assert "Resumed from step 3" in captured.out
   assert "checkpoint 6" in captured.err and checkpoints.DAMAGED_DIR in captured.err

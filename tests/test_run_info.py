@@ -12,12 +12,7 @@ from sfae_jax import evaluate, run_info, train
 from sfae_jax.data import pipeline
 
 
-def _config(data_dir, **overrides):
-  c = test_config.get_config()
-  c.unlock()
-  c.data_dir = data_dir
-  c.update(overrides)
-  return c
+_config = test_config.with_data
 
 
 def _copy(trained_run, tmp_path) -> str:
@@ -94,3 +89,17 @@ def test_a_stale_record_without_checkpoints_is_replaced(trained_run,
                                     str(workdir))
   assert run_info.read(workdir).config.input_size == 64
   assert evaluate.evaluate_workdir(str(workdir))["mean_f1"] == result["mean_f1"]
+
+
+def test_resume_on_other_data_stops(trained_run, tmp_path):
+  """data_dir may move (it is MUTABLE), but the training split it points at
+  must be the one the run was trained on (its size, at least)."""
+  from sfae_jax.data import prepare  # pylint: disable=g-import-not-at-top
+  from tfds_bp4d import synthetic  # pylint: disable=g-import-not-at-top
+  synthetic.generate(str(tmp_path / "m"), subjects=3, tasks=1, frames=6,
+                     size_wh=(160, 160), seed=2, progress=False)
+  prepare.build(str(tmp_path / "m"), str(tmp_path / "other"), "bp4d49")
+  workdir = _copy(trained_run, tmp_path)
+  with pytest.raises(run_info.RunChangedError, match=r"trained on 40 examples"):
+    train.train_and_evaluate(_config(str(tmp_path / "other"), num_train_steps=8),
+                             workdir)

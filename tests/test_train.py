@@ -20,12 +20,7 @@ from sfae_jax.data import pipeline
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _config(data_dir, **overrides):
-  c = test_config.get_config()
-  c.unlock()
-  c.data_dir = data_dir
-  c.update(overrides)
-  return c
+_config = test_config.with_data
 
 
 def _cli(workdir, *flags):

@@ -142,12 +142,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _write_source(self, root: str) -> None:
     """source.json: what the dataset was built from (sfae_jax.provenance)."""
-    synthetic = os.path.exists(os.path.join(root, layout.SYNTHETIC_MARKER))
     self.data_path.mkdir(parents=True, exist_ok=True)
-    (self.data_path / "source.json").write_text(json.dumps({
-        "synthetic": synthetic, "manual_dir": os.path.abspath(root),
-        "au_ids": list(layout.AUS), "landmarks": self.builder_config.landmarks,
-    }, indent=1, sort_keys=True))
+    (self.data_path / "source.json").write_text(json.dumps(
+        reader.source_record(root, self.builder_config.landmarks), indent=1,
+        sort_keys=True))
 
   def _generate_examples(self, root, sequences, label_files, part, landmark_fn,
                          unlabelled=None):

@@ -171,6 +171,14 @@ def unlabelled_tasks(sequences: str, label_files) -> dict[tuple[str, str], int]:
   return out
 
 
+def source_record(root: str, landmarks: str) -> dict:
+  """What a build reads (`source.json` beside the dataset): the manual_dir,
+  whether it is the synthetic generator's (its marker file), AU ids, scheme."""
+  return {"synthetic": os.path.exists(os.path.join(root, layout.SYNTHETIC_MARKER)),
+          "manual_dir": os.path.abspath(root), "au_ids": list(layout.AUS),
+          "landmarks": landmarks}
+
+
 def find_label_files(root: str) -> dict[tuple[str, str], str]:
   """(subject, task) -> AU-occurrence CSV path, found by file name."""
   occ_dir = layout.find_dir(root, layout.OCC_DIRS, "AU occurrence (AU_OCC)")
