@@ -65,3 +65,13 @@ def test_episodes_do_not_run_across_skipped_frames():
   on = np.array([1, 1, 1, 1, 0, 1], bool)
   frames = np.array([0, 2, 4, 8, 10, 12])
   assert features._episodes(on, frames) == [3, 1, 1]  # pylint: disable=protected-access
+
+
+def test_vectorised_rank_biserial_equals_the_mann_whitney_effect():
+  rng = np.random.default_rng(3)
+  a = np.round(rng.random((20, 9)), 1)      # rounded: ties happen
+  b = np.round(rng.random((20, 11)) + 0.2, 1)
+  want = [stats._effect([x, y]) for x, y in zip(a, b)]  # pylint: disable=protected-access
+  np.testing.assert_allclose(stats.rank_biserial(a, b), want, atol=1e-12)
+  same = np.full((1, 4), 0.5)
+  assert stats.rank_biserial(same, same)[0] == 0.0
