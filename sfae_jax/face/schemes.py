@@ -1,4 +1,4 @@
-"""Landmark schemes: the 68-point iBUG scheme and BP4D's 49-point subset.
+"""Landmark schemes: the 68-point iBUG scheme, BP4D's 49-point subset and DISFA's 66.
 
 All indices are 0-based. The 68-point scheme is the reference: rules elsewhere in
 the package (AU centres, alignment) are written in 68-point indices and mapped to
@@ -17,9 +17,13 @@ import numpy as np
 
 IBUG68 = "ibug68"
 BP4D49 = "bp4d49"
+DISFA66 = "disfa66"
 
 # 68-point indices kept by the 49-point scheme, in 49-point order.
 _49_FROM_68 = tuple(range(17, 60)) + (61, 62, 63, 65, 66, 67)
+# DISFA's 66 points: the 68 without the inner mouth corners 60 and 64. Its 49-point
+# subset (the 66 without the jaw) is exactly the 49-point scheme above.
+_66_FROM_68 = tuple(i for i in range(68) if i not in (60, 64))
 
 # Mirror pairs of the 68-point scheme (a subject's left <-> right). Points on the
 # vertical midline (nose ridge 27-30, 33, lip centres 51, 57, 62, 66, chin 8) map to
@@ -78,7 +82,15 @@ class LandmarkScheme:
 SCHEMES = {
     IBUG68: LandmarkScheme(IBUG68, 68, tuple(range(68))),
     BP4D49: LandmarkScheme(BP4D49, 49, _49_FROM_68),
+    DISFA66: LandmarkScheme(DISFA66, 66, _66_FROM_68),
 }
+
+
+def convert(landmarks: np.ndarray, source: str, target: str) -> np.ndarray:
+  """Landmarks `[..., source points, 2]` in the `target` scheme, which must be a
+  subset of `source` (e.g. DISFA's 66 -> the 49-point scheme)."""
+  src, dst = get_scheme(source), get_scheme(target)
+  return np.asarray(landmarks)[..., [src.index(i) for i in dst.from_68], :]
 
 
 def get_scheme(name: str) -> LandmarkScheme:

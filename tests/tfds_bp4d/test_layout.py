@@ -55,7 +55,7 @@ def _build(root, subject, opts=reader.ReadOptions()):
   files = reader.find_label_files(root)
   with open(files[(subject, "T1")]) as f:
     labels = layout.read_occurrence_csv(f.read())
-  summary = reader.BuildSummary()
+  summary = reader.new_summary()
   out = list(reader.task_examples(root, os.path.join(root, "Sequences"), subject,
                                     "T1", labels, opts, summary))
   return labels, out, summary
@@ -107,7 +107,7 @@ def test_missing_layout_names_the_folder(tmp_path):
 
 
 def test_skip_reasons_are_a_closed_set():
-  summary = reader.BuildSummary()
+  summary = reader.new_summary()
   summary.skip("F001", "T1", "no_image", 2)
   assert summary.as_json()["skipped"] == {"F001_T1": {"no_image": 2}}
   with pytest.raises(ValueError, match="no_imge"):

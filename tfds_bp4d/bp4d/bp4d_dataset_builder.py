@@ -151,7 +151,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                          unlabelled=None):
     cfg = self.builder_config
     opts = reader.ReadOptions(cfg.landmarks, cfg.frame_offset, cfg.landmark_rows)
-    summary = reader.BuildSummary()
+    summary = reader.new_summary()
     for (subject, task), n in (unlabelled or {}).items():
       summary.skip(subject, task, "no_label_file", n)
     for (subject, task), path in sorted(label_files.items()):

@@ -9,60 +9,35 @@ Pure Python (no TFDS), so the reading rules are unit-tested directly:
   (`landmark_rows='frame'`), landmarks are MATLAB pixels (1-based, so minus 1);
 * a CSV row without an image, an image that does not decode or is truncated, a
   frame without landmarks, a row with a label other than 0, 1 or 9, a task with
-  frames but no CSV are skipped and counted per subject/task in a `BuildSummary`;
+  frames but no CSV are skipped and counted per subject/task in a `common.BuildSummary`;
   a CSV that cannot be parsed is a `layout.LayoutError` naming the file.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import os
 from typing import Callable, Iterator, Optional
 
-import cv2
 import numpy as np
 
 from sfae_jax import media
 from sfae_jax.face import align, schemes
+from tfds_bp4d import common
 from tfds_bp4d.bp4d import layout
 
 SKIP_REASONS = ("no_image", "corrupt_image", "no_landmarks", "no_landmark_file",
                 "no_sequence_dir", "alignment_failed", "invalid_label",
                 "no_label_file")
-JPEG_QUALITY = 95
 
 # A landmark function takes a BGR uint8 image and returns [68, 2] pixel-index
 # (x, y) landmarks of its face, or None when it finds none.
 LandmarkFn = Callable[[np.ndarray], Optional[np.ndarray]]
 
 
-@dataclasses.dataclass
-class BuildSummary:
+def new_summary() -> common.BuildSummary:
   """Examples written and frames skipped, per (subject, task)."""
-  written: collections.Counter = dataclasses.field(
-      default_factory=collections.Counter)
-  skipped: dict = dataclasses.field(
-      default_factory=lambda: collections.defaultdict(collections.Counter))
-
-  def skip(self, subject: str, task: str, reason: str, n: int = 1) -> None:
-    if reason not in SKIP_REASONS:
-      raise ValueError(f"unknown skip reason {reason!r}; one of {SKIP_REASONS}")
-    self.skipped[(subject, task)][reason] += n
-
-  def table(self) -> str:
-    keys = sorted(set(self.written) | set(self.skipped))
-    lines = [f"{'subject/task':<14}{'written':>8}  skipped"]
-    for k in keys:
-      sk = ", ".join(f"{r} {n}" for r, n in sorted(self.skipped.get(k, {}).items()))
-      lines.append(f"{k[0] + '/' + k[1]:<14}{self.written.get(k, 0):>8}  {sk or '-'}")
-    total_skipped = sum(sum(c.values()) for c in self.skipped.values())
-    lines.append(f"{'total':<14}{sum(self.written.values()):>8}  {total_skipped}")
-    return "\n".join(lines)
-
-  def as_json(self) -> dict:
-    return {"written": {f"{s}_{t}": n for (s, t), n in self.written.items()},
-            "skipped": {f"{s}_{t}": dict(c) for (s, t), c in self.skipped.items()}}
+  return common.BuildSummary(SKIP_REASONS, key_name="subject/task")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +65,7 @@ def _task_landmarks(root: str, subject: str, task: str, frames: dict[int, str],
 
 def task_examples(root: str, sequences: str, subject: str, task: str,
                   labels: dict[int, np.ndarray], opts: ReadOptions,
-                  summary: BuildSummary,
+                  summary: common.BuildSummary,
                   landmark_fn: Optional[LandmarkFn] = None) -> Iterator[tuple]:
   """Yields (key, example) for one task's labelled frames."""
   task_dir = os.path.join(sequences, subject, task)
@@ -124,17 +99,14 @@ def task_examples(root: str, sequences: str, subject: str, task: str,
     if lm is None:
       summary.skip(subject, task, "no_landmarks")
       continue
-    try:
-      face = align.align_face(image, lm, opts.landmarks)
-    except ValueError:
+    aligned = common.align_and_encode(image, lm, opts.landmarks)
+    if aligned is None:
       summary.skip(subject, task, "alignment_failed")
       continue
-    ok, jpeg = cv2.imencode(".jpg", face.image, [cv2.IMWRITE_JPEG_QUALITY,
-                                                 JPEG_QUALITY])
-    assert ok, "OpenCV failed to encode a 200x200 JPEG"
+    face, jpeg = aligned
     summary.written[(subject, task)] += 1
     yield f"{subject}_{task}_{csv_frame}", {
-        "image": jpeg.tobytes(),
+        "image": jpeg,
         "landmarks": face.landmarks.astype(np.float32),
         "au": labels[csv_frame],
         "subject": subject, "task": task, "frame": np.int32(csv_frame),
@@ -172,11 +144,7 @@ def unlabelled_tasks(sequences: str, label_files) -> dict[tuple[str, str], int]:
 
 
 def source_record(root: str, landmarks: str) -> dict:
-  """What a build reads (`source.json` beside the dataset): the manual_dir,
-  whether it is the synthetic generator's (its marker file), AU ids, scheme."""
-  return {"synthetic": os.path.exists(os.path.join(root, layout.SYNTHETIC_MARKER)),
-          "manual_dir": os.path.abspath(root), "au_ids": list(layout.AUS),
-          "landmarks": landmarks}
+  return common.source_record(root, landmarks, layout.AUS, "bp4d")
 
 
 def find_label_files(root: str) -> dict[tuple[str, str], str]:

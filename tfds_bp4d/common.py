@@ -1,0 +1,72 @@
+"""What the BP4D and DISFA builders share: the skip accounting of a build, and the
+aligned, JPEG-encoded face of one frame (JAA-Net's similarity transform)."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+from sfae_jax.face import align
+
+JPEG_QUALITY = 95
+
+
+@dataclasses.dataclass
+class BuildSummary:
+  """Examples written and frames skipped, per (subject, group): a BP4D task, a
+  DISFA video. `reasons` are the skip reasons a reader may count."""
+  reasons: tuple[str, ...] = ()
+  key_name: str = "subject/task"
+  written: collections.Counter = dataclasses.field(
+      default_factory=collections.Counter)
+  skipped: dict = dataclasses.field(
+      default_factory=lambda: collections.defaultdict(collections.Counter))
+
+  def skip(self, subject: str, group: str, reason: str, n: int = 1) -> None:
+    if reason not in self.reasons:
+      raise ValueError(f"unknown skip reason {reason!r}; one of {self.reasons}")
+    self.skipped[(subject, group)][reason] += n
+
+  def table(self) -> str:
+    keys = sorted(set(self.written) | set(self.skipped))
+    lines = [f"{self.key_name:<14}{'written':>8}  skipped"]
+    for k in keys:
+      sk = ", ".join(f"{r} {n}" for r, n in sorted(self.skipped.get(k, {}).items()))
+      lines.append(f"{k[0] + '/' + k[1]:<14}{self.written.get(k, 0):>8}  {sk or '-'}")
+    total_skipped = sum(sum(c.values()) for c in self.skipped.values())
+    lines.append(f"{'total':<14}{sum(self.written.values()):>8}  {total_skipped}")
+    return "\n".join(lines)
+
+  def as_json(self) -> dict:
+    return {"written": {f"{s}_{t}": n for (s, t), n in self.written.items()},
+            "skipped": {f"{s}_{t}": dict(c) for (s, t), c in self.skipped.items()}}
+
+
+def align_and_encode(image: np.ndarray, landmarks: np.ndarray, scheme: str
+                     ) -> Optional[tuple[align.AlignedFace, bytes]]:
+  """(aligned face, its JPEG bytes), or None when the landmarks cannot be aligned
+  (degenerate: the caller counts the frame as alignment_failed)."""
+  try:
+    face = align.align_face(image, landmarks, scheme)
+  except ValueError:
+    return None
+  ok, jpeg = cv2.imencode(".jpg", face.image, [cv2.IMWRITE_JPEG_QUALITY,
+                                               JPEG_QUALITY])
+  assert ok, "OpenCV failed to encode a 200x200 JPEG"
+  return face, jpeg.tobytes()
+
+
+def source_record(root: str, landmarks: str, au_ids: Sequence[int],
+                  dataset: str) -> dict:
+  """What a build read (`source.json` beside the dataset): the manual_dir,
+  whether it is a synthetic generator's (its marker file), AU ids, scheme."""
+  from tfds_bp4d.bp4d.layout import SYNTHETIC_MARKER  # pylint: disable=g-import-not-at-top
+  return {"dataset": dataset,
+          "synthetic": os.path.exists(os.path.join(root, SYNTHETIC_MARKER)),
+          "manual_dir": os.path.abspath(root), "au_ids": list(au_ids),
+          "landmarks": landmarks}
