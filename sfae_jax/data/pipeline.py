@@ -27,7 +27,8 @@ import grain.python as grain
 import jax
 import numpy as np
 
-DATASET = "bp4d"
+DATASET = "bp4d"            # the default; configs name another with `dataset`
+DATASETS = ("bp4d", "disfa")  # builders: tfds_bp4d/<name>/
 FIELDS = ("image", "landmarks", "au")
 
 
@@ -112,25 +113,34 @@ def splits(config) -> tuple[str, str]:
   return (config.train_split or others, config.eval_split or f"part{config.fold}")
 
 
-def dataset_dir(data_dir: str, config_name: str) -> str:
-  return os.path.join(os.path.expanduser(data_dir), DATASET, config_name)
+def dataset_of(config) -> str:
+  """The dataset a config reads: `config.dataset` (older configs: bp4d)."""
+  name = config.get("dataset", DATASET)
+  if name not in DATASETS:
+    raise DatasetError(f"config.dataset must be one of {DATASETS}, got {name!r}.")
+  return name
 
 
-def open_split(data_dir: str, config_name: str, split: str, *, decode_images=True):
+def dataset_dir(data_dir: str, config_name: str, dataset: str = DATASET) -> str:
+  return os.path.join(os.path.expanduser(data_dir), dataset, config_name)
+
+
+def open_split(data_dir: str, config_name: str, split: str, *, decode_images=True,
+               dataset: str = DATASET):
   """`tfds.data_source` over a built split; a one-line DatasetError if absent."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  root = dataset_dir(data_dir, config_name)
+  root = dataset_dir(data_dir, config_name, dataset)
   root_path = epath.Path(root)  # local or gs://
   versions = sorted(d.name for d in root_path.iterdir()) if root_path.is_dir() else []
   if not versions:
     raise DatasetError(
-        f"No built '{DATASET}/{config_name}' dataset under {data_dir!r}. Build it "
-        f"with `tfds build tfds_bp4d/bp4d --manual_dir <BP4D root> --data_dir "
-        f"{data_dir}`, or point --config.data_dir at the folder that has it "
-        "(or use configs/synthetic.py, which builds a synthetic one).")
+        f"No built '{dataset}/{config_name}' dataset under {data_dir!r}. Build it "
+        f"with `tfds build tfds_bp4d/{dataset} --manual_dir <{dataset.upper()} root> "
+        f"--data_dir {data_dir}`, or point --config.data_dir at the folder that has "
+        "it (or use configs/synthetic.py, which builds a synthetic one).")
   decoders = None if decode_images else {"image": tfds.decode.SkipDecoding()}
   try:
-    return tfds.data_source(f"{DATASET}/{config_name}", split=split,
+    return tfds.data_source(f"{dataset}/{config_name}", split=split,
                             data_dir=os.path.expanduser(data_dir),
                             decoders=decoders)
   except (ValueError, KeyError) as e:
