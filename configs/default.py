@@ -29,8 +29,10 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
 
   # Data.
-  c.data_dir = "~/tensorflow_datasets"  # TFDS folder holding the built `bp4d`
-  c.dataset_config = "bp4d49"       # builder config: bp4d49 (BP4D's 49 points) or ibug68
+  c.data_dir = "~/tensorflow_datasets"  # TFDS folder holding the built dataset
+  c.dataset = "bp4d"                # bp4d | disfa (builders in tfds_bp4d/<name>/)
+  c.dataset_config = "bp4d49"       # builder config: bp4d49 (BP4D's 49 points) or
+                                    # ibug68; DISFA: disfa49 or disfa66
   c.fold = args["fold"]             # test part; train on the other two
   c.train_split = ""                # '' = derived from fold, e.g. 'part2+part3'
   c.eval_split = ""                 # '' = derived from fold, e.g. 'part1'
@@ -90,6 +92,9 @@ def get_config(arg=None):
   c.nesterov = True
   c.weight_decay = 5e-4             # L2 added to the gradient (PyTorch SGD style)
   c.seed = 0
+  c.init_from = ""                  # a run folder: start from its parameters (newest
+                                    # readable checkpoint; AU head re-initialised when
+                                    # the AU sets differ; sfae_jax.transfer)
 
   # Evaluation, logging, checkpoints.
   c.eval_batch_size = 64            # global; the last batch is padded, never dropped

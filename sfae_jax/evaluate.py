@@ -2,6 +2,8 @@
 
   python -m sfae_jax.evaluate --workdir runs/synthetic [--step N] [--split part3]
   python -m sfae_jax.evaluate --workdirs runs/f1 runs/f2 runs/f3   # 3-fold average
+  python -m sfae_jax.evaluate --workdir runs/bp4d_f1 --dataset disfa \
+      [--split part1+part2+part3]                # cross-dataset, on the shared AUs
 
 Restores the parameters and BatchNorm statistics from the workdir alone (its
 run.json and checkpoints), evaluates centre crops with the model's own landmarks
@@ -11,6 +13,11 @@ excluded) and their means. The end of training calls the same `evaluate_state`, 
 the two agree exactly. In a multi-process job every process evaluates its shard
 and every frame of the split is counted exactly once (checked); process 0 prints
 and writes the files.
+
+Cross-dataset (`--dataset` other than the run's): the run's model on another
+dataset's split (all three parts by default), scored on the AUs both have (BP4D
+and DISFA: 1, 2, 4, 6, 12); the AUs left out, and why, are printed and written
+(`eval_<dataset>_<split>_<step>.json` and `.md`).
 """
 
 from __future__ import annotations
@@ -23,12 +30,15 @@ from typing import Optional, Sequence
 
 from etils import epath
 import jax
+import ml_collections
 import numpy as np
 
-from sfae_jax import checkpoints, distributed, metrics, run_info, sharding
-from sfae_jax import train_step
+from sfae_jax import checkpoints, distributed, metrics, provenance, run_info
+from sfae_jax import sharding, train_step
 from sfae_jax.data import pipeline
 from sfae_jax.models import create_model
+
+DEFAULT_DATASET_CONFIG = {"bp4d": "bp4d49", "disfa": "disfa49"}
 
 
 def predict_split(model, config, variables, source, mesh):
@@ -67,7 +77,8 @@ def evaluate_state(workdir, config, info: run_info.RunInfo, variables, mesh,
                    data_dir: str, split: str, step: int) -> dict:
   """Evaluates `variables` on `split`; prints the table and writes the eval files
   (process 0)."""
-  source = pipeline.open_split(data_dir, config.dataset_config, split)
+  source = pipeline.open_split(data_dir, config.dataset_config, split,
+                               dataset=pipeline.dataset_of(config))
   model = create_model(config, info.au_ids, info.landmark_scheme)
   probs, labels = predict_split(model, config, variables, source, mesh)
   result = metrics.au_metrics(probs, labels, info.threshold)
@@ -100,6 +111,60 @@ def evaluate_workdir(workdir, step: Optional[int] = None,
                         step)
 
 
+def evaluate_cross_dataset(workdir, dataset: str, split: Optional[str] = None,
+                           data_dir: Optional[str] = None,
+                           dataset_config: Optional[str] = None,
+                           step: Optional[int] = None) -> dict:
+  """The run's model on `dataset`, scored on the AUs the run and the dataset
+  share (module docstring)."""
+  info = run_info.read(workdir)
+  config = ml_collections.ConfigDict(info.config.to_dict())
+  data_config = ml_collections.ConfigDict(info.config.to_dict())
+  data_config.dataset = dataset
+  data_config.dataset_config = dataset_config or DEFAULT_DATASET_CONFIG[dataset]
+  data_dir = data_dir or info.data_dir or os.path.expanduser(config.data_dir)
+  split = split or "part1+part2+part3"
+  data_aus = provenance.dataset_record(data_dir, data_config, split)["au_ids"]
+  shared = [a for a in info.au_ids if a in data_aus]
+  if not shared:
+    raise ValueError(f"{workdir} detects AUs {list(info.au_ids)}; {dataset} codes "
+                     f"{list(data_aus)}: none in common, nothing to score.")
+  source = pipeline.open_split(data_dir, data_config.dataset_config, split,
+                               dataset=dataset)
+  mesh = sharding.make_mesh()
+  model = create_model(config, info.au_ids, info.landmark_scheme)
+  variables, step = checkpoints.restore_variables(
+      workdir, model, config.input_size, sharding.replicated(mesh), step)
+  probs, labels = predict_split(model, config, variables, source, mesh)
+  model_cols = [list(info.au_ids).index(a) for a in shared]
+  data_cols = [list(data_aus).index(a) for a in shared]
+  result = metrics.au_metrics(probs[:, model_cols], labels[:, data_cols],
+                              info.threshold)
+  not_coded = [a for a in info.au_ids if a not in shared]
+  not_detected = [a for a in data_aus if a not in shared]
+  why = (f"Left out: {_aus(not_coded) or 'none'} (the model detects them, "
+         f"{dataset} does not code them); {_aus(not_detected) or 'none'} ({dataset} "
+         "codes them, the model does not detect them).")
+  result.update(split=split, step=step, num_examples=int(len(labels)),
+                threshold=info.threshold, au_ids=shared, dataset=dataset,
+                left_out_not_in_dataset=not_coded,
+                left_out_not_in_model=not_detected)
+  title = (f"{os.path.basename(os.path.normpath(str(workdir)))} on {dataset} "
+           f"{split}, step {step} (shared AUs)")
+  table = metrics.markdown_table(result, shared, title) + "\n\n" + why
+  if jax.process_index() == 0:
+    print(table, flush=True)
+    base = epath.Path(workdir) / f"eval_{dataset}_{split}_{step}"
+    base.with_suffix(".json").write_text(
+        json.dumps(_jsonable(result), indent=1, sort_keys=True))
+    base.with_suffix(".md").write_text(table + "\n")
+  return result
+
+
+def _aus(ids) -> str:
+  return ", ".join(f"AU{a:02d}" for a in ids)
+
+
 def average_workdirs(workdirs: Sequence[str], step=None, split=None,
                      data_dir=None) -> dict:
   """Evaluates each fold's workdir and averages per-AU F1 over folds."""
@@ -129,6 +194,11 @@ def main(argv=None) -> int:
   parser.add_argument("--step", type=int, help="checkpoint step (default latest)")
   parser.add_argument("--split", help="default: the run's evaluation split")
   parser.add_argument("--data_dir", help="default: the run's data_dir")
+  parser.add_argument("--dataset", choices=pipeline.DATASETS,
+                      help="another dataset than the run's: cross-dataset "
+                      "evaluation on the AUs both have")
+  parser.add_argument("--dataset_config", help="with --dataset: its builder "
+                      "config (default bp4d49 / disfa49)")
   distributed.add_argparse_flags(parser)
   args = parser.parse_args(argv)
   try:
@@ -136,11 +206,16 @@ def main(argv=None) -> int:
   except distributed.DistributedError as e:
     distributed.fail(e)
   try:
-    if args.workdir:
+    if args.workdir and args.dataset and args.dataset != pipeline.dataset_of(
+        run_info.read(args.workdir).config):
+      evaluate_cross_dataset(args.workdir, args.dataset, args.split, args.data_dir,
+                             args.dataset_config, args.step)
+    elif args.workdir:
       evaluate_workdir(args.workdir, args.step, args.split, args.data_dir)
     else:
       average_workdirs(args.workdirs, args.step, args.split, args.data_dir)
   except (FileNotFoundError, ValueError, checkpoints.CheckpointError) as e:
+    # (pipeline.DatasetError is a ValueError)
     print(f"error: {e}", file=sys.stderr)
     return 1
   return 0

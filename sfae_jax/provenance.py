@@ -25,9 +25,10 @@ SYNTHETIC_WARNING = (
     "(configs/default.py) for real predictions.")
 
 
-def _version_dir(data_dir: str, dataset_config: str) -> Optional[epath.Path]:
+def _version_dir(data_dir: str, dataset_config: str, dataset: str
+                 ) -> Optional[epath.Path]:
   from sfae_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  root = epath.Path(pipeline.dataset_dir(data_dir, dataset_config))
+  root = epath.Path(pipeline.dataset_dir(data_dir, dataset_config, dataset))
   if not root.is_dir():
     return None
   versions = sorted((d for d in root.iterdir() if (d / "dataset_info.json").exists()),
@@ -36,18 +37,26 @@ def _version_dir(data_dir: str, dataset_config: str) -> Optional[epath.Path]:
 
 
 def dataset_record(data_dir: str, config, split: str) -> dict[str, Any]:
-  """What a run trains on: name, config, version, folder, split, AU ids, and
-  whether it is synthetic (the builder's source.json; for datasets built before
-  it existed, the config's `synthetic.enabled`)."""
+  """What a run trains on: name, config, version, folder, split, AU ids, landmark
+  scheme, and whether it is synthetic (the builder's source.json; for datasets
+  built before it existed, the config's `synthetic.enabled`)."""
+  from sfae_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from sfae_jax.face import schemes  # pylint: disable=g-import-not-at-top
   from sfae_jax.models import BP4D_AUS  # pylint: disable=g-import-not-at-top
-  version = _version_dir(data_dir, config.dataset_config)
+  dataset = pipeline.dataset_of(config)
+  version = _version_dir(data_dir, config.dataset_config, dataset)
   source = {}
   if version is not None and (version / SOURCE_FILE).exists():
     source = json.loads((version / SOURCE_FILE).read_text())
   synthetic = source.get("synthetic")
   if synthetic is None:
     synthetic = bool(config.synthetic.enabled)
-  return {"name": "bp4d", "config": config.dataset_config,
+  # The landmark scheme: the builder's record; builds before it: the BP4D config
+  # name is the scheme.
+  landmarks = source.get("landmarks") or (
+      config.dataset_config if config.dataset_config in schemes.SCHEMES
+      else schemes.BP4D49)
+  return {"name": dataset, "config": config.dataset_config, "landmarks": landmarks,
           "version": version.name if version is not None else None,
           "path": str(version) if version is not None else None,
           "split": split, "synthetic": bool(synthetic),

@@ -35,7 +35,7 @@ MUTABLE = frozenset({
     "threshold", "eval_batch_size", "log_every_steps", "checkpoint_every_steps",
     "keep_checkpoints", "grain_workers", "data_dir", "conv_impl", "dtype",
     "max_rotation", "flip", "gt_landmark_attention", "synthetic.manual_dir",
-    "synthetic.workers",
+    "synthetic.workers", "init_from",
 })
 
 

@@ -25,7 +25,7 @@ import jax
 from ml_collections import config_flags
 
 from sfae_jax import checkpoints, distributed, evaluate, losses, metrics
-from sfae_jax import provenance, run_info, sharding, train_step
+from sfae_jax import provenance, run_info, sharding, train_step, transfer
 from sfae_jax.data import pipeline, prepare
 from sfae_jax.models import create_model
 
@@ -81,7 +81,8 @@ def _run_info(workdir, config, data_dir, train_split, train_examples: int,
                                                       resume_step))
     else:
       labels = pipeline.open_split(data_dir, config.dataset_config, train_split,
-                                   decode_images=False)
+                                   decode_images=False,
+                                   dataset=pipeline.dataset_of(config))
       rates, known = pipeline.occurrence_rates(labels)
       dataset = provenance.dataset_record(data_dir, config, train_split)
       au_ids = dataset["au_ids"]  # from the dataset, not the model's constant
@@ -91,7 +92,7 @@ def _run_info(workdir, config, data_dir, train_split, train_examples: int,
                           "class weight is capped.", au, k)
       run_info.write(workdir, run_info.RunInfo(
           config=config, au_ids=tuple(au_ids),
-          landmark_scheme=config.dataset_config,
+          landmark_scheme=dataset["landmarks"],
           occurrence_rates=tuple(rates.tolist()),
           known_labels=tuple(known.tolist()),
           au_weights=tuple(losses.au_class_weights(rates).tolist()),
@@ -140,7 +141,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   data_dir = _prepare_data(config)
   train_split, eval_split = pipeline.splits(config)
-  train_src = pipeline.open_split(data_dir, config.dataset_config, train_split)
+  train_src = pipeline.open_split(data_dir, config.dataset_config, train_split,
+                                  dataset=pipeline.dataset_of(config))
   mesh = sharding.make_mesh()
   host_batch = sharding.local_batch_size(config.batch_size, mesh)
   steps_per_epoch = len(train_src) // config.batch_size
@@ -170,6 +172,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
   else:
     state = jax.jit(make_state, out_shardings=sharding.replicated(mesh))(
         jax.random.key(config.seed))
+    if config.get("init_from"):
+      state, report = transfer.init_from(config.init_from, state, info.au_ids,
+                                         info.landmark_scheme,
+                                         sharding.replicated(mesh))
+      if _is_main():
+        print(report.summary(), flush=True)
 
   writer = metric_writers.create_default_writer(workdir, just_logging=not _is_main())
   if start_step == 0 and _is_main():

@@ -67,3 +67,17 @@ def trained_run(synthetic_tfds, tmp_path_factory):
   config = test_config.with_data(synthetic_tfds)
   workdir = str(tmp_path_factory.mktemp("trained") / "run")
   return workdir, train.train_and_evaluate(config, workdir)
+
+
+@pytest.fixture(scope="session")
+def synthetic_disfa_tfds(tmp_path_factory):
+  """A small synthetic DISFA (one subject per part, 12 frames each; one landmark
+  file missing), built with the real DISFA builder: returns the TFDS data_dir."""
+  from sfae_jax.data import prepare  # pylint: disable=g-import-not-at-top
+  from tfds_bp4d.synthetic import disfa  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("synthetic_disfa")
+  manual, data_dir = str(root / "manual"), str(root / "tfds")
+  disfa.generate(manual, subjects=3, frames=12, size_wh=(160, 160), seed=4,
+                 progress=False)
+  prepare.build(manual, data_dir, "disfa49", "disfa")
+  return data_dir

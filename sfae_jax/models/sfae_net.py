@@ -18,6 +18,12 @@ from sfae_jax.models.multiscale import MultiScaleRegionLearning
 from sfae_jax.models.region_conv import HierarchicalRegionBlock
 
 
+# Submodules whose parameters have one row per AU (leading axis, in `au_ids`
+# order), and the AU head: what `sfae_jax.transfer` maps between AU sets.
+PER_AU_MODULES = ("local_au", "attention_refine")
+AU_HEAD = "head"
+
+
 @flax.struct.dataclass
 class SFAEOutput:
   """What SFAENet returns. Fields of a switched-off branch are None.
