@@ -104,3 +104,20 @@ def test_init_from_a_run_with_other_landmarks_is_a_clear_error(trained_run,
   with pytest.raises(ValueError, match="landmark branch cannot carry over"):
     transfer.init_from(trained_run[0], None, DISFA_AUS, "disfa66", None)
   assert info.landmark_scheme == "bp4d49"
+
+
+def test_disfa_configs_read_disfa_and_the_synthetic_one_matches_the_embedded_model():
+  """configs/disfa.py reads DISFA's 49-point build in JAA-Net's 3 folds; its
+  synthetic variant keeps configs/synthetic.py's model, so a run of the embedded
+  default initialises everything but the head and the non-shared AUs' rows."""
+  from configs import disfa, synthetic  # pylint: disable=g-import-not-at-top
+  from sfae_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  for fold in (1, 2, 3):
+    c = disfa.get_config(f"fold={fold}")
+    assert (c.dataset, c.dataset_config, c.model) == ("disfa", "disfa49", "sfae_net")
+    assert pipeline.splits(c)[1] == f"part{fold}"
+  syn, emb = disfa.get_config("synthetic=1"), synthetic.get_config()
+  for key in ("model", "input_size", "crop_size", "local_branch", "use_lrl",
+              "use_msl", "landmark_units"):
+    assert syn[key] == emb[key], key
+  assert syn.synthetic.enabled and syn.dataset == "disfa"
