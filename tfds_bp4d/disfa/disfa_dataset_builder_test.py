@@ -2,8 +2,9 @@
 
 dummy_data/ is DISFA's layout written by our own generator:
   python -m tfds_bp4d.synthetic.disfa --out tfds_bp4d/disfa/dummy_data --subjects 3 \
-      --frames 4 --size 160x160 --seed 1
-one subject per part (SN002 part1, SN013 part2, SN003 part3), 4 frames each; SN013
+      --frames 4 --size 160x160 --seed 1 --jpeg-frames
+(extracted frames, so no video is committed; the video path is tested on generated
+videos in tests/tfds_bp4d/test_disfa.py), one subject per part (SN002 part1, SN013 part2, SN003 part3), 4 frames each; SN013
 misses one landmark file, so part2 has 3 examples.
 """
 

@@ -109,9 +109,28 @@ def write_subject(root: str, s: int, subject: str, frames: int, size_wh,
       f.write("".join(f"{t + 1},{v}\n" for t, v in enumerate(level[au])))
 
 
+def to_jpeg_frames(root: str, subject: str) -> None:
+  """Replaces a subject's video by its frames, `Images_LeftCamera/SNxxx/<N>.jpg`
+  (N from 1): the layout of users who extracted frames (and of dummy_data/, which
+  commits no video)."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  from sfae_jax import media  # pylint: disable=g-import-not-at-top
+  video = layout.video_path(root, subject)
+  folder = os.path.join(root, "Images_LeftCamera", subject)
+  os.makedirs(folder, exist_ok=True)
+  for f in media.frames(video):
+    cv2.imwrite(os.path.join(folder, f"{f.index + 1}.jpg"), f.rgb[..., ::-1],
+                [cv2.IMWRITE_JPEG_QUALITY, 95])
+  os.remove(video)
+  if not os.listdir(os.path.dirname(video)):
+    os.rmdir(os.path.dirname(video))
+
+
 def generate(out: str, subjects: int = 3, frames: int = 40, size_wh=(320, 240),
-             seed: int = 0, progress: bool = True) -> list[str]:
-  """Writes the synthetic DISFA under `out`; returns the subject IDs."""
+             seed: int = 0, progress: bool = True,
+             jpeg_frames: bool = False) -> list[str]:
+  """Writes the synthetic DISFA under `out` (with `jpeg_frames`, extracted frames
+  instead of videos); returns the subject IDs."""
   if frames < 4:
     raise ValueError(f"--frames must be >= 4, got {frames}.")
   ids = pick_subjects(subjects)
@@ -121,6 +140,8 @@ def generate(out: str, subjects: int = 3, frames: int = 40, size_wh=(320, 240),
             f"layout, not DISFA. subjects={subjects} frames={frames} seed={seed}\n")
   for s, subject in enumerate(ids):
     write_subject(out, s, subject, frames, size_wh, seed)
+    if jpeg_frames:
+      to_jpeg_frames(out, subject)
     if progress:
       print(f"\rsynthetic DISFA: {s + 1}/{len(ids)} subjects", end="",
             file=sys.stderr, flush=True)
@@ -139,9 +160,13 @@ def main(argv=None) -> None:
   parser.add_argument("--size", type=size_arg, default=(320, 240),
                       help="WxH; DISFA's own is 1024x768")
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--jpeg-frames", action="store_true",
+                      help="extracted frames (Images_LeftCamera/SNxxx/<N>.jpg) "
+                      "instead of videos")
   args = parser.parse_args(argv)
   try:
-    generate(args.out, args.subjects, args.frames, args.size, seed=args.seed)
+    generate(args.out, args.subjects, args.frames, args.size, seed=args.seed,
+             jpeg_frames=args.jpeg_frames)
   except ValueError as e:
     parser.error(str(e))
 
