@@ -86,12 +86,7 @@ def evaluate_state(workdir, config, info: run_info.RunInfo, variables, mesh,
                 threshold=info.threshold, au_ids=list(info.au_ids))
   title = f"{os.path.basename(os.path.normpath(str(workdir)))}: {split}, step {step}"
   table = metrics.markdown_table(result, info.au_ids, title)
-  if jax.process_index() == 0:
-    print(table, flush=True)
-    base = epath.Path(workdir) / f"eval_{split}_{step}"
-    base.with_suffix(".json").write_text(
-        json.dumps(_jsonable(result), indent=1, sort_keys=True))
-    base.with_suffix(".md").write_text(table + "\n")
+  _report(workdir, f"eval_{split}_{step}", result, table)
   return result
 
 
@@ -152,13 +147,18 @@ def evaluate_cross_dataset(workdir, dataset: str, split: Optional[str] = None,
   title = (f"{os.path.basename(os.path.normpath(str(workdir)))} on {dataset} "
            f"{split}, step {step} (shared AUs)")
   table = metrics.markdown_table(result, shared, title) + "\n\n" + why
+  _report(workdir, f"eval_{dataset}_{split}_{step}", result, table)
+  return result
+
+
+def _report(workdir, name: str, result: dict, table: str) -> None:
+  """Process 0 prints the table and writes WORKDIR/<name>.json and .md."""
   if jax.process_index() == 0:
     print(table, flush=True)
-    base = epath.Path(workdir) / f"eval_{dataset}_{split}_{step}"
+    base = epath.Path(workdir) / name
     base.with_suffix(".json").write_text(
         json.dumps(_jsonable(result), indent=1, sort_keys=True))
     base.with_suffix(".md").write_text(table + "\n")
-  return result
 
 
 def _aus(ids) -> str:

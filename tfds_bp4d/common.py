@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import os
 from typing import Optional, Sequence
 
@@ -12,6 +13,7 @@ import cv2
 import numpy as np
 
 from sfae_jax.face import align
+from tfds_bp4d.bp4d.layout import LayoutError
 
 JPEG_QUALITY = 95
 
@@ -70,3 +72,44 @@ def source_record(root: str, landmarks: str, au_ids: Sequence[int],
           "synthetic": os.path.exists(os.path.join(root, SYNTHETIC_MARKER)),
           "manual_dir": os.path.abspath(root), "au_ids": list(au_ids),
           "landmarks": landmarks}
+
+
+def split_by_part(items: dict, subject_of, subject_part: dict, parts, root: str,
+                  dataset: str, what: str, subjects: str) -> dict[str, dict]:
+  """`items` (label files keyed by subject or (subject, task)) grouped by part,
+  the parts without a subject left out and said so (a partial copy builds the
+  parts it has); a LayoutError when no item belongs to a part."""
+  unknown = sorted({subject_of(k) for k in items} - set(subject_part))
+  if unknown:
+    print(f"{dataset}: subjects {unknown} are in no part; they are left out.")
+  by_part = {p: {k: v for k, v in items.items()
+                 if subject_part.get(subject_of(k)) == p} for p in parts}
+  present = [p for p in parts if by_part[p]]
+  if not present:
+    raise LayoutError(f"{root}: none of its {len(items)} {what} belongs to a "
+                      f"{dataset} subject ({subjects}); is this {dataset}?")
+  missing = [p for p in parts if p not in present]
+  if missing:
+    print(f"{dataset}: {', '.join(missing)} has no subject in {root} (a partial "
+          f"copy): building {', '.join(present)} only. Folds that need "
+          f"{', '.join(missing)} cannot run on this build.")
+  return {p: by_part[p] for p in present}
+
+
+def write_source(data_path, record: dict) -> None:
+  """`source.json` in the dataset folder being built (`sfae_jax.provenance`)."""
+  data_path.mkdir(parents=True, exist_ok=True)
+  (data_path / "source.json").write_text(json.dumps(record, indent=1,
+                                                    sort_keys=True))
+
+
+def report_summary(data_path, dataset: str, part: str, summary: BuildSummary
+                   ) -> None:
+  """Logs a part's build summary, prints it when frames were skipped, and writes
+  `build_summary_<part>.json` beside the dataset."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  logging.info("%s %s build summary:\n%s", dataset, part, summary.table())
+  if any(summary.skipped.values()):
+    print(f"{dataset} {part}: some frames were skipped:\n{summary.table()}")
+  (data_path / f"build_summary_{part}.json").write_text(
+      json.dumps(summary.as_json(), indent=1, sort_keys=True))

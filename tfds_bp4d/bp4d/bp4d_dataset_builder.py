@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 import os
 from typing import Optional
 
-from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
 from sfae_jax.face import schemes
+from tfds_bp4d import common
 from tfds_bp4d.bp4d import layout, reader
 
 # The dataset's description is this folder's README.md (TFDS reads it as the
@@ -110,42 +109,23 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     landmark_fn = None
     if self.builder_config.landmarks == schemes.IBUG68:
       landmark_fn = self._landmark_fn or _default_landmark_fn()
-    unknown = sorted({s for s, _ in label_files} - set(layout.SUBJECT_PART))
-    if unknown:
-      print(f"BP4D: subjects {unknown} are in no part; they are left out.")
+    by_part = common.split_by_part(
+        label_files, lambda k: k[0], layout.SUBJECT_PART, layout.PARTS, root,
+        "BP4D", "AU occurrence CSVs", "F001..F023, M001..M018")
     unlabelled = reader.unlabelled_tasks(sequences, label_files)
     if unlabelled:
       print("BP4D: task folders with frames but no AU occurrence CSV are left out "
             "(counted as no_label_file): " + ", ".join(
                 f"{s}/{t} ({n} frames)" for (s, t), n in unlabelled.items()))
-    by_part = {part: {k: v for k, v in label_files.items()
-                      if layout.SUBJECT_PART.get(k[0]) == part}
-               for part in layout.PARTS}
-    present = [p for p in layout.PARTS if by_part[p]]
-    if not present:
-      raise layout.LayoutError(
-          f"{root}: none of its {len(label_files)} AU occurrence CSVs belongs to a "
-          "BP4D subject (F001..F023, M001..M018); is this BP4D?")
-    missing = [p for p in layout.PARTS if p not in present]
-    if missing:
-      print(f"BP4D: {', '.join(missing)} has no subject in {root} (a partial "
-            f"copy): building {', '.join(present)} only. Folds that need "
-            f"{', '.join(missing)} cannot run on this build.")
-    self._write_source(root)
+    common.write_source(self.data_path, reader.source_record(
+        root, self.builder_config.landmarks))
     return {
         part: self._generate_examples(
             root, sequences, by_part[part], part, landmark_fn,
             {k: n for k, n in unlabelled.items()
              if layout.SUBJECT_PART.get(k[0]) == part})
-        for part in present
+        for part in by_part
     }
-
-  def _write_source(self, root: str) -> None:
-    """source.json: what the dataset was built from (sfae_jax.provenance)."""
-    self.data_path.mkdir(parents=True, exist_ok=True)
-    (self.data_path / "source.json").write_text(json.dumps(
-        reader.source_record(root, self.builder_config.landmarks), indent=1,
-        sort_keys=True))
 
   def _generate_examples(self, root, sequences, label_files, part, landmark_fn,
                          unlabelled=None):
@@ -158,8 +138,4 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       labels = reader.read_labels(path)
       yield from reader.task_examples(root, sequences, subject, task, labels,
                                         opts, summary, landmark_fn)
-    logging.info("BP4D %s build summary:\n%s", part, summary.table())
-    if any(summary.skipped.values()):
-      print(f"BP4D {part}: some frames were skipped:\n{summary.table()}")
-    out = self.data_path / f"build_summary_{part}.json"
-    out.write_text(json.dumps(summary.as_json(), indent=1, sort_keys=True))
+    common.report_summary(self.data_path, "BP4D", part, summary)

@@ -4,14 +4,13 @@ parts. The description is this folder's README.md."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
-from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
 from sfae_jax.face import schemes
+from tfds_bp4d import common
 from tfds_bp4d.disfa import layout, reader
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = """
@@ -76,25 +75,13 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     root = os.fspath(dl_manager.manual_dir)
     files = layout.label_files(root)
-    unknown = sorted(set(files) - set(layout.SUBJECT_PART))
-    if unknown:
-      print(f"DISFA: subjects {unknown} are in no part; they are left out.")
-    by_part = {p: {s: f for s, f in files.items() if layout.SUBJECT_PART.get(s) == p}
-               for p in layout.PARTS}
-    present = [p for p in layout.PARTS if by_part[p]]
-    if not present:
-      raise layout.LayoutError(
-          f"{root}: none of its {len(files)} label folders is a DISFA subject "
-          "(SN001..SN032); is this DISFA?")
-    missing = [p for p in layout.PARTS if p not in present]
-    if missing:
-      print(f"DISFA: {', '.join(missing)} has no subject in {root} (a partial "
-            f"copy): building {', '.join(present)} only.")
-    self.data_path.mkdir(parents=True, exist_ok=True)
-    (self.data_path / "source.json").write_text(json.dumps(
-        reader.source_record(root, self.builder_config.landmarks), indent=1,
-        sort_keys=True))
-    return {p: self._generate_examples(root, by_part[p], p) for p in present}
+    by_part = common.split_by_part(
+        files, lambda k: k, layout.SUBJECT_PART, layout.PARTS, root, "DISFA",
+        "label folders", "SN001..SN032")
+    common.write_source(self.data_path, reader.source_record(
+        root, self.builder_config.landmarks))
+    return {p: self._generate_examples(root, files_p, p)
+            for p, files_p in by_part.items()}
 
   def _generate_examples(self, root, files, part):
     cfg = self.builder_config
@@ -102,8 +89,4 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     summary = reader.new_summary()
     for subject, au_files in sorted(files.items()):
       yield from reader.subject_examples(root, subject, au_files, opts, summary)
-    logging.info("DISFA %s build summary:\n%s", part, summary.table())
-    if any(summary.skipped.values()):
-      print(f"DISFA {part}: some frames were skipped:\n{summary.table()}")
-    out = self.data_path / f"build_summary_{part}.json"
-    out.write_text(json.dumps(summary.as_json(), indent=1, sort_keys=True))
+    common.report_summary(self.data_path, "DISFA", part, summary)
