@@ -55,6 +55,9 @@ def get_config(arg=None):
   c.local_branch = "deep"           # per-AU local learning: deep (JAA-Net's
                                     # extractor, spatial f1) | light (2 convs, pooled)
   c.attention_refine = False        # JAA-Net's attention refinement (+ refine_weight)
+  c.au_relation = False             # inter-AU relation head (beyond the paper;
+  c.relation_features = 64          # sfae_jax/models/relation.py): AU nodes,
+  c.relation_layers = 1             # attention across them, per-AU classifier
   c.landmark_units = "pixels"       # landmark head regresses pixels (JAA-Net);
                                     # 'image_fraction': the head of older runs
   c.crop_size = 176                 # crop of the 200x200 stored face (paper: 176)

@@ -25,7 +25,7 @@ import numpy as np
 
 from sfae_jax import checkpoints, run_info
 from sfae_jax.models import create_model
-from sfae_jax.models.sfae_net import AU_HEAD, PER_AU_MODULES
+from sfae_jax.models.sfae_net import AU_HEAD, PER_AU_MODULES, RELATION_HEAD
 
 
 @dataclasses.dataclass
@@ -69,7 +69,7 @@ def transplant(target: dict, source: dict, target_aus: Sequence[int],
   for path, t in flat_t.items():
     s = flat_s.get(path)
     name = "/".join(path)
-    if s is None or (path[0] == AU_HEAD and not same_aus):
+    if s is None or (path[0] in (AU_HEAD, RELATION_HEAD) and not same_aus):
       out[path] = t
       report.fresh.append(name)
     elif path[0] in PER_AU_MODULES and not same_aus:

@@ -37,4 +37,7 @@ def create_model(config, au_ids: Sequence[int], landmark_scheme: str,
       dtype=compute_dtype(config), conv_impl=config.get("conv_impl", "auto"),
       local_branch=config.get("local_branch", "light"),
       attention_refine=config.get("attention_refine", False),
-      landmark_units=config.get("landmark_units", "image_fraction"))
+      landmark_units=config.get("landmark_units", "image_fraction"),
+      au_relation=config.get("au_relation", False),
+      relation_features=config.get("relation_features", 64),
+      relation_layers=config.get("relation_layers", 1))

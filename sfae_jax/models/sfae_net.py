@@ -16,12 +16,14 @@ from sfae_jax.models.lrl import (AttentionRefinement, LandmarkBranch,
                                  LightLocalAUBranch, LocalAUBranch)
 from sfae_jax.models.multiscale import MultiScaleRegionLearning
 from sfae_jax.models.region_conv import HierarchicalRegionBlock
+from sfae_jax.models.relation import AURelationHead
 
 
 # Submodules whose parameters have one row per AU (leading axis, in `au_ids`
 # order), and the AU head: what `sfae_jax.transfer` maps between AU sets.
 PER_AU_MODULES = ("local_au", "attention_refine")
 AU_HEAD = "head"
+RELATION_HEAD = "relation_head"  # the AU head when au_relation is on
 
 
 @flax.struct.dataclass
@@ -34,11 +36,14 @@ class SFAEOutput:
     the refined maps when `attention_refine` is on, else the rule maps.
   rule_attention: `[B, A, h, w]` the maps JAA-Net's rules place around the AU
     centres (LRL only); the refinement's target.
+  relation: `[B, A, A]` the AU-relation head's attention across AU nodes (row i:
+    how much AU i's node takes from each AU's), when `au_relation` is on.
   """
   au_logits: jax.Array
   landmarks: Optional[jax.Array] = None
   attention: Optional[jax.Array] = None
   rule_attention: Optional[jax.Array] = None
+  relation: Optional[jax.Array] = None
 
 
 class SFAENet(nn.Module):
@@ -72,6 +77,9 @@ class SFAENet(nn.Module):
   light_local_features: int = 32
   attention_refine: bool = False
   refine_features: int = 64
+  au_relation: bool = False        # inter-AU relation head (models/relation.py)
+  relation_features: int = 64
+  relation_layers: int = 1
   msl_features: int = 64
   msl_expansion: int = 6
   use_lrl: bool = True
@@ -142,9 +150,16 @@ class SFAENet(nn.Module):
     if not features:  # both ablated: the stem alone, globally pooled
       features.append(shared.mean(axis=(1, 2)))
     fused = jnp.concatenate([f.astype(jnp.float32) for f in features], axis=-1)
-    logits = nn.Dense(len(self.au_ids), dtype=jnp.float32, name="head")(fused)
+    relation = None
+    if self.au_relation:
+      logits, relation = AURelationHead(
+          len(self.au_ids), self.relation_features, self.relation_layers,
+          dtype=self.dtype, name=RELATION_HEAD)(fused)
+    else:
+      logits = nn.Dense(len(self.au_ids), dtype=jnp.float32, name=AU_HEAD)(fused)
     return SFAEOutput(au_logits=logits, landmarks=pred_landmarks,
-                      attention=attention, rule_attention=rule_attention)
+                      attention=attention, rule_attention=rule_attention,
+                      relation=relation)
 
 
 LOCAL_BRANCHES = ("deep", "light")

@@ -1,0 +1,61 @@
+"""Inter-AU relation learning: the paper's own future work (issue 15), an option of
+SFAENet (`config.au_relation`).
+
+Between the fused features and the AU outputs, in the spirit of ME-GraphAU's
+AU-relationship-aware node features (Luo et al., IJCAI 2022):
+
+* one node per AU: its own projection of the fused feature (f1, f2, f3), as
+  ME-GraphAU's per-AU linear layers, `[B, D] -> [B, A, C]`;
+* relations: self-attention across the AU nodes, whose logits add a learned
+  `[A, A]` relation matrix (face-independent, what the model learned about how AUs
+  go together) to the face-specific query-key similarity (what this face shows);
+  ME-GraphAU builds a k-nearest-neighbour graph from the node similarity instead;
+  soft attention keeps the whole thing differentiable and readable (its matrix is
+  the figure of issue 15);
+* a per-AU classifier on the updated node.
+
+Nothing is shared across AUs but the attention's projections, so relabelling the
+AU nodes (permuting every per-AU row and the relation matrix's rows and columns)
+permutes the outputs in the same way (tested).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class AURelationHead(nn.Module):
+  """`fused [B, D] -> (logits [B, A], attention [B, A, A])`."""
+  num_aus: int
+  features: int = 64
+  layers: int = 1
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, fused: jax.Array):
+    a, c = self.num_aus, self.features
+    kernel = self.param("node_kernel", nn.initializers.variance_scaling(
+        1.0, "fan_in", "truncated_normal", in_axis=1, out_axis=2),
+                        (a, fused.shape[-1], c))
+    bias = self.param("node_bias", nn.initializers.zeros, (a, c))
+    nodes = jnp.einsum("bd,adc->bac", fused.astype(self.dtype),
+                       kernel.astype(self.dtype)) + bias
+    nodes = nn.relu(nn.LayerNorm(dtype=jnp.float32, name="node_norm")(nodes))
+    relation = self.param("relation", nn.initializers.zeros, (a, a))
+    attention = None
+    for i in range(self.layers):
+      q, k, v = (nn.Dense(c, dtype=self.dtype, name=f"{n}{i}")(nodes)
+                 for n in ("query", "key", "value"))
+      logits = jnp.einsum("bic,bjc->bij", q, k).astype(jnp.float32) / jnp.sqrt(c)
+      attention = jax.nn.softmax(logits + relation, axis=-1)
+      update = jnp.einsum("bij,bjc->bic", attention.astype(self.dtype), v)
+      update = nn.Dense(c, dtype=self.dtype, name=f"out{i}")(update)
+      nodes = nn.LayerNorm(dtype=jnp.float32, name=f"norm{i}")(nodes + update)
+    weight = self.param("classifier", nn.initializers.lecun_normal(), (a, c))
+    out_bias = self.param("classifier_bias", nn.initializers.zeros, (a,))
+    logits = jnp.einsum("bac,ac->ba", nodes.astype(jnp.float32), weight) + out_bias
+    return logits, attention

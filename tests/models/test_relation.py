@@ -1,0 +1,54 @@
+"""The inter-AU relation head: shapes, AU relabelling, and in SFAENet."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sfae_jax.models import SFAENetTiny, relation
+
+
+def _head(a=5, d=12, seed=0):
+  head = relation.AURelationHead(a, features=8, layers=2)
+  x = jax.random.normal(jax.random.key(seed), (3, d))
+  params = head.init(jax.random.key(1), x)
+  # a non-zero relation matrix, so that relabelling must move it too
+  params = jax.tree_util.tree_map_with_path(
+      lambda p, v: (jax.random.normal(jax.random.key(2), v.shape)
+                    if p[-1].key == "relation" else v), params)
+  return head, params, x
+
+
+def test_shapes_and_rows_of_attention_sum_to_one():
+  head, params, x = _head()
+  logits, att = head.apply(params, x)
+  assert logits.shape == (3, 5) and att.shape == (3, 5, 5)
+  np.testing.assert_allclose(att.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_relabelling_the_au_nodes_permutes_the_outputs():
+  head, params, x = _head()
+  perm = np.array([3, 0, 4, 1, 2])
+  p = params["params"]
+  moved = dict(p)
+  for name in ("node_kernel", "node_bias", "classifier", "classifier_bias"):
+    moved[name] = p[name][perm]
+  moved["relation"] = p["relation"][perm][:, perm]
+  logits, att = head.apply(params, x)
+  logits2, att2 = head.apply({"params": moved}, x)
+  np.testing.assert_allclose(logits2, logits[:, perm], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(att2, att[:, perm][:, :, perm], rtol=1e-5, atol=1e-6)
+  # and moving the relation matrix alone changes them: it is used
+  alone = dict(p, relation=p["relation"][perm][:, perm])
+  assert not np.allclose(head.apply({"params": alone}, x)[0], logits)
+
+
+def test_sfae_net_with_relations_returns_the_au_by_au_attention():
+  model = SFAENetTiny(landmark_scheme="bp4d49", local_branch="light",
+                      au_relation=True, relation_features=8)
+  images = jnp.zeros((2, 64, 64, 3), jnp.uint8)
+  variables = jax.jit(lambda k: model.init(k, images, train=False))(
+      jax.random.key(0))
+  assert "relation_head" in variables["params"]
+  assert "head" not in variables["params"]
+  out = model.apply(variables, images, train=False)
+  assert out.au_logits.shape == (2, 12) and out.relation.shape == (2, 12, 12)
