@@ -37,6 +37,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "refine": ("+ JAA-Net attention refinement", {"attention_refine": True}),
     "jaanet_dice": ("dice as JAA-Net's code (ratio / batch)",
                     {"dice_divide_by_batch": True}),
+    "relation": ("+ inter-AU relation head (beyond the paper)",
+                 {"au_relation": True}),
 }
 # The rows the paper's claims need; `refine` and `jaanet_dice` on request.
 DEFAULT_VARIANTS = ("full", "no_lrl", "no_msl", "stem_only", "light_local",

@@ -27,8 +27,8 @@ from sfae_jax.models import landmark_attention as la
 from sfae_jax.models.registry import create_model
 
 # Ablation variants that change the model (sfae_jax.ablate.VARIANTS has the rest).
-SUMMARY_VARIANTS = ("full", "light_local", "refine", "no_lrl", "no_msl",
-                    "stem_only")
+SUMMARY_VARIANTS = ("full", "light_local", "refine", "relation", "no_lrl",
+                    "no_msl", "stem_only")
 
 
 def abstract_variables(model, size: int):

@@ -52,3 +52,13 @@ def test_sfae_net_with_relations_returns_the_au_by_au_attention():
   assert "head" not in variables["params"]
   out = model.apply(variables, images, train=False)
   assert out.au_logits.shape == (2, 12) and out.relation.shape == (2, 12, 12)
+
+
+def test_cooccurrence_by_hand():
+  from sfae_jax import relations  # pylint: disable=g-import-not-at-top
+  labels = np.array([[1, 1, 0], [1, 0, -1], [0, 1, 1], [1, 1, 1]])
+  co = relations.cooccurrence(labels)
+  # AU0 present in rows 0, 1, 3; AU1 present with it in 0, 3 (coded in all 3)
+  assert co[0, 1] == 2 / 3 and co[0, 0] == 1.0
+  # AU2 coded in rows 0, 3 when AU0 is present; present in row 3 only
+  assert co[0, 2] == 1 / 2
