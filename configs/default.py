@@ -58,6 +58,8 @@ def get_config(arg=None):
   c.au_relation = False             # inter-AU relation head (beyond the paper;
   c.relation_features = 64          # sfae_jax/models/relation.py): AU nodes,
   c.relation_layers = 1             # attention across them, per-AU classifier
+  c.relation_prior = False          # start its relation matrix at log P(j | i)
+                                    # of the training split (run.json)
   c.landmark_units = "pixels"       # landmark head regresses pixels (JAA-Net);
                                     # 'image_fraction': the head of older runs
   c.crop_size = 176                 # crop of the 200x200 stored face (paper: 176)

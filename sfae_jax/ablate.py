@@ -39,6 +39,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                     {"dice_divide_by_batch": True}),
     "relation": ("+ inter-AU relation head (beyond the paper)",
                  {"au_relation": True}),
+    "relation_prior": ("+ relation head, matrix from the co-occurrence prior",
+                       {"au_relation": True, "relation_prior": True}),
 }
 # The rows the paper's claims need; `refine` and `jaanet_dice` on request.
 DEFAULT_VARIANTS = ("full", "no_lrl", "no_msl", "stem_only", "light_local",

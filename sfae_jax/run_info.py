@@ -52,6 +52,9 @@ class RunInfo:
   threshold: float
   occurrence_rates: tuple[float, ...] = ()
   known_labels: tuple[int, ...] = ()
+  # Training split's P(AU j present | AU i present) (`pipeline.cooccurrence`,
+  # 0 where AU i is never present): the relation head's prior (issue 15).
+  cooccurrence: tuple[tuple[float, ...], ...] = ()
   train_examples: int = 0
   data_dir: str = ""
   # Changes of MUTABLE fields on resume: {"step", "field", "old", "new"}.

@@ -23,11 +23,13 @@ from clu import metric_writers, parameter_overview
 from etils import epath
 import jax
 from ml_collections import config_flags
+import numpy as np
 
 from sfae_jax import checkpoints, distributed, evaluate, losses, metrics
 from sfae_jax import provenance, run_info, sharding, train_step, transfer
 from sfae_jax.data import pipeline, prepare
-from sfae_jax.models import create_model
+from sfae_jax.models import create_model, relation
+from sfae_jax.models.sfae_net import RELATION_HEAD
 
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file(
@@ -80,10 +82,11 @@ def _run_info(workdir, config, data_dir, train_split, train_examples: int,
         run_info.write(workdir, run_info.with_changes(stored, config, changed,
                                                       resume_step))
     else:
-      labels = pipeline.open_split(data_dir, config.dataset_config, train_split,
-                                   decode_images=False,
-                                   dataset=pipeline.dataset_of(config))
+      labels = pipeline.labels_of(pipeline.open_split(
+          data_dir, config.dataset_config, train_split, decode_images=False,
+          dataset=pipeline.dataset_of(config)))
       rates, known = pipeline.occurrence_rates(labels)
+      co = np.nan_to_num(pipeline.cooccurrence(labels), nan=0.0)
       dataset = provenance.dataset_record(data_dir, config, train_split)
       au_ids = dataset["au_ids"]  # from the dataset, not the model's constant
       for au, r, k in zip(au_ids, rates, known):
@@ -95,6 +98,7 @@ def _run_info(workdir, config, data_dir, train_split, train_examples: int,
           landmark_scheme=dataset["landmarks"],
           occurrence_rates=tuple(rates.tolist()),
           known_labels=tuple(known.tolist()),
+          cooccurrence=tuple(tuple(row) for row in co.tolist()),
           au_weights=tuple(losses.au_class_weights(rates).tolist()),
           threshold=config.threshold, train_examples=len(labels),
           data_dir=os.path.abspath(data_dir) if "://" not in data_dir else data_dir,
@@ -112,6 +116,22 @@ def _prepare_data(config) -> str:
   if not _is_main():
     data_dir = os.path.expanduser(config.data_dir)
   return data_dir
+
+
+def _with_relation_prior(state, info: run_info.RunInfo, mesh):
+  """The relation head's relation matrix starts at the training split's
+  co-occurrence (`relation.prior_logits`), kept in run.json."""
+  co = np.asarray(info.cooccurrence, np.float32)
+  if co.shape != (len(info.au_ids),) * 2:
+    raise ValueError(
+        f"relation_prior needs the training split's AU co-occurrence in run.json, "
+        f"found shape {co.shape}: start the run in a fresh workdir.")
+  params = dict(state.params)
+  head = dict(params[RELATION_HEAD])
+  head["relation"] = jax.device_put(relation.prior_logits(co),
+                                    sharding.replicated(mesh))
+  params[RELATION_HEAD] = head
+  return state.replace(params=params)
 
 
 def _check_finite(step: int, values: dict) -> None:
@@ -172,6 +192,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
   else:
     state = jax.jit(make_state, out_shardings=sharding.replicated(mesh))(
         jax.random.key(config.seed))
+    if config.get("au_relation") and config.get("relation_prior"):
+      state = _with_relation_prior(state, info, mesh)
     if config.get("init_from"):
       state, report = transfer.init_from(config.init_from, state, info.au_ids,
                                          info.landmark_scheme,

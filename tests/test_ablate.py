@@ -60,6 +60,9 @@ def test_unknown_variant_fails_before_any_training(tmp_path):
 
 
 def test_cli_trains_a_variant_and_writes_its_row(synthetic_tfds, tmp_path):
+  """The relation variant with the co-occurrence prior (issue 15): the prior in
+  run.json, the relation matrix started from it, trained, checkpointed, restored
+  by `evaluate` (same table) and by `sfae_jax.relations` (its figure)."""
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
   cmd = [sys.executable, "-m", "sfae_jax.ablate", "--config", "configs/test.py",
@@ -69,12 +72,42 @@ def test_cli_trains_a_variant_and_writes_its_row(synthetic_tfds, tmp_path):
                        text=True, timeout=300)
   assert bad.returncode == 2 and "Unknown variant 'no_such'" in bad.stderr
   assert "Traceback" not in bad.stderr and not (tmp_path / "full").exists()
-  out = subprocess.run(cmd + ["--variants", "no_msl"], capture_output=True,
-                       text=True, timeout=900)
+  out = subprocess.run(cmd + ["--variants", "relation_prior"],
+                       capture_output=True, text=True, timeout=900)
   assert out.returncode == 0, out.stderr[-2000:]
-  result = json.loads((tmp_path / "no_msl" / "seed4" / "result.json").read_text())
+  run = tmp_path / "relation_prior" / "seed4"
+  result = json.loads((run / "result.json").read_text())
   assert result["step"] == 2 and len(result["f1"]) == 12
-  row = f"| no_msl | without MSL (no f3) | {100 * result['mean_f1']:.1f} ± 0.0 |"
+  row = (f"| relation_prior | + relation head, matrix from the co-occurrence "
+         f"prior | {100 * result['mean_f1']:.1f} ± 0.0 |")
   assert row in (tmp_path / "ablation.md").read_text()
-  recorded = json.loads((tmp_path / "no_msl" / "seed4" / "run.json").read_text())
-  assert recorded["config"]["use_msl"] is False and recorded["config"]["seed"] == 4
+  recorded = json.loads((run / "run.json").read_text())
+  assert recorded["config"]["au_relation"] is True
+  assert recorded["config"]["relation_prior"] is True
+  assert recorded["config"]["seed"] == 4
+  # checkpoint round trip: the trained relation head is restored (its classifier
+  # starts at zero), and evaluation from the checkpoint gives the run's table
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from sfae_jax import evaluate, relations  # pylint: disable=g-import-not-at-top
+  again = evaluate.evaluate_workdir(str(run))
+  np.testing.assert_array_equal(again["f1"], result["f1"])
+  png = tmp_path / "relations.png"
+  assert relations.main(["--workdir", str(run), "--out", str(png)]) == 0
+  assert png.read_bytes()[:4] == b"\x89PNG"
+  _, variables, step = relations.load(str(run))
+  assert step == 2
+  head = variables["params"]["relation_head"]
+  assert np.abs(head["classifier"]).max() > 0
+  # the prior: P(j | i) over the training split, and the matrix started there
+  from sfae_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from sfae_jax.models import relation  # pylint: disable=g-import-not-at-top
+  labels = pipeline.labels_of(pipeline.open_split(
+      synthetic_tfds, "bp4d49", "part1+part2", decode_images=False))
+  co = np.asarray(recorded["cooccurrence"])
+  i, j = 0, 1  # AU1 and AU2: P(AU2 | AU1) by hand
+  both = ((labels[:, i] == 1) & (labels[:, j] == 1)).sum()
+  assert co[i, j] == pytest.approx(both / ((labels[:, i] == 1)
+                                           & (labels[:, j] >= 0)).sum())
+  prior = relation.prior_logits(co)
+  assert prior.min() < -1.0  # not a flat start
+  np.testing.assert_allclose(head["relation"], prior, atol=0.05)

@@ -72,8 +72,11 @@ def test_four_devices_give_the_one_device_parameters():
   """Same global batch, augmentation on: BatchNorm statistics, dice and masked
   cross-entropy are all global-batch quantities, so only float summation order
   differs. Tolerance: 1e-5 absolute on parameters after two steps (updates are
-  ~1e-3), i.e. a 4x error in the gradient would show as ~1e-3."""
-  config = _config(crop_size=56, input_size=48, flip=True, max_rotation=10.0)
+  ~1e-3), i.e. a 4x error in the gradient would show as ~1e-3. With the
+  inter-AU relation head on (issue 15): the model is the plain one plus that
+  head, so this covers both."""
+  config = _config(crop_size=56, input_size=48, flip=True, max_rotation=10.0,
+                   au_relation=True, relation_features=16)
   batch = _batch()
   params = []
   for n in (1, 4):
@@ -89,6 +92,8 @@ def test_four_devices_give_the_one_device_parameters():
              zip(jax.tree.leaves(params[0]), jax.tree.leaves(params[1])))
   assert moved > 1e-3
   assert diff < 1e-5, (diff, moved)
+  # the relation head trained too (its classifier starts at zero)
+  assert np.abs(params[0]["relation_head"]["classifier"]).max() > 1e-4
 
 
 def test_batch_size_must_divide_over_devices():

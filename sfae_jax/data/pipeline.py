@@ -160,12 +160,29 @@ def _built_splits(version_dir) -> list[str]:
     return []
 
 
-def occurrence_rates(source) -> tuple[np.ndarray, np.ndarray]:
-  """(rate of 1 among known labels per AU, number of known labels per AU). Open
-  `source` with `decode_images=False`: only the labels are read."""
-  labels = np.stack([np.asarray(source[i]["au"]) for i in range(len(source))])
+def labels_of(source) -> np.ndarray:
+  """`[N, A]` AU labels of every example (-1 not coded). Open `source` with
+  `decode_images=False`: only the labels are read."""
+  return np.stack([np.asarray(source[i]["au"]) for i in range(len(source))])
+
+
+def occurrence_rates(labels) -> tuple[np.ndarray, np.ndarray]:
+  """`[N, A]` labels -> (rate of 1 among known labels per AU, number of known
+  labels per AU)."""
+  labels = np.asarray(labels)
   known = (labels >= 0).sum(0)
   return (labels == 1).sum(0) / np.maximum(known, 1), known
+
+
+def cooccurrence(labels) -> np.ndarray:
+  """`[N, A]` labels -> `[A, A]` P(AU j present | AU i present), over examples
+  where both are coded; NaN where AU i is never present with j coded."""
+  labels = np.asarray(labels)
+  present, known = labels == 1, labels >= 0
+  both = present[:, :, None] & present[:, None, :]
+  given = present[:, :, None] & known[:, None, :]
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return both.sum(0) / given.sum(0)
 
 
 def _absl_flags_ready() -> None:

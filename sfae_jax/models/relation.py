@@ -14,7 +14,13 @@ AU-relationship-aware node features (Luo et al., IJCAI 2022):
   ME-GraphAU builds a k-nearest-neighbour graph from the node similarity instead;
   soft attention keeps the whole thing differentiable and readable (its matrix is
   the figure of issue 15);
-* a per-AU classifier on the updated node.
+* a per-AU classifier on the updated node, whose output is a *correction* added to
+  the plain head's logits (`SFAENet` keeps its `head`, `Dense(fused)`): the
+  classifier starts at zero, so at initialisation the model is exactly the one
+  without relations and the relation path only has to learn what the plain head
+  misses. (Measured, issue 15: without this direct path the head replacing the
+  plain one learned so slowly that at the ablation budget it never predicted five
+  of the twelve AUs, 26.8 % mean F1 against 43.4 %.)
 
 Nothing is shared across AUs but the attention's projections, so relabelling the
 AU nodes (permuting every per-AU row and the relation matrix's rows and columns)
@@ -28,10 +34,24 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+# A prior P(j | i) below this counts as this: log(0.01) = -4.6, the floor of the
+# relation logits the prior starts from.
+PRIOR_FLOOR = 0.01
+
+
+def prior_logits(cooccurrence) -> np.ndarray:
+  """`[A, A]` P(AU j present | AU i present) -> the relation matrix to start from:
+  log P(j | i), floored at log(PRIOR_FLOOR), so that with faces saying nothing
+  (query-key logits equal) node i attends to node j in proportion to P(j | i)
+  (config.relation_prior)."""
+  co = np.nan_to_num(np.asarray(cooccurrence, np.float64), nan=0.0)
+  return np.log(np.clip(co, PRIOR_FLOOR, 1.0)).astype(np.float32)
 
 
 class AURelationHead(nn.Module):
-  """`fused [B, D] -> (logits [B, A], attention [B, A, A])`."""
+  """`fused [B, D] -> (logit corrections [B, A], attention [B, A, A])`."""
   num_aus: int
   features: int = 64
   layers: int = 1
@@ -60,7 +80,7 @@ class AURelationHead(nn.Module):
       update = jnp.einsum("bij,bjc->bic", attention.astype(self.dtype), v)
       update = nn.Dense(c, dtype=self.dtype, name=f"out{i}")(update)
       nodes = nn.LayerNorm(dtype=jnp.float32, name=f"norm{i}")(nodes + update)
-    weight = self.param("classifier", nn.initializers.lecun_normal(), (a, c))
+    weight = self.param("classifier", nn.initializers.zeros, (a, c))
     out_bias = self.param("classifier_bias", nn.initializers.zeros, (a,))
     logits = jnp.einsum("bac,ac->ba", nodes.astype(jnp.float32), weight) + out_bias
     return logits, attention

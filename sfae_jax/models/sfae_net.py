@@ -23,7 +23,7 @@ from sfae_jax.models.relation import AURelationHead
 # order), and the AU head: what `sfae_jax.transfer` maps between AU sets.
 PER_AU_MODULES = ("local_au", "attention_refine")
 AU_HEAD = "head"
-RELATION_HEAD = "relation_head"  # the AU head when au_relation is on
+RELATION_HEAD = "relation_head"  # the AU-relation correction, when au_relation is on
 
 
 @flax.struct.dataclass
@@ -150,13 +150,13 @@ class SFAENet(nn.Module):
     if not features:  # both ablated: the stem alone, globally pooled
       features.append(shared.mean(axis=(1, 2)))
     fused = jnp.concatenate([f.astype(jnp.float32) for f in features], axis=-1)
+    logits = nn.Dense(len(self.au_ids), dtype=jnp.float32, name=AU_HEAD)(fused)
     relation = None
-    if self.au_relation:
-      logits, relation = AURelationHead(
+    if self.au_relation:  # a correction to the plain head's logits, zero at init
+      correction, relation = AURelationHead(
           len(self.au_ids), self.relation_features, self.relation_layers,
           dtype=self.dtype, name=RELATION_HEAD)(fused)
-    else:
-      logits = nn.Dense(len(self.au_ids), dtype=jnp.float32, name=AU_HEAD)(fused)
+      logits = logits + correction
     return SFAEOutput(au_logits=logits, landmarks=pred_landmarks,
                       attention=attention, rule_attention=rule_attention,
                       relation=relation)
