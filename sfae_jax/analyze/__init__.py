@@ -1,10 +1,12 @@
 """First-language analysis: AU tracks -> speaker features -> statistics + classifier.
 
   python -m sfae_jax.analyze --manifest M.csv --out REPORT_DIR [--workdir RUN]
+      [--temporal]
 
 `run_analysis` is the whole job as a function; the modules are `tracks`
-(manifest, predict with cache), `features`, `stats`, `classify`, `figures`
-(the PNGs) and `report` (report.html).
+(manifest, predict with cache), `features`, `stats`, `classify`, `temporal` (the
+deep model over AU time courses, `--temporal`), `figures` (the PNGs) and `report`
+(report.html).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import sys
 import pandas as pd
 
 from sfae_jax import provenance
-from sfae_jax.analyze import classify, features, figures, report, stats, tracks
+from sfae_jax.analyze import (classify, features, figures, report, stats,
+                              temporal, tracks)
 
 
 def video_table(manifest: pd.DataFrame, track_map: dict) -> pd.DataFrame:
@@ -32,9 +35,12 @@ def video_table(manifest: pd.DataFrame, track_map: dict) -> pd.DataFrame:
 def run_analysis(manifest_path: str, out_dir: str, workdir: str | None = None,
                  every: int = 1, backend: str = "auto", mixed: bool = False,
                  n_permutations: int = 200, n_boot: int = 1000,
-                 min_per_group: int = stats.MIN_PER_GROUP, seed: int = 0) -> dict:
+                 min_per_group: int = stats.MIN_PER_GROUP, seed: int = 0,
+                 temporal_model: bool = False, temporal_permutations: int = 99,
+                 temporal_config: temporal.TemporalConfig | None = None) -> dict:
   """Writes stats.csv, speakers.csv, videos.csv, the PNGs and report.html into
-  `out_dir`; returns {'stats', 'speakers', 'videos', 'classifier', 'errors'}."""
+  `out_dir` (with `temporal_model`, also temporal_speakers.csv); returns
+  {'stats', 'speakers', 'videos', 'classifier', 'temporal', 'errors', ...}."""
   os.makedirs(out_dir, exist_ok=True)
   manifest = tracks.read_manifest(manifest_path)
   track_map, errors, sources = tracks.load_tracks(manifest, out_dir, workdir, every,
@@ -64,11 +70,34 @@ def run_analysis(manifest_path: str, out_dir: str, workdir: str | None = None,
                                seed=seed)
   except ValueError as e:
     why = str(e)
+  deep, deep_why = None, ""
+  if temporal_model:
+    try:
+      deep = temporal.classify(manifest, track_map, temporal_config,
+                               temporal_permutations, seed,
+                               progress=_progress("temporal model"))
+      deep.speaker_predictions.to_csv(
+          os.path.join(out_dir, "temporal_speakers.csv"), index=False)
+    except ValueError as e:
+      deep_why = str(e)
   report.write(out_dir, manifest, videos, speakers, table, mixed_table, result,
-               why, errors, origin)
+               why, errors, origin, temporal=(deep, deep_why) if temporal_model
+               else None)
   return {"stats": table, "speakers": speakers, "videos": videos,
-          "classifier": result, "errors": errors, "mixed": mixed_table,
-          "provenance": origin}
+          "classifier": result, "temporal": deep, "errors": errors,
+          "mixed": mixed_table, "provenance": origin}
+
+
+def _progress(what: str):
+  """Progress lines with an ETA on stderr, for the long jobs."""
+  import time  # pylint: disable=g-import-not-at-top
+  start = time.time()
+
+  def report_(done: int, total: int) -> None:
+    eta = (time.time() - start) / done * (total - done) / 60
+    print(f"{what}: {done}/{total} trainings, ETA {eta:.1f} min",
+          file=sys.stderr, flush=True)
+  return report_
 
 
 def provenance_summary(sources: dict) -> dict:

@@ -55,6 +55,13 @@ def _episodes(on: np.ndarray, frames: np.ndarray) -> list[int]:
   return lengths
 
 
+def main_face(track: pd.DataFrame):
+  """The face_id with the most successful frames (the speaker on camera), or None
+  when no frame has a face."""
+  ok = track[track["success"] == 1]
+  return None if ok.empty else ok["face_id"].value_counts().idxmax()
+
+
 def video_features(track: pd.DataFrame) -> tuple[dict, dict]:
   """(features, counts) of one video's track."""
   aus = au_ids_of(track)
@@ -64,10 +71,10 @@ def video_features(track: pd.DataFrame) -> tuple[dict, dict]:
             "frames_decode_error": int(track.get("decode_error",
                                                  pd.Series(0, track.index)).sum())}
   ok = track[track["success"] == 1]
-  if ok.empty:
+  main = main_face(track)
+  if main is None:
     counts.update(frames_analysed=0, faces=0)
     return {}, counts
-  main = ok["face_id"].value_counts().idxmax()
   face = ok[ok["face_id"] == main].sort_values("frame")
   counts.update(frames_analysed=int(len(face)), faces=int(ok["face_id"].nunique()),
                 frames_other_faces=int(len(ok) - len(face)))

@@ -72,6 +72,29 @@ def importances(imp: pd.Series, path: str, top: int = 20) -> str:
   return _save(fig, path)
 
 
+def temporal_courses(courses: dict, au_names, fps: float, path: str,
+                     top: int = 4) -> str:
+  """One panel per language: the mean AU time courses (probabilities) around the
+  temporal model's most confident moments for it (time 0), for the `top` AUs
+  whose courses differ most between the languages."""
+  stack = np.stack(list(courses.values()))             # [K, W, A]
+  spread = (stack - stack.mean(0)).std(axis=(0, 1))    # per AU
+  shown = np.argsort(-spread)[:top]
+  t = (np.arange(stack.shape[1]) - stack.shape[1] // 2) / fps
+  fig, axes = plt.subplots(1, len(courses), figsize=(4 * len(courses), 3),
+                           sharey=True, squeeze=False)
+  for ax, (lang, course) in zip(axes[0], courses.items()):
+    for a in shown:
+      ax.plot(t, course[:, a], label=au_names[a])
+    ax.axvline(0, color="grey", lw=0.5)
+    ax.set_title(f"{lang}: around its most confident moments", fontsize=9)
+    ax.set_xlabel("seconds")
+  axes[0, 0].set_ylabel("mean AU probability")
+  axes[0, -1].legend(fontsize=7)
+  fig.tight_layout()
+  return _save(fig, path)
+
+
 def _save(fig, path: str) -> str:
   fig.savefig(path, dpi=90, bbox_inches="tight")
   plt.close(fig)

@@ -71,6 +71,42 @@ def _classifier_section(out_dir, result, why) -> str:
   return body
 
 
+def _temporal_section(out_dir, temporal, averages) -> str:
+  deep, why = temporal
+  if deep is None:
+    return note(f"No temporal model was fitted: {why}.")
+  rows = [("temporal model (AU time courses)", deep.balanced_accuracy, deep.chance,
+           deep.p_value, deep.n_permutations, deep.n_splits)]
+  if averages is not None:
+    rows.insert(0, ("average features + logistic regression",
+                    averages.balanced_accuracy, averages.chance, averages.p_value,
+                    averages.n_permutations, averages.n_splits))
+  body = table_html(pd.DataFrame(rows, columns=[
+      "model", "balanced accuracy (speakers)", "chance", "permutation p",
+      "permutations", "folds"]))
+  body += (f"<p>{deep.videos} videos, {deep.windows} windows of {deep.window} "
+           f"frames at {deep.fps:g} frames/s. Each permutation shuffles the speakers' "
+           "languages and reruns the whole training, early stopping included; "
+           "no speaker is ever on two sides of a split. Per speaker: "
+           "temporal_speakers.csv.</p>")
+  if deep.left_out:
+    body += note(f"{len(deep.left_out)} video(s) left out of the temporal "
+                 "model: " + "; ".join(deep.left_out))
+  body += img(figures.confusion(deep.confusion,
+                                os.path.join(out_dir, "temporal_confusion.png")),
+              "temporal model confusion matrix")
+  if deep.courses:
+    body += img(figures.temporal_courses(
+        deep.courses, deep.au_names, deep.fps,
+        os.path.join(out_dir, "temporal_courses.png")),
+        "AU time courses of the most confident windows")
+    body += ("<p>What the temporal model uses: per language, the mean AU time "
+             "courses 1.5 seconds either side of the held-out moments (frames) "
+             "where it saw the most evidence for that language, for the AUs "
+             "whose courses differ most between languages.</p>")
+  return body
+
+
 def _provenance_section(origin) -> str:
   rows = "".join(
       f"<tr><td>{html.escape(str(r['run']))}</td><td>{r['step']}</td>"
@@ -89,7 +125,9 @@ def _provenance_section(origin) -> str:
 
 
 def write(out_dir, manifest, videos, speakers, table, mixed_table, result, why,
-          errors, origin=None) -> None:
+          errors, origin=None, temporal=None) -> None:
+  """`temporal`: (temporal.Result or None, why not) when the temporal model was
+  asked for."""
   analysable = speakers.dropna(subset=features.feature_names(speakers.columns,
                                                              "rate"))
   left_out = speakers.drop(analysable.index)["speaker"].tolist()
@@ -111,6 +149,9 @@ def write(out_dir, manifest, videos, speakers, table, mixed_table, result, why,
               ("Group differences per AU", _stats_section(table, mixed_table)),
               ("Classifier: first language from AU features",
                _classifier_section(out_dir, result, why))]
+  if temporal is not None:
+    sections.append(("Temporal model: first language from AU dynamics",
+                     _temporal_section(out_dir, temporal, result)))
   if origin is not None:
     sections.append(("Where these AU values come from",
                      _provenance_section(origin)))

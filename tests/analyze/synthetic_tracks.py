@@ -58,3 +58,63 @@ def write(tmp_path, manifest, tracks):
   path = tmp_path / "manifest.csv"
   manifest.to_csv(path, index=False)
   return str(path)
+
+
+# The temporal-only planted difference (issue 16): language A raises FIRST before
+# SECOND, language B the reverse; rates, durations, onsets and co-occurrence are
+# equal in distribution, so per-speaker averages cannot tell the languages apart.
+FIRST, SECOND = 12, 10
+
+
+def _episode_track(rng, n_frames: int, fps: float, order: int, lag_s: float,
+                   rate_hz: float, duration_s: tuple):
+  """Episodes of FIRST and SECOND: equal durations, the one `order` names
+  (+1: FIRST, -1: SECOND) starting `lag_s` before the other. Returns the two
+  on/off tracks `[n_frames]`."""
+  on = {FIRST: np.zeros(n_frames, bool), SECOND: np.zeros(n_frames, bool)}
+  lead, follow = (FIRST, SECOND) if order > 0 else (SECOND, FIRST)
+  t = rng.exponential(1 / rate_hz)
+  while t * fps < n_frames:
+    start = int(t * fps)
+    length = max(1, int(rng.uniform(*duration_s) * fps))
+    lag = max(1, int(round((lag_s + rng.normal(0, 0.1 * lag_s)) * fps)))
+    on[lead][start:start + length] = True
+    on[follow][start + lag:start + lag + length] = True
+    t += (lag + length) / fps + rng.exponential(1 / rate_hz)
+  return on
+
+
+def temporal_study(seed: int, planted: bool = True, speakers: int = 12,
+                   videos: int = 2, seconds: float = 40.0, fps: float = 10.0,
+                   lag_s: float = 0.5):
+  """(manifest rows, {video: track}): two languages whose AU rates and durations
+  are equal per speaker but whose FIRST/SECOND onsets follow a different order
+  (`planted`), or with each speaker's order a coin flip whatever their language
+  (the null: order varies between speakers, not between languages)."""
+  from scipy.special import expit  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  rows, tracks = [], {}
+  n = int(seconds * fps)
+  for lang in ("A", "B"):
+    for s in range(speakers):
+      speaker = f"{lang}{s:02d}"
+      rates = {a: float(np.clip(BASE[a] + rng.normal(0, 0.06), 0.02, 0.95))
+               for a in AUS}
+      order = ((1 if lang == "A" else -1) if planted
+               else int(rng.choice([-1, 1])))
+      rate_hz = rng.uniform(0.15, 0.3)       # the speaker's own habits,
+      duration = (rng.uniform(0.8, 1.2), rng.uniform(1.5, 2.5))  # either language
+      for v in range(videos):
+        name = f"{speaker}_v{v}.csv"
+        df = track(rng, rates, n, fps=fps)
+        on = _episode_track(rng, n, fps, order, lag_s, rate_hz, duration)
+        lost = df["success"] == 0
+        for a in (FIRST, SECOND):
+          p = expit(3.0 * (2 * on[a] - 1) + rng.normal(0, 1.0, n))
+          df[f"AU{a:02d}"] = np.where(lost, np.nan, p)
+          df[f"AU{a:02d}_c"] = np.where(lost, -1, (p >= 0.5).astype(int))
+        df["input"] = name.replace(".csv", ".mp4")
+        tracks[name] = df
+        rows.append({"video": name, "speaker": speaker, "first_language": lang,
+                     "task": f"t{v}"})
+  return pd.DataFrame(rows), tracks

@@ -1,0 +1,128 @@
+"""The temporal first-language model (issue 16): its input, its splits, and a
+planted temporal-only difference that the average features cannot see."""
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sfae_jax import analyze
+from sfae_jax.analyze import features, temporal
+from tests.analyze import synthetic_tracks as st
+
+
+def _disjoint_and_complete(splits, speakers):
+  tested = []
+  for split in splits:
+    parts = [set(split[k]) for k in ("fit", "val", "test")]
+    for a, b in itertools.combinations(parts, 2):
+      assert not a & b, split
+    assert set().union(*parts) == set(speakers)
+    tested += list(split["test"])
+  assert sorted(tested) == sorted(speakers)  # each speaker tested exactly once
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_speaker_is_never_on_two_sides_of_a_split(seed):
+  """The temporal model's splits (for the real labels and for permuted ones)
+  and the average-feature classifier's folds."""
+  manifest, _ = st.study(seed, speakers=7, videos=3)
+  lang = manifest.drop_duplicates("speaker").set_index("speaker")["first_language"]
+  rng = np.random.default_rng(seed)
+  for labels in (lang, pd.Series(rng.permutation(lang.to_numpy()), lang.index)):
+    splits = temporal.speaker_splits(labels, 4, 0.25, seed)
+    _disjoint_and_complete(splits, lang.index)
+    for split in splits:
+      for part in ("fit", "val", "test"):  # stratified: both languages everywhere
+        assert labels[split[part]].nunique() == 2, (part, split)
+  from sfae_jax.analyze import classify  # pylint: disable=g-import-not-at-top
+  for train, test in classify.speaker_folds(
+      manifest["first_language"].to_numpy(), manifest["speaker"].to_numpy(), 4,
+      seed):
+    assert not (set(manifest["speaker"].iloc[train])
+                & set(manifest["speaker"].iloc[test]))
+
+
+def test_sequence_masks_frames_without_the_main_face_and_resamples():
+  aus = [f"AU{a:02d}" for a in st.AUS]
+  n = 20
+  track = pd.DataFrame({"frame": np.arange(n), "timestamp": np.arange(n) / 20.0,
+                        "face_id": 0, "success": 1})
+  for k, a in enumerate(aus):
+    track[a] = (np.arange(n) + k) / 100.0
+    track[a + "_c"] = 0
+  track.loc[4, "success"] = 0
+  track.loc[4, aus] = np.nan
+  track.loc[6, "face_id"] = 1  # another face on frame 6: not the speaker
+  x, mask, names = temporal.video_sequence(track, fps=10.0)  # 20 -> 10 fps
+  assert names == aus
+  assert len(x) == 10 and mask.tolist() == [i not in (2, 3) for i in range(10)]
+  np.testing.assert_allclose(x[1, 0], track.loc[2, "AU01"])
+  np.testing.assert_array_equal(x[2], 0.0)  # masked frames are zero, not filled
+  assert features.main_face(track) == 0
+
+
+def test_planted_order_is_invisible_to_averages_and_found_by_the_temporal_model(
+    tmp_path):
+  """Temporal-only planted difference (AU12 before AU10 in A, after it in B):
+  per-speaker rates and durations do not differ by language, the average-feature
+  classifier is at chance, the temporal model separates the speakers; and the
+  report's section renders with both models."""
+  manifest, tracks = st.temporal_study(0, planted=True)
+  path = st.write(tmp_path, manifest, tracks)
+  out = analyze.run_analysis(path, str(tmp_path / "report"), n_permutations=19,
+                             n_boot=100, temporal_model=True,
+                             temporal_permutations=3)
+  rate = out["stats"][out["stats"]["kind"] == "rate"].set_index("au")
+  assert (rate.loc[["AU10", "AU12"], "p"] > 0.05).all(), rate
+  assert out["classifier"].p_value > 0.05
+  deep = out["temporal"]
+  # 20 of 24 speakers right by chance: p = 0.0008
+  assert deep.balanced_accuracy >= 0.8, deep.speaker_predictions
+  assert len(deep.null) == 3 and deep.n_splits == 4
+  speakers = manifest["speaker"].unique()
+  _disjoint_and_complete(deep.splits, speakers)
+  html = (tmp_path / "report" / "report.html").read_text()
+  assert "Temporal model: first language from AU dynamics" in html
+  assert "average features + logistic regression" in html
+  assert f"{deep.p_value:.4g}" in html and f"{out['classifier'].p_value:.4g}" in html
+  assert (tmp_path / "report" / "temporal_courses.png").stat().st_size > 1000
+  table = pd.read_csv(tmp_path / "report" / "temporal_speakers.csv")
+  assert sorted(table["speaker"]) == sorted(speakers)
+  # what it learned, in the figure's data: around the moments it found most
+  # telling, AU10 follows AU12 in A's speakers and precedes it in B's
+  au = {n: i for i, n in enumerate(deep.au_names)}
+  assert _lag(deep.courses["A"], au["AU12"], au["AU10"]) > 0
+  assert _lag(deep.courses["B"], au["AU12"], au["AU10"]) < 0
+
+
+def _lag(course, lead, follow, most=10):
+  """The shift L (frames) that best lines `follow` up after `lead`:
+  argmax over L of sum_t lead(t) * follow(t + L), both centred."""
+  a = course[:, lead] - course[:, lead].mean()
+  b = course[:, follow] - course[:, follow].mean()
+  n = len(a)
+  score = {lag: float(np.dot(a[max(0, -lag):n - max(0, lag)],
+                             b[max(0, lag):n - max(0, -lag)]))
+           for lag in range(-most, most + 1)}
+  return max(score, key=score.get)
+
+
+def test_too_few_speakers_is_a_plain_error():
+  manifest, tracks = st.temporal_study(0, speakers=2)
+  with pytest.raises(ValueError, match="at least 2 first languages with 3"):
+    temporal.classify(manifest, tracks, n_permutations=0)
+
+
+def test_videos_without_an_analysable_window_are_named_not_guessed():
+  manifest, tracks = st.temporal_study(1, speakers=3, seconds=12.0)
+  faceless = manifest["video"].iloc[0]
+  tracks[faceless]["success"] = 0
+  sparse = manifest["video"].iloc[1]  # a face on 1 frame in 3: no window qualifies
+  tracks[sparse].loc[tracks[sparse]["frame"] % 3 != 0, "success"] = 0
+  seqs = temporal.sequences(manifest, tracks, temporal.TemporalConfig())
+  assert faceless not in seqs.videos and sparse not in seqs.videos
+  assert len(seqs.videos) == len(manifest) - 2
+  assert [r.split(":")[0] for r in seqs.left_out] == [faceless, sparse]
+  assert seqs.valid.any(axis=1).all()  # every video kept has a window
