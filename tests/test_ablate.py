@@ -92,7 +92,8 @@ def test_cli_trains_a_variant_and_writes_its_row(synthetic_tfds, tmp_path):
   again = evaluate.evaluate_workdir(str(run))
   np.testing.assert_array_equal(again["f1"], result["f1"])
   png = tmp_path / "relations.png"
-  assert relations.main(["--workdir", str(run), "--out", str(png)]) == 0
+  assert relations.main(["--workdir", str(run), "--out", str(png),
+                         "--frames", "32"]) == 0
   assert png.read_bytes()[:4] == b"\x89PNG"
   _, variables, step = relations.load(str(run))
   assert step == 2
