@@ -110,17 +110,16 @@ def main(argv=None) -> int:
   try:
     info, variables, step = load(args.workdir, args.step)
     train_split, test_split = pipeline.splits(info.config)[:2]
-    labels = pipeline.labels_of(pipeline.open_split(
-        info.data_dir, info.config.dataset_config, train_split,
-        decode_images=False, dataset=pipeline.dataset_of(info.config)))
     att, frames = mean_attention(info, variables, test_split, args.frames)
   except (FileNotFoundError, ValueError, checkpoints.CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   out = args.out or os.path.join(args.workdir, "relations.png")
-  figure(pipeline.cooccurrence(labels), att, learned_relation(variables["params"]),
+  # the training split's co-occurrence, computed once when the run started
+  figure(np.asarray(info.cooccurrence), att, learned_relation(variables["params"]),
          info.au_ids, out, frames)
-  print(f"wrote {out} (step {step}; co-occurrence over {len(labels)} {train_split} "
+  print(f"wrote {out} (step {step}; co-occurrence over {info.train_examples} "
+        f"{train_split} "
         f"frames, attention over {frames} {test_split} frames)", file=sys.stderr)
   return 0
 
