@@ -39,6 +39,7 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import balanced_accuracy_score
 
 from sfae_jax.analyze import features
 
@@ -293,12 +294,6 @@ class Result:
   splits: list             # the real labels' {'fit', 'val', 'test'} speakers
 
 
-def _balanced_accuracy(true, pred, classes) -> float:
-  recalls = [np.mean(pred[true == c] == c) for c in range(len(classes))
-             if np.any(true == c)]
-  return float(np.mean(recalls))
-
-
 def classify(manifest: pd.DataFrame, track_map: dict,
              config: Optional[TemporalConfig] = None, n_permutations: int = 50,
              seed: int = 0, progress=None) -> Result:
@@ -355,7 +350,7 @@ def classify(manifest: pd.DataFrame, track_map: dict,
       predicted[i][s] = vp[seqs.speakers == s].mean(0)
   for i, lab in enumerate(labellings):
     pred = np.array([np.argmax(predicted[i][s]) for s in speakers])
-    scores[i] = _balanced_accuracy(lab.map(code).to_numpy(), pred, classes)
+    scores[i] = balanced_accuracy_score(lab.map(code).to_numpy(), pred)
   observed, null = scores[0], scores[1:]
   p_value = (1 + np.sum(null >= observed)) / (1 + n_permutations)
   pred = np.array([classes[np.argmax(predicted[0][s])] for s in speakers])
