@@ -15,25 +15,32 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
+from jax import lax
 
 from sfae_jax.models.conv import Conv3x3
 
 
-def _adaptive_pool_matrix(n_in: int, n_out: int) -> np.ndarray:
-  """`[n_out, n_in]` averaging weights with PyTorch AdaptiveAvgPool's bins."""
-  m = np.zeros((n_out, n_in), np.float32)
-  for i in range(n_out):
-    lo, hi = (i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)
-    m[i, lo:hi] = 1.0 / (hi - lo)
-  return m
+def adaptive_bins(n_in: int, n_out: int) -> list[tuple[int, int]]:
+  """PyTorch AdaptiveAvgPool's bins: `[lo, hi)` of input index for each output."""
+  return [((i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)) for i in range(n_out)]
+
+
+def _pool_axis(x: jax.Array, axis: int, size: int) -> jax.Array:
+  """Adaptive average over one axis: a reshape-mean where the ratio is whole,
+  else one mean per bin (bins may overlap: 9 -> 5). No matmul: XLA:GPU's Triton
+  GEMM emitter finds no tiling for a pooling matrix's 7- or 11-wide dots in bf16."""
+  n = x.shape[axis]
+  if n % size == 0:
+    return x.reshape(x.shape[:axis] + (size, n // size) + x.shape[axis + 1:]).mean(
+        axis + 1, dtype=jnp.float32).astype(x.dtype)
+  return jnp.stack([lax.slice_in_dim(x, lo, hi, axis=axis).mean(
+      axis, dtype=jnp.float32) for lo, hi in adaptive_bins(n, size)],
+                   axis=axis).astype(x.dtype)
 
 
 def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
   """`[B, H, W, C] -> [B, size, size, C]`, average over PyTorch-style bins."""
-  ph = jnp.asarray(_adaptive_pool_matrix(x.shape[1], size), x.dtype)
-  pw = jnp.asarray(_adaptive_pool_matrix(x.shape[2], size), x.dtype)
-  return jnp.einsum("ih,bhwc,jw->bijc", ph, x, pw)
+  return _pool_axis(_pool_axis(x, 1, size), 2, size)
 
 
 class DepthwiseConv3x3(nn.Module):
