@@ -18,14 +18,19 @@ local learning). Two implementations compute the same maths:
   run at 5-10 GFLOP/s, while one ordinary convolution per group reaches 40-45
   GFLOP/s (the 8x8 region conv at 176x176: 110 ms against 470 ms forward).
 
-`default_impl()` picks by backend at trace time; ``SFAE_CONV_IMPL=xla|cpu`` overrides
-it (a model's `conv_impl` field overrides both). Tests pin the two to each other.
+`default_impl()` picks by the platform the program is traced for: the host's
+backend, or the target of an ahead-of-time compile (:func:`target_platform`), so a
+TPU or GPU program built on a CPU host never carries the CPU kernels.
+``SFAE_CONV_IMPL=xla|cpu`` overrides it (a model's `conv_impl` field overrides
+both). Tests pin the two to each other.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
-from typing import Any
+from typing import Any, Iterator
 
 import flax.linen as nn
 import jax
@@ -36,14 +41,33 @@ IMPLS = ("xla", "cpu")
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
+# Tracing happens before lowering and knows no device: whoever compiles for
+# devices other than the host's says so here (sfae_jax.aot).
+_TARGET_PLATFORM: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "sfae_conv_target_platform", default=None)
+
+
+@contextlib.contextmanager
+def target_platform(platform: str) -> Iterator[None]:
+  """Within this block 'auto' picks the kernels for `platform` ('cpu', 'tpu',
+  'gpu', 'cuda', ...) instead of the host's backend."""
+  token = _TARGET_PLATFORM.set(platform.lower())
+  try:
+    yield
+  finally:
+    _TARGET_PLATFORM.reset(token)
+
+
 def default_impl() -> str:
-  """'cpu' on the CPU backend, 'xla' elsewhere; SFAE_CONV_IMPL overrides."""
+  """'cpu' when tracing for the CPU, 'xla' for any accelerator; the platform is
+  :func:`target_platform`'s, else the host's backend. SFAE_CONV_IMPL overrides."""
   forced = os.environ.get("SFAE_CONV_IMPL", "").strip().lower()
   if forced and forced != "auto":
     if forced not in IMPLS:
       raise ValueError(f"SFAE_CONV_IMPL={forced!r}: choose one of {IMPLS} or 'auto'.")
     return forced
-  return "cpu" if jax.default_backend() == "cpu" else "xla"
+  platform = _TARGET_PLATFORM.get() or jax.default_backend()
+  return "cpu" if platform == "cpu" else "xla"
 
 
 def resolve_impl(impl: str | None) -> str:
