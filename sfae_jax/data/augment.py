@@ -73,12 +73,21 @@ def _warp(image: jax.Array, m: jax.Array, size: int) -> jax.Array:
   return jnp.stack(channels, axis=-1)
 
 
+def _inverse_2x2(a: jax.Array) -> jax.Array:
+  """`[B, 2, 2]` inverses in closed form (a rotation times a scale: det = +-scale^2).
+  `jnp.linalg.inv` would put an LU factorisation and triangular solves (cuSOLVER /
+  cuBLAS calls on a GPU) into every train step."""
+  det = a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]
+  adj = jnp.stack([jnp.stack([a[:, 1, 1], -a[:, 0, 1]], -1),
+                   jnp.stack([-a[:, 1, 0], a[:, 0, 0]], -1)], -2)
+  return adj / det[:, None, None]
+
+
 def _apply(images, landmarks, mats, flips, spec: AugmentSpec):
   out = jax.vmap(lambda im, m: _warp(im, m, spec.size))(images, mats)
   # landmarks: stored -> output is the inverse of the (affine) matrix.
   a, t = mats[:, :, :2], mats[:, :, 2]
-  inv = jnp.linalg.inv(a)
-  lm = jnp.einsum("bij,blj->bli", inv, landmarks - t[:, None, :])
+  lm = jnp.einsum("bij,blj->bli", _inverse_2x2(a), landmarks - t[:, None, :])
   perm = jnp.asarray(schemes.get_scheme(spec.scheme).flip_permutation)
   lm = jnp.where(flips[:, None, None], lm[:, perm], lm)
   return out, lm

@@ -1,6 +1,7 @@
 """On-device augmentation: images and landmarks move together."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from sfae_jax.data import augment
@@ -68,3 +69,13 @@ def test_same_example_id_same_augmentation_whatever_its_position():
   b, lb = augment.random_augment(key, order, images[order], lms[order], spec)
   np.testing.assert_allclose(np.asarray(b), np.asarray(a)[order], atol=1e-4)
   np.testing.assert_allclose(np.asarray(lb), np.asarray(la)[order], atol=1e-4)
+
+
+def test_closed_form_inverse_equals_numpys_on_flipped_rotated_scalings():
+  rng = np.random.default_rng(0)
+  angle, scale = rng.uniform(-0.3, 0.3, 16), rng.uniform(0.5, 2.0, 16)
+  sx = np.where(rng.random(16) < 0.5, -scale, scale)
+  a = np.stack([np.stack([np.cos(angle) * sx, -np.sin(angle) * scale], -1),
+                np.stack([np.sin(angle) * sx, np.cos(angle) * scale], -1)], -2)
+  np.testing.assert_allclose(augment._inverse_2x2(jnp.asarray(a, jnp.float32)),
+                             np.linalg.inv(a), rtol=1e-5, atol=1e-6)
