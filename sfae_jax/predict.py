@@ -37,7 +37,7 @@ import jax
 import numpy as np
 
 from sfae_jax import checkpoints, compilation_cache, media, provenance, run_info
-from sfae_jax import sharding
+from sfae_jax import sharding, train_step
 from sfae_jax.data import augment
 from sfae_jax.face import align, detectors, schemes, tracking
 from sfae_jax.models import create_model
@@ -66,9 +66,9 @@ class Detector:
     one_device = sharding.replicated(sharding.make_mesh(jax.devices()[:1]))
     self._variables, self.step = checkpoints.restore_variables(
         workdir, self._model, self.config.input_size, one_device, step)
-    self._spec = augment.AugmentSpec.from_config(self.config,
-                                                self.info.landmark_scheme)
-    self._forward = jax.jit(self._apply)
+    self._forward = jax.jit(train_step.make_inference_fn(
+        self._model, augment.AugmentSpec.from_config(self.config,
+                                                     self.info.landmark_scheme)))
     self._backend_spec = backend
     self._backend = backend if not isinstance(backend, (str, type(None))) else None
     self.failures: list[str] = []
@@ -93,12 +93,6 @@ class Detector:
     if self._backend is None:
       self._backend = detectors.load_backend(self._backend_spec or "auto")
     return self._backend
-
-  def _apply(self, variables, images):
-    crops, _ = augment.centre_crop(images, np.zeros((images.shape[0], 1, 2),
-                                                    np.float32), self._spec)
-    out = self._model.apply(variables, crops, train=False)
-    return jax.nn.sigmoid(out.au_logits), out.attention
 
   def predict_aligned(self, faces: np.ndarray, with_attention: bool = False):
     """AU probabilities `[N, A]` for aligned 200x200 faces `[N, 200, 200, 3]`."""

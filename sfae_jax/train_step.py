@@ -134,15 +134,26 @@ def make_train_step(model: SFAENet, tx, schedule, config, au_weights, mesh: Mesh
   return jax.jit(sharded, donate_argnums=0)
 
 
+def make_inference_fn(model: SFAENet, spec: augment.AugmentSpec):
+  """The one inference forward (evaluation, `predict`): (variables, stored faces
+  `[B, 200, 200, 3]` uint8) -> (probabilities `[B, A]`, attention `[B, A, h, w]`
+  or None). Centre crop; attention placed on the model's own landmarks."""
+  def forward(variables, images):
+    crops, _ = augment.centre_crop(
+        images, jnp.zeros((images.shape[0], 1, 2), jnp.float32), spec)
+    out = model.apply(variables, crops, train=False)
+    return jax.nn.sigmoid(out.au_logits), out.attention
+  return forward
+
+
 def make_eval_step(model: SFAENet, config, mesh: Mesh):
   """jit(shard_map): (variables, batch) -> probabilities `[B, A]`, sharded over
-  `data`. Centre crop; attention placed on the model's own landmarks."""
-  spec = augment.AugmentSpec.from_config(config, model.landmark_scheme)
+  `data` (the inference forward on each device's rows)."""
+  forward = make_inference_fn(
+      model, augment.AugmentSpec.from_config(config, model.landmark_scheme))
 
   def local_eval(variables, batch):
-    images, _ = augment.centre_crop(batch["image"], batch["landmarks"], spec)
-    out = model.apply(variables, images, train=False)
-    return jax.nn.sigmoid(out.au_logits)
+    return forward(variables, batch["image"])[0]
 
   sharded = jax.shard_map(local_eval, mesh=mesh, in_specs=(P(), P(AXIS)),
                           out_specs=P(AXIS))
