@@ -23,7 +23,7 @@ from typing import Sequence
 from absl import app, flags, logging
 from etils import epath
 
-from sfae_jax import compilation_cache
+from sfae_jax import cli, compilation_cache
 
 # name -> (what it changes, config overrides). The first is the reference.
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -141,4 +141,4 @@ def main(argv, train):
 
 if __name__ == "__main__":
   _train = _define_flags()
-  app.run(lambda argv: main(argv, _train), flags_parser=_train._parse_flags)  # pylint: disable=protected-access
+  app.run(lambda argv: main(argv, _train), flags_parser=cli.parse_flags)

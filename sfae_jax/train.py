@@ -25,7 +25,7 @@ import jax
 from ml_collections import config_flags
 import numpy as np
 
-from sfae_jax import checkpoints, distributed, evaluate, losses, metrics
+from sfae_jax import checkpoints, cli, distributed, evaluate, losses, metrics
 from sfae_jax import provenance, run_info, sharding, train_step, transfer
 from sfae_jax.data import pipeline, prepare
 from sfae_jax.models import create_model, relation
@@ -270,28 +270,6 @@ def _flat(config, prefix=""):
   return out
 
 
-HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
-
-
-def _parse_flags(argv):
-  """absl flag parsing, with config mistakes as one-line errors (no traceback);
-  --help exits 0 (absl's exits 1, which scripts read as a failure)."""
-  try:
-    return FLAGS(argv)
-  except SystemExit as e:
-    if e.code == 1 and any(a in HELP_FLAGS for a in argv[1:]):
-      sys.exit(0)
-    raise
-  except flags.Error as e:
-    message = str(e)
-  except (AttributeError, KeyError, TypeError, ValueError) as e:
-    message = str(e.args[0] if e.args else e)
-  message = message.replace("\\n", " ").replace("\\", "").replace("'", "")
-  message = " ".join(message.split())
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -329,4 +307,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)
