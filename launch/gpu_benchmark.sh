@@ -5,6 +5,9 @@
 #   SMOKE=1 bash launch/gpu_benchmark.sh         # tiny sizes: checks the script on CPU
 #
 # Prints, for the full model (configs/default.py):
+#   0. the compile-only fit check of configs/cloud.py's train step, for this
+#      device (--target local) and for the shipped description of an H200: the
+#      estimate and memory beside what 1. measures;
 #   1. train images/s, GFLOP/s and MFU, float32 and bfloat16, global batch 64 and 256;
 #   2. end to end through the grain pipeline on a synthetic BP4D built here, and its
 #      ratio to the step alone (grain_workers from the host's cores);
@@ -21,14 +24,22 @@ mkdir -p "$OUT_DIR"
 
 if [[ "$SMOKE" == 1 ]]; then
   CONFIG=configs/test.py; BATCHES="8"; EVAL=16; STEPS=2; SUBJECTS=3; FRAMES=8
+  FIT_CONFIG=configs/test.py; FIT_TARGETS=local
 else
   CONFIG=configs/default.py; BATCHES="64 256"; EVAL=256; SUBJECTS=6; FRAMES=40
+  FIT_CONFIG=configs/cloud.py; FIT_TARGETS=local,h200
 fi
 python - <<'EOF'
 import jax
 d = jax.devices()[0]
 print(f"devices: {jax.device_count()} x {d.device_kind} ({d.platform}), jax {jax.__version__}")
 EOF
+
+echo "== 0. compile-only fit check (estimates, beside the measurements below)"
+# Exit status 1 means a program did not fit at a batch: reported, not fatal here.
+python -m sfae_jax.aot --config "$FIT_CONFIG" --target "$FIT_TARGETS" \
+  --batch "${BATCHES// /,}" --programs train_step --nomax_batch \
+  --json "$OUT_DIR/aot.json" --dump_hlo "$OUT_DIR/hlo" || true
 
 echo "== 1. train step (real: augmentation, loss, update) and forward"
 for dtype in float32 bfloat16; do

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sfae_jax import sharding, train_step
+from sfae_jax.aot import targets
 from sfae_jax.face import align, schemes
 from sfae_jax.models import BP4D_AUS, create_model
 from sfae_jax.models.lrl import (AttentionRefinement, LandmarkBranch,
@@ -36,25 +37,16 @@ from sfae_jax.models.lrl import (AttentionRefinement, LandmarkBranch,
 from sfae_jax.models.multiscale import MultiScaleRegionLearning
 from sfae_jax.models.region_conv import HierarchicalRegionBlock
 
-# Dense peak TFLOP/s per device: (bfloat16, float32 as XLA runs it by default:
-# TF32 on NVIDIA GPUs, bf16 passes on TPU). Matched on `device_kind`, in order.
-PEAK_TFLOPS = (
-    ("H200", (989.0, 494.0)), ("H100", (989.0, 494.0)), ("A100", (312.0, 156.0)),
-    ("L4", (121.0, 60.0)), ("TPU v6", (918.0, 918.0)), ("TPU v5p", (459.0, 459.0)),
-    ("TPU v5", (197.0, 197.0)),  # v5e reports 'TPU v5 lite'
-    ("TPU v4", (275.0, 275.0)),
-)
-
-
 def peak_tflops(dtype: str, given: Optional[float] = None) -> Optional[float]:
-  """The device's dense peak for `dtype`, `given` if set, None if unknown (CPU)."""
+  """The device's dense peak for `dtype` (`sfae_jax.aot.targets.CHIPS`: float32
+  as XLA runs it by default, TF32 on NVIDIA GPUs and bf16 passes on TPU), `given`
+  if set, None if unknown (CPU)."""
   if given:
     return given
-  kind = jax.devices()[0].device_kind
-  for name, (bf16, f32) in PEAK_TFLOPS:
-    if name in kind:
-      return bf16 if dtype == "bfloat16" else f32
-  return None
+  chip = targets.chip_of_kind(jax.devices()[0].device_kind)
+  if chip is None:
+    return None
+  return chip.bf16_tflops if dtype == "bfloat16" else chip.f32_tflops
 
 
 @dataclasses.dataclass

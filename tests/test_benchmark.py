@@ -31,3 +31,12 @@ def test_config_is_loaded_with_its_argument_and_a_missing_one_is_named(capsys):
   with pytest.raises(SystemExit):
     models_main.main(["--benchmark", "--config", "configs/nope.py"])
   assert "configs/nope.py: no such file" in capsys.readouterr().err
+
+
+def test_a_v5p_is_not_taken_for_a_v5e(monkeypatch):
+  """A v5p reports 'TPU v5' and a v5e 'TPU v5 lite' (libtpu's topologies say so)."""
+  fake = types.SimpleNamespace(device_kind="TPU v5")
+  monkeypatch.setattr(benchmark.jax, "devices", lambda: [fake])
+  assert benchmark.peak_tflops("bfloat16") == 459.0
+  fake.device_kind = "NVIDIA H100 80GB HBM3"
+  assert benchmark.peak_tflops("float32") == 494.0
