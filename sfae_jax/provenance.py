@@ -53,9 +53,8 @@ def dataset_record(data_dir: str, config, split: str) -> dict[str, Any]:
     synthetic = bool(config.synthetic.enabled)
   # The landmark scheme: the builder's record; builds before it: the BP4D config
   # name is the scheme.
-  landmarks = source.get("landmarks") or (
-      config.dataset_config if config.dataset_config in schemes.SCHEMES
-      else schemes.BP4D49)
+  landmarks = source.get("landmarks") or schemes.of_dataset_config(
+      config.dataset_config)
   return {"name": dataset, "config": config.dataset_config, "landmarks": landmarks,
           "version": version.name if version is not None else None,
           "path": str(version) if version is not None else None,

@@ -36,10 +36,11 @@ class Program:
 
 
 def model_for(config):
-  """The model a run of `config` trains: its dataset's AUs and landmark scheme
-  (a built dataset records them; the registry's are the same)."""
+  """The model a run of `config` trains, without its data: the dataset's AUs and
+  the landmark scheme its builder config produces (what a build records)."""
   aus = _AUS[pipeline.dataset_of(config)]
-  return create_model(config, aus, config.dataset_config), aus
+  scheme = schemes.of_dataset_config(config.dataset_config)
+  return create_model(config, aus, scheme), aus
 
 
 def _sds(shape, dtype, sharding_):

@@ -93,6 +93,13 @@ def convert(landmarks: np.ndarray, source: str, target: str) -> np.ndarray:
   return np.asarray(landmarks)[..., [src.index(i) for i in dst.from_68], :]
 
 
+def of_dataset_config(name: str) -> str:
+  """The landmark scheme a builder config produces when no build records it:
+  'ibug68', 'bp4d49' and 'disfa66' are schemes; 'disfa49' (DISFA's 66 less the
+  jaw) is the 49-point one."""
+  return name if name in SCHEMES else BP4D49
+
+
 def get_scheme(name: str) -> LandmarkScheme:
   try:
     return SCHEMES[name]

@@ -25,3 +25,10 @@ def test_49_point_mapping_follows_the_reference():
 def test_unknown_scheme():
   with pytest.raises(ValueError, match="Unknown landmark scheme"):
     schemes.get_scheme("ibug5")
+
+
+def test_a_builder_config_names_its_scheme_or_is_the_49_point_one():
+  assert schemes.of_dataset_config("ibug68") == "ibug68"
+  assert schemes.of_dataset_config("disfa66") == "disfa66"
+  assert schemes.of_dataset_config("disfa49") == schemes.BP4D49
+  assert schemes.get_scheme(schemes.of_dataset_config("disfa49")).num_points == 49
