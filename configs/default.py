@@ -73,8 +73,8 @@ def get_config(arg=None):
   c.dtype = "float32"               # float32 | bfloat16: convolutions and matmuls
                                     # (params, BN statistics, attention maps, loss
                                     # and optimiser state stay float32)
-  c.conv_impl = "auto"              # auto | xla | cpu: sfae_jax.models.conv (same
-                                    # maths; 'auto' picks by backend)
+  c.conv_impl = "auto"              # auto | xla | cpu | grouped: sfae_jax.models.conv
+                                    # (same maths; 'auto' picks by platform)
 
   # Loss (JAA-Net): au_weight * (ce + dice) + landmark_weight * landmark
   # (+ refine_weight * refine with attention_refine); the landmark term is

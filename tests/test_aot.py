@@ -193,9 +193,9 @@ def test_auto_picks_the_kernels_of_the_target_not_of_the_host():
   assert jax.default_backend() == "cpu"
   on_host = _jaxpr_of_grouped_conv()
   assert "custom_vjp" in on_host and "scan" in on_host   # the CPU kernels
-  for platform in ("tpu", "gpu"):
+  for platform, impl in (("tpu", "xla"), ("gpu", "grouped")):
     with conv.target_platform(platform):
-      assert conv.resolve_impl("auto") == "xla"
+      assert conv.resolve_impl("auto") == impl
       traced = _jaxpr_of_grouped_conv()
     assert "custom_vjp" not in traced and "scan" not in traced
   assert conv.resolve_impl("auto") == "cpu"              # the block restored it

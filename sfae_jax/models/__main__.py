@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from sfae_jax.face import schemes
+from sfae_jax.models import conv
 from sfae_jax.models import landmark_attention as la
 from sfae_jax.models.registry import create_model
 
@@ -128,7 +129,7 @@ def main(argv=None) -> None:
                       help="global batch of the forward pass")
   parser.add_argument("--dtype", choices=("float32", "bfloat16"),
                       help="default: the config's dtype")
-  parser.add_argument("--conv_impl", choices=("auto", "xla", "cpu"),
+  parser.add_argument("--conv_impl", choices=("auto",) + conv.IMPLS,
                       help="convolution implementation (sfae_jax.models.conv)")
   parser.add_argument("--steps", type=int, default=5, help="timed calls of each")
   parser.add_argument("--data_dir", help="a built TFDS folder: also time the train "

@@ -1,5 +1,6 @@
-"""The 'cpu' convolutions (hand-written backward, group-by-group) compute the same
-maths as the 'xla' ones (JAX's autodiff of XLA convolutions and batched matmuls)."""
+"""The 'cpu' convolutions (hand-written backward, group-by-group) and the 'grouped'
+ones (one feature-grouped convolution) compute the same maths as the 'xla' ones
+(JAX's autodiff of XLA convolutions and batched matmuls)."""
 
 import functools
 
@@ -44,9 +45,14 @@ def test_grouped_conv_implementations_agree(c_in, c_out):
   w = jax.random.normal(jax.random.key(3), (3, 3, 3, c_in, c_out)) * 0.3
   with jax.default_matmul_precision("highest"):
     want = _value_and_grads(conv.grouped_conv3x3, x, w, "xla")
-    got = _value_and_grads(conv.grouped_conv3x3, x, w, "cpu")
-  for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
-    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
+    for impl in ("cpu", "grouped"):
+      got = _value_and_grads(conv.grouped_conv3x3, x, w, impl)
+      for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
+  # Group g convolves with its own kernel only: by hand for one group.
+  one = lax.conv_general_dilated(x[1], w[1], (1, 1), "SAME",
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  np.testing.assert_allclose(want[0][1], one, rtol=1e-5, atol=1e-5)
 
 
 def test_attended_conv_is_the_grouped_conv_of_the_weighted_map():
@@ -73,7 +79,7 @@ def test_attended_conv_is_the_grouped_conv_of_the_weighted_map():
   assert float(jnp.abs(results[1][1][1]).max()) > 1e-3  # d/d(attention) too
 
 
-def test_whole_model_is_the_same_under_both_implementations():
+def test_whole_model_is_the_same_under_every_implementation():
   """Same parameters at init, same logits, same parameter gradients."""
   x = jax.random.uniform(jax.random.key(4), (2, 32, 32, 3), maxval=255.0)
   models = {impl: SFAENetTiny(conv_impl=impl) for impl in conv.IMPLS}
@@ -95,10 +101,11 @@ def test_whole_model_is_the_same_under_both_implementations():
                                       has_aux=True))
       results[impl] = fn(v["params"])
   (_, logits_x), grads_x = results["xla"]
-  (_, logits_c), grads_c = results["cpu"]
-  np.testing.assert_allclose(logits_c, logits_x, rtol=1e-4, atol=1e-4)
-  for a, b in zip(jax.tree.leaves(grads_x), jax.tree.leaves(grads_c)):
-    np.testing.assert_allclose(b, a, rtol=2e-3, atol=2e-4)
+  for impl in ("cpu", "grouped"):
+    (_, logits_c), grads_c = results[impl]
+    np.testing.assert_allclose(logits_c, logits_x, rtol=1e-4, atol=1e-4)
+    for a, b in zip(jax.tree.leaves(grads_x), jax.tree.leaves(grads_c)):
+      np.testing.assert_allclose(b, a, rtol=2e-3, atol=2e-4)
 
 
 def test_unknown_implementation_is_a_clear_error(monkeypatch):
