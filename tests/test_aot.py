@@ -1,6 +1,7 @@
 """The compile-only fit check: targets, the HLO reader, the batch search, the
-estimate, and real compiles of the tiny train step for a 2-host TPU slice and an
-H100 (libtpu and the CUDA plugin come with the `aot` extra)."""
+estimate, and real compiles of the tiny train step for a 2-host TPU slice (libtpu:
+the `aot` extra, in dev) and for an H100 (the CUDA plugin: the `aot-gpu` extra;
+those tests carry the `gpu_compile` mark and `launch/aot_gpu_check.sh` runs them)."""
 
 import json
 import os
@@ -17,12 +18,15 @@ from sfae_jax.models import conv
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+GPU = pytest.mark.gpu_compile
+
+
 @pytest.mark.parametrize("name,devices,hosts,kind", [
     ("v5e:2x2", 4, 1, "TPU v5 lite"),
     ("v4:2x2x2", 8, 2, "TPU v4"),        # one device per chip (megacore)
     ("v5p:2x2x4", 16, 4, "TPU v5"),
-    ("8xh100", 8, 1, "NVIDIA H100 80GB HBM3"),
-    ("2x8xh200", 16, 2, "NVIDIA H200"),
+    pytest.param("8xh100", 8, 1, "NVIDIA H100 80GB HBM3", marks=GPU),
+    pytest.param("2x8xh200", 16, 2, "NVIDIA H200", marks=GPU),
 ])
 def test_targets_give_the_slice_or_gpus_they_name(name, devices, hosts, kind):
   target = targets.parse(name)
@@ -201,40 +205,50 @@ def test_auto_picks_the_kernels_of_the_target_not_of_the_host():
   assert conv.resolve_impl("auto") == "cpu"              # the block restored it
 
 
-def test_cli_compiles_the_tiny_train_step_for_two_tpu_hosts_and_an_h100(tmp_path):
-  """The acceptance path: `python -m sfae_jax.aot` from the command line, with
-  default XLA flags, for a 2-host v4 slice and one H100."""
+def _compile_tiny_train_step(tmp_path, target: str) -> dict:
+  """`python -m sfae_jax.aot` from the command line on the tiny model in bf16,
+  default XLA flags; returns the record of its one check."""
   record = tmp_path / "aot.json"
   env = dict(os.environ, XLA_FLAGS="")  # default flags, not the tests' -O0
   proc = subprocess.run(
       [sys.executable, "-m", "sfae_jax.aot", "--config", "configs/test.py",
-       "--config.dtype=bfloat16", "--target", "v4:2x2x2,h100", "--batch", "16",
+       "--config.dtype=bfloat16", "--target", target, "--batch", "16",
        "--programs", "train_step", "--nomax_batch", "--json", str(record)],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  assert "train_step on v4:2x2x2: 8 x TPU v4, 2 per device" in proc.stdout
   out = json.loads(record.read_text())
   assert out["dtype"] == "bfloat16" and out["global_batches"] == [16]
-  for name, devices, hosts in (("v4:2x2x2", 8, 2), ("h100", 1, 1)):
-    (rec,) = out["targets"][name]
-    assert rec["compiled"] and rec["fits"] and rec["error"] == ""
-    assert (rec["devices"], rec["hosts"], rec["batch"]) == (devices, hosts,
-                                                            16 // devices)
-    assert 0 < rec["memory"]["total"] < rec["usable_bytes"]
-    assert rec["flops"] > 0 and rec["estimate"]["step_s"] > 0
-    # The accelerator kernels, not the CPU ones (whose lax.map is a loop).
-    assert rec["hlo"]["loops"] == 0
-    # bf16 everywhere in the model but its two output heads (forward and
-    # backward); outside it, only the augmentation's f32 landmark geometry.
-    in_model = [w for w in rec["hlo"]["wide_matmuls"] if "SFAENet" in w]
-    assert in_model and all("/head/" in w or "/fc_landmarks/" in w
-                            for w in in_model), in_model
-    assert all("SFAENet" in w or "bij,blj->bli" in w
-               for w in rec["hlo"]["wide_matmuls"]), rec["hlo"]["wide_matmuls"]
-    assert rec["hlo"]["matmuls"] > 50
+  (rec,) = out["targets"][target]
+  assert f"train_step on {target}: {rec['devices']} x " in proc.stdout
+  assert rec["compiled"] and rec["fits"] and rec["error"] == ""
+  assert 0 < rec["memory"]["total"] < rec["usable_bytes"]
+  assert rec["flops"] > 0 and rec["estimate"]["step_s"] > 0
+  # The accelerator kernels, not the CPU ones (whose lax.map is a loop).
+  assert rec["hlo"]["loops"] == 0
+  # bf16 everywhere in the model but its two output heads (forward and
+  # backward); outside it, only the augmentation's f32 landmark geometry.
+  wide = rec["hlo"]["wide_matmuls"]
+  in_model = [w for w in wide if "SFAENet" in w]
+  assert in_model and all("/head/" in w or "/fc_landmarks/" in w
+                          for w in in_model), in_model
+  assert all("SFAENet" in w or "bij,blj->bli" in w for w in wide), wide
+  assert rec["hlo"]["matmuls"] > 50
+  return rec
+
+
+def test_cli_compiles_the_tiny_train_step_for_a_two_host_tpu_slice(tmp_path):
+  rec = _compile_tiny_train_step(tmp_path, "v4:2x2x2")
+  assert (rec["devices"], rec["hosts"], rec["batch"]) == (8, 2, 2)
   # Data parallel over 8 chips: gradients and BatchNorm statistics all-reduced.
-  assert out["targets"]["v4:2x2x2"][0]["hlo"]["collectives"]["all-reduce"] > 0
-  assert out["targets"]["v4:2x2x2"][0]["hlo"]["all_reduce_bytes"] > 0
+  assert rec["hlo"]["collectives"]["all-reduce"] > 0
+  assert rec["hlo"]["all_reduce_bytes"] > 0
+
+
+@GPU
+def test_cli_compiles_the_tiny_train_step_for_an_h100(tmp_path):
+  rec = _compile_tiny_train_step(tmp_path, "h100")
+  assert (rec["devices"], rec["hosts"], rec["batch"]) == (1, 1, 16)
+  assert rec["hlo"]["kernels"] > 0 and rec["estimate"]["launch_s"] > 0
 
 
 def test_cli_refuses_a_batch_that_does_not_split(tmp_path):

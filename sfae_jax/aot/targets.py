@@ -102,9 +102,10 @@ class Target:
 
 
 def _install_hint(platform: str) -> str:
-  what = "libtpu" if platform == "tpu" else "the CUDA plugin"
-  return (f"Compiling for {platform.upper()} needs {what}: "
-          "pip install -e \".[aot]\" (the jax version's own libtpu and CUDA plugin).")
+  if platform == "tpu":
+    return "Compiling for TPU needs libtpu: pip install -e \".[aot]\"."
+  return ("Compiling for GPU needs the CUDA plugin: pip install -e \".[aot-gpu]\" "
+          "(not part of dev: see pyproject.toml).")
 
 
 def gpu_spec(chip: Chip) -> str:
