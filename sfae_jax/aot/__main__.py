@@ -63,6 +63,8 @@ def _memory_line(c: fit.Check) -> str:
 
 def _estimate_lines(target: targets.Target, c: fit.Check) -> list[str]:
   e, s, chip = c.estimate, c.summary, target.chip
+  if not fit.peak_tflops(chip, c.dtype):
+    return [f"  estimate: none (no published peaks for {chip.kind})"]
   flops = c.flops_compiled or c.flops
   lines = [f"  estimate (not a measurement): {e.step_s * 1e3:.2f} ms per step, "
            f"{e.images_per_s:,.0f} images/s = max(",
