@@ -9,10 +9,9 @@ local learning). Two implementations compute the same maths:
   shifted batched matmuls for grouped ones, differentiated by JAX. XLA:TPU keeps
   the nine taps' partial sums on chip.
 * ``"grouped"`` (GPU): plain convolutions as ``"xla"``; grouped ones as one
-  convolution with `feature_group_count` (a single cuDNN call). XLA:GPU writes
-  each of the nine taps' outputs to HBM and reads them back to sum them (the fit
-  check measured 1.8 GB of kernel traffic per training image on an H100 against
-  0.6 GB on a TPU v5e), which one grouped convolution avoids.
+  convolution with `feature_group_count` (a single cuDNN call): XLA:GPU writes
+  each of the nine taps' outputs to HBM and reads them back to sum them
+  (docs/accelerators.md has the figures).
 * ``"cpu"``: the same forward convolutions, but with a hand-written backward pass,
   and grouped convolutions run group by group. Measured on a 2-core AMD EPYC, batch
   16, float32 (``scratch`` measurements written down in the README's performance
