@@ -28,8 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sfae_jax import sharding, train_step
-from sfae_jax.aot import targets
+from sfae_jax import chips, sharding, train_step
 from sfae_jax.face import align, schemes
 from sfae_jax.models import BP4D_AUS, create_model
 from sfae_jax.models.lrl import (AttentionRefinement, LandmarkBranch,
@@ -38,15 +37,13 @@ from sfae_jax.models.multiscale import MultiScaleRegionLearning
 from sfae_jax.models.region_conv import HierarchicalRegionBlock
 
 def peak_tflops(dtype: str, given: Optional[float] = None) -> Optional[float]:
-  """The device's dense peak for `dtype` (`sfae_jax.aot.targets.CHIPS`: float32
-  as XLA runs it by default, TF32 on NVIDIA GPUs and bf16 passes on TPU), `given`
-  if set, None if unknown (CPU)."""
+  """The device's dense peak for `dtype` (`sfae_jax.chips`: float32 as XLA runs
+  it by default, TF32 on NVIDIA GPUs and bf16 passes on TPU), `given` if set,
+  None if unknown (CPU)."""
   if given:
     return given
-  chip = targets.chip_of_kind(jax.devices()[0].device_kind)
-  if chip is None:
-    return None
-  return chip.bf16_tflops if dtype == "bfloat16" else chip.f32_tflops
+  chip = chips.chip_of_kind(jax.devices()[0].device_kind)
+  return chip.peak(dtype) if chip is not None else None
 
 
 @dataclasses.dataclass

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from sfae_jax import chips
 from sfae_jax.aot import fit, hlo, targets
 from sfae_jax.models import conv
 
@@ -169,7 +170,7 @@ def test_max_batch_says_none_fits():
 
 
 def test_estimate_by_hand():
-  chip = targets.Chip("x", 0, bf16_tflops=100, f32_tflops=50, hbm_gbps=1000,
+  chip = chips.Chip("x", 0, bf16_tflops=100, f32_tflops=50, hbm_gbps=1000,
                       link_gbps=100, launch_us=5.0)
   target = targets.Target("x", "gpu", chip, "1x1x4")
   c = fit.Check("train_step", "x", devices=4, batch=8, compiled=True,

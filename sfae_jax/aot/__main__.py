@@ -63,13 +63,13 @@ def _memory_line(c: fit.Check) -> str:
 
 def _estimate_lines(target: targets.Target, c: fit.Check) -> list[str]:
   e, s, chip = c.estimate, c.summary, target.chip
-  if not fit.peak_tflops(chip, c.dtype):
+  if not chip.peak(c.dtype):
     return [f"  estimate: none (no published peaks for {chip.kind})"]
   flops = c.flops_compiled or c.flops
   lines = [f"  estimate (not a measurement): {e.step_s * 1e3:.2f} ms per step, "
            f"{e.images_per_s:,.0f} images/s = max(",
            f"    compute {e.compute_s * 1e3:.2f} ms = {flops / _GB:,.1f} GFLOP / "
-           f"{fit.peak_tflops(chip, c.dtype):g} TFLOP/s {c.dtype} peak,",
+           f"{chip.peak(c.dtype):g} TFLOP/s {c.dtype} peak,",
            f"    memory {e.memory_s * 1e3:.2f} ms = {s.kernel_bytes / _GB:,.2f} GB "
            f"read + written by its kernels / {chip.hbm_gbps:g} GB/s,",
            f"    launches {e.launch_s * 1e3:.2f} ms = {s.kernels} ops x "
@@ -134,6 +134,7 @@ def run_target(config, target: targets.Target, global_batches, names,
   """Checks each program at each global batch, then searches its largest batch
   (seeded by those checks). Returns the JSON records and whether all fitted."""
   devices = target.devices()
+  hosts = len({d.process_index for d in devices})
   out, ok = [], True
   for name in names:
     ran = 1 if name == "predict_forward" else len(devices)
@@ -157,7 +158,7 @@ def run_target(config, target: targets.Target, global_batches, names,
           checks, step=step, budget=budget)
       print(_search_line(found), flush=True)
     for c in checks:
-      rec = dict(c.record(), devices_used=ran, hosts=target.hosts,
+      rec = dict(c.record(), devices_used=ran, hosts=hosts,
                  chip=target.chip.kind, memory_bytes=target.chip.memory_bytes)
       if found is not None:
         rec["max_batch"] = {

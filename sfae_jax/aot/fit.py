@@ -126,10 +126,6 @@ def _host_flops(config, program: str, batch: int, platform: str) -> float:
   return float(cost.get("flops", 0.0))
 
 
-def peak_tflops(chip: targets.Chip, dtype: str) -> float:
-  return chip.bf16_tflops if dtype == "bfloat16" else chip.f32_tflops
-
-
 def estimate(target: targets.Target, check: Check) -> Estimate:
   chip, s = target.chip, check.summary
   flops = check.flops_compiled or check.flops
@@ -140,7 +136,7 @@ def estimate(target: targets.Target, check: Check) -> Estimate:
     count = sum(s.collectives.values())
     collective = (count * COLLECTIVE_LATENCY_US * 1e-6
                   + ring * s.all_reduce_bytes / (chip.link_gbps * 1e9))
-  peak = peak_tflops(chip, check.dtype)
+  peak = chip.peak(check.dtype)
   return Estimate(
       compute_s=flops / (peak * 1e12) if peak else 0.0,
       memory_s=s.kernel_bytes / (chip.hbm_gbps * 1e9) if chip.hbm_gbps else 0.0,

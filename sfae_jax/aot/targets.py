@@ -5,10 +5,7 @@ carries the per-device facts the fit check and the estimate need. TPU devices
 come from libtpu's compile-only topologies; GPU devices from the CUDA plugin and a
 `GpuTargetConfig` text proto shipped in `gpu_specs/` (provenance in its README).
 
-The per-chip figures are the vendors' published peaks (Cloud TPU system
-architecture pages; NVIDIA's H100 / H200 SXM data sheets): dense bf16 TFLOP/s,
-HBM bytes and bandwidth, and the interconnect bandwidth one device can use for an
-all-reduce (TPU ICI per chip; NVLink 4 per GPU, one direction).
+The per-chip figures are `sfae_jax.chips`'.
 """
 
 from __future__ import annotations
@@ -20,44 +17,12 @@ import re
 
 import jax
 
-GIB = 1024 ** 3
+from sfae_jax.chips import CHIPS, Chip, chip_of_kind
 
-
-@dataclasses.dataclass(frozen=True)
-class Chip:
-  kind: str               # what the target's devices report as device_kind
-  memory_bytes: int       # HBM per device
-  bf16_tflops: float      # dense peak per device
-  f32_tflops: float       # float32 matmuls as XLA runs them by default (TPU: bf16
-                          # passes; NVIDIA: TF32)
-  hbm_gbps: float         # HBM bandwidth per device, GB/s
-  link_gbps: float        # interconnect per device for collectives, GB/s
-  launch_us: float = 0.0  # host cost per kernel (GPU); a TPU step is one program
-
-
-CHIPS = {
-    "v4": Chip("TPU v4", 32 * GIB, 275, 275, 1228, 300),
-    "v5e": Chip("TPU v5 lite", 16 * GIB, 197, 197, 819, 200),
-    "v5p": Chip("TPU v5", 95 * GIB, 459, 459, 2765, 600),
-    "v6e": Chip("TPU v6 lite", 32 * GIB, 918, 918, 1640, 448),
-    # device_memory_size of the shipped specs (what the CUDA driver reports).
-    "h100": Chip("NVIDIA H100 80GB HBM3", 84_929_347_584, 989, 494, 3350, 450,
-                 launch_us=4.0),
-    "h200": Chip("NVIDIA H200", 150_754_820_096, 989, 494, 4800, 450,
-                 launch_us=4.0),
-    # Known for measuring MFU on them; no shipped description to compile for.
-    "a100": Chip("NVIDIA A100", 80 * GIB, 312, 156, 2039, 300, launch_us=4.0),
-    "l4": Chip("NVIDIA L4", 24 * GIB, 121, 60, 300, 32, launch_us=4.0),
-}
-# device_kind substrings, most specific first ('TPU v5 lite' is a v5e, 'TPU v5'
-# a v5p). PCIe cards match their SXM part, whose peaks are higher.
-_KINDS = (("H200", "h200"), ("H100", "h100"), ("A100", "a100"), ("L4", "l4"),
-          ("TPU v6", "v6e"), ("TPU v5 lite", "v5e"), ("TPU v5", "v5p"),
-          ("TPU v4", "v4"))
-# One device per chip, as JAX runs these generations (two TensorCores as one).
-_MEGACORE = ("v4", "v5p")
 _TPU = re.compile(r"^(v4|v5e|v5p|v6e):(\d+(?:x\d+){1,2})$")
 _GPU = re.compile(r"^(?:(\d+)x)?(?:(\d+)x)?(h100|h200)$")
+# One device per chip, as JAX runs these generations (two TensorCores as one).
+_MEGACORE = ("v4", "v5p")
 
 
 class TargetError(ValueError):
@@ -130,11 +95,6 @@ def parse(name: str, slices: int = 1) -> Target:
       f"--target {name!r}: give a TPU topology (v4:2x2x2, v5e:2x2, v5e:4x4, "
       "v5p:2x2x4, v6e:2x2), h100 / h200, NxGPU for one host (8xh100) or "
       "HOSTSxNxGPU (2x8xh200).")
-
-
-def chip_of_kind(kind: str) -> Chip | None:
-  """The facts of a device that reports `device_kind` `kind`; None if unknown."""
-  return next((CHIPS[key] for sub, key in _KINDS if sub in kind), None)
 
 
 def local() -> Target:
