@@ -1,4 +1,4 @@
-"""What the inter-AU relation head learned, beside what the data say (issue 15).
+"""What the inter-AU relation head learned, beside what the data say.
 
   python -m sfae_jax.relations --workdir RUN [--out relations.png] [--step N]
 

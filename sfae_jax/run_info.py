@@ -53,7 +53,7 @@ class RunInfo:
   occurrence_rates: tuple[float, ...] = ()
   known_labels: tuple[int, ...] = ()
   # Training split's P(AU j present | AU i present) (`pipeline.cooccurrence`,
-  # 0 where AU i is never present): the relation head's prior (issue 15).
+  # 0 where AU i is never present): the relation head's prior.
   cooccurrence: tuple[tuple[float, ...], ...] = ()
   train_examples: int = 0
   data_dir: str = ""

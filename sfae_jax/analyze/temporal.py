@@ -1,4 +1,4 @@
-"""The deep first-language model the paper proposes (issue 16): a small temporal
+"""The deep first-language model the paper proposes: a small temporal
 network over per-frame AU tracks, speaker-grouped, with a permutation test.
 
 Averages (`features`, `classify`) cannot see *how* AUs move while a person speaks:

@@ -1,4 +1,4 @@
-"""Inter-AU relation learning: the paper's own future work (issue 15), an option of
+"""Inter-AU relation learning: the paper's own future work, an option of
 SFAENet (`config.au_relation`).
 
 Between the fused features and the AU outputs, in the spirit of ME-GraphAU's
@@ -13,12 +13,12 @@ AU-relationship-aware node features (Luo et al., IJCAI 2022):
   go together) to the face-specific query-key similarity (what this face shows);
   ME-GraphAU builds a k-nearest-neighbour graph from the node similarity instead;
   soft attention keeps the whole thing differentiable and readable (its matrix is
-  the figure of issue 15);
+  what `python -m sfae_jax.relations` draws);
 * a per-AU classifier on the updated node, whose output is a *correction* added to
   the plain head's logits (`SFAENet` keeps its `head`, `Dense(fused)`): the
   classifier starts at zero, so at initialisation the model is exactly the one
   without relations and the relation path only has to learn what the plain head
-  misses. (Measured, issue 15: without this direct path the head replacing the
+  misses. (Measured on the synthetic BP4D: without this direct path the head replacing the
   plain one learned so slowly that at the ablation budget it never predicted five
   of the twelve AUs, 26.8 % mean F1 against 43.4 %.)
 
