@@ -198,6 +198,15 @@ def _linear_guess(fitting: list[Check], step: int) -> Optional[int]:
   return int((c1.usable_bytes - c1.memory.total) / per + c1.batch) // step * step
 
 
+def _bracket(results: dict[int, Check]) -> tuple[Optional[Check], Optional[int]]:
+  """The largest fitting check, and the smallest larger batch that did not fit."""
+  best = max((c for c in results.values() if c.fits), key=lambda c: c.batch,
+             default=None)
+  lo = best.batch if best else 0
+  return best, min((b for b, c in results.items() if not c.fits and b > lo),
+                   default=None)
+
+
 def max_batch(run: Callable[[int], Check], known: list[Check], step: int = 1,
               limit: int = MAX_SEARCH_BATCH, budget: int = 8) -> Search:
   """The largest per-device batch (a multiple of `step`, at most `limit`) for
@@ -212,12 +221,13 @@ def max_batch(run: Callable[[int], Check], known: list[Check], step: int = 1,
   results = {c.batch: c for c in known}
   compiles, guessed, confirm = 0, False, False
   while compiles < budget:
-    fitting = sorted((c for c in results.values() if c.fits), key=lambda c: c.batch)
-    lo = fitting[-1].batch if fitting else 0
-    hi = min((b for b, c in results.items() if not c.fits and b > lo), default=None)
+    best, hi = _bracket(results)
+    lo = best.batch if best else 0
     if hi is not None and hi - lo <= step:
       break
     if hi is None:
+      fitting = sorted((c for c in results.values() if c.fits),
+                       key=lambda c: c.batch)
       guess = None if guessed else _linear_guess(fitting, step)
       if guess is not None and guess > lo:
         nxt, guessed, confirm = guess, True, True
@@ -234,10 +244,7 @@ def max_batch(run: Callable[[int], Check], known: list[Check], step: int = 1,
         break
     results[nxt] = run(nxt)
     compiles += 1
-  fitting = sorted((c for c in results.values() if c.fits), key=lambda c: c.batch)
-  best = fitting[-1] if fitting else None
-  lo = best.batch if best else 0
-  hi = min((b for b, c in results.items() if not c.fits and b > lo), default=None)
+  best, hi = _bracket(results)
   return Search(best, hi, compiles, {b: c.fits for b, c in sorted(results.items())})
 
 
