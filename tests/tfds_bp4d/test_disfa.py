@@ -72,7 +72,7 @@ def test_build_matches_the_shared_alignment_and_counts_the_missing_file(manual,
   subject = ex["subject"].decode()
   frame = [f for f in media.frames(layout.video_path(root, subject))][4]
   bgr = np.ascontiguousarray(frame.rgb[..., ::-1])
-  lm66 = layout.read_landmarks(layout.landmark_files(root, subject)[5])
+  lm66 = layout.read_landmarks(layout.landmark_files(root, subject)[5]) - 1.0
   lm49 = schemes.convert(lm66, schemes.DISFA66, schemes.BP4D49)
   np.testing.assert_array_equal(lm49, lm66[[i for i in range(66) if i >= 17]])
   face = align.align_face(bgr, lm49, schemes.BP4D49)
@@ -120,3 +120,39 @@ def test_66_point_config_keeps_the_jaw(manual, tmp_path):
   assert ds[0]["landmarks"].shape == (66, 2)
   assert json.loads((builder.data_path / "source.json").read_text())[
       "landmarks"] == schemes.DISFA66
+
+
+def test_mat_points_are_matlab_1_based_and_mark_their_pixel_after_alignment(
+    tmp_path):
+  """A white 5x5 block is drawn centred on pixel (x, y) = .mat point minus 1
+  (DISFA's points are MATLAB 1-based). After the reader and the alignment, the
+  block's centre must be where the example's landmark says: reading the points
+  as-is puts the landmark about a pixel (times the alignment's scale) off."""
+  root = tmp_path / "manual"
+  shutil.copytree(os.path.join(os.path.dirname(disfa_dataset_builder.__file__),
+                               "dummy_data"), root)
+  subject, frame, nose = "SN002", 2, 30  # 66-point nose tip = 49-point index 13
+  pts = layout.read_landmarks(layout.landmark_files(str(root), subject)[frame])
+  image_path = root / "Images_LeftCamera" / subject / f"{frame}.jpg"
+  image = cv2.imread(str(image_path))
+  x, y = np.round(pts[nose]).astype(int)
+  pts[nose] = (x, y)                     # 1-based (x, y)
+  layout.write_landmarks(layout.landmark_files(str(root), subject)[frame], pts)
+  assert layout.read_landmarks(
+      layout.landmark_files(str(root), subject)[frame])[nose].tolist() == [x, y]
+  image[y - 1 - 2:y - 1 + 3, x - 1 - 2:x - 1 + 3] = 255  # centred on (x-1, y-1)
+  cv2.imwrite(str(image_path), image, [cv2.IMWRITE_JPEG_QUALITY, 100])
+
+  examples = dict(reader.subject_examples(
+      str(root), subject, layout.label_files(str(root))[subject],
+      reader.ReadOptions(), reader.new_summary()))
+  ex = examples[f"{subject}_{frame}"]
+  face = cv2.imdecode(np.frombuffer(ex["image"], np.uint8), cv2.IMREAD_GRAYSCALE)
+  scale = np.sqrt(abs(np.linalg.det(
+      align.alignment_matrix(pts - 1.0, schemes.DISFA66)[:, :2])))
+  marked = face.astype(float) > 250
+  ys, xs = np.nonzero(marked)
+  centre = np.array([xs.mean(), ys.mean()])
+  landmark = ex["landmarks"][nose - 17]
+  assert marked.sum() >= 9, "the block must survive alignment and JPEG"
+  assert np.abs(centre - landmark).max() < 0.3 * scale, (centre, landmark, scale)

@@ -5,7 +5,7 @@ As users receive it (see the builder's README):
 `Videos_LeftCamera/LeftVideoSN001_comp.avi` (4,845 frames, 20 fps),
 `ActionUnit_Labels/SN001/SN001_au1.txt` (lines `frame,intensity`, frames from 1,
 intensity 0..5), `Landmark_Points/SN001/tmp_frame_lm/SN001_0000_lm.mat` (MATLAB,
-key `pts`, 66x2; file index = frame - 1; some subjects name them `l0NNNN_lm.mat`).
+key `pts`, 66x2 in MATLAB 1-based pixels; file index = frame - 1; some subjects name them `l0NNNN_lm.mat`).
 Frame numbers are read from names, never compared as strings.
 """
 
@@ -102,10 +102,9 @@ def landmark_files(root: str, subject: str) -> dict[int, str]:
 
 
 def read_landmarks(path: str) -> Optional[np.ndarray]:
-  """`[66, 2]` float32 pixel-index (x, y) of one frame's .mat (`pts`), or None
-  when it is unreadable or not 66 finite points. DISFA's points are 0-based image
-  coordinates as OpenCV reads the frames (checked on the synthetic set only; no
-  real DISFA file was available to check against)."""
+  """`[66, 2]` float32 (x, y) of one frame's .mat (`pts`) as stored: MATLAB
+  1-based pixels, like BP4D's (the reader subtracts 1); None when it is
+  unreadable or not 66 finite points."""
   import scipy.io  # pylint: disable=g-import-not-at-top
   try:
     pts = np.asarray(scipy.io.loadmat(path)["pts"], np.float64)
@@ -117,6 +116,7 @@ def read_landmarks(path: str) -> Optional[np.ndarray]:
 
 
 def write_landmarks(path: str, pts: np.ndarray) -> None:
+  """Writes `pts` as DISFA stores them: MATLAB 1-based pixels, key `pts`."""
   import scipy.io  # pylint: disable=g-import-not-at-top
   scipy.io.savemat(path, {"pts": np.asarray(pts, np.float64)})
 

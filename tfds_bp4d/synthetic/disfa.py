@@ -7,8 +7,8 @@ Writes, per subject (DISFA's own IDs, taken in turn from the three parts):
 1-based number as a 12-bit strip of black/white blocks in its top-left corner, so
 tests can check that frame k of the video is label frame k), label files
 `ActionUnit_Labels/SNxxx/SNxxx_au<N>.txt` for DISFA's 12 coded AUs (`frame,intensity`,
-from 1, intensity 0..5, present when >= 2), and one `.mat` (`pts`, 66x2) per frame
-in `Landmark_Points/SNxxx/tmp_frame_lm/`, named `SNxxx_NNNN_lm.mat` or, for every
+from 1, intensity 0..5, present when >= 2), and one `.mat` (`pts`, 66x2, MATLAB 1-based pixels as DISFA's) per
+frame in `Landmark_Points/SNxxx/tmp_frame_lm/`, named `SNxxx_NNNN_lm.mat` or, for every
 other subject, `l0NNNN_lm.mat`; the second subject misses one landmark file (as
 SN031 does). Faces come from the synthetic BP4D's renderer (`face`, `render`).
 """
@@ -101,7 +101,8 @@ def write_subject(root: str, s: int, subject: str, frames: int, size_wh,
       if s == 1 and t == 2:
         continue  # a missing landmark file, as in SN031
       name = (f"{subject}_{t:04d}_lm.mat" if s % 2 == 0 else f"l0{t:04d}_lm.mat")
-      layout.write_landmarks(os.path.join(lm_dir, name), lm68[keep66])
+      layout.write_landmarks(os.path.join(lm_dir, name),
+                             lm68[keep66] + 1.0)  # MATLAB 1-based, as DISFA's
     for packet in stream.encode():
       container.mux(packet)
   for au in layout.CODED_AUS:
