@@ -45,8 +45,10 @@ def predict_split(model, config, variables, source, mesh):
   """(probs `[N, A]`, labels `[N, A]`) for every example of `source`, in order,
   on every process (each process predicts its shard; the shards are gathered)."""
   eval_step = train_step.make_eval_step(model, config, mesh)
-  host_batch = sharding.local_batch_size(config.eval_batch_size, mesh,
-                                         "eval_batch_size")
+  # Rounded up to a multiple of the devices: padding rows are masked out, so the
+  # result does not depend on the batch, and any number of hosts can evaluate.
+  global_batch = -(-config.eval_batch_size // mesh.size) * mesh.size
+  host_batch = sharding.local_batch_size(global_batch, mesh, "eval_batch_size")
   probs, labels, ids = [], [], []
   for batch in pipeline.eval_batches(source, host_batch, config.grain_workers):
     mask = batch.pop("mask")

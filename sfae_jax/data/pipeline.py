@@ -1,8 +1,9 @@
 """Input pipeline: a built BP4D-style TFDS dataset -> grain -> uint8 host batches.
 
 `tfds.data_source` gives random access to the array_record files (no TensorFlow);
-grain reads it with worker processes, shuffles with a new order every epoch and
-gives each host its own shard (`ShardByJaxProcess`). The host only decodes JPEG:
+grain reads it with worker processes and shuffles with a new order every epoch;
+each host reads its rows of every global batch (`GlobalBatchSlice`) in training
+and its own block of the split (`eval_shard`) in evaluation. The host only decodes JPEG:
 crops, flips and rotations happen on the accelerator (`sfae_jax.data.augment`).
 
 Batches are dicts of numpy arrays: `image` `[b, 200, 200, 3]` uint8, `landmarks`
@@ -351,25 +352,52 @@ class Prefetch:
     self._halt()
 
 
+def eval_shard(n: int, process_index: int, process_count: int) -> range:
+  """The examples process `process_index` evaluates: a contiguous block of
+  ceil(n / P), the last blocks shorter or empty, so every example is in exactly
+  one block whatever n and P. (grain's `ShardByJaxProcess(drop_remainder=False)`
+  loses one example of an odd split over 2 processes.)"""
+  per = math.ceil(n / process_count)
+  return range(min(n, process_index * per), min(n, (process_index + 1) * per))
+
+
+class _Slice:
+  """Examples [start, stop) of a random-access source, keeping their `id`."""
+
+  def __init__(self, source, block: range):
+    self._source, self._block = source, block
+
+  def __len__(self):
+    return len(self._block)
+
+  def __getitem__(self, index):
+    return self._source[self._block[index]]
+
+
 def eval_batches(source, host_batch: int, workers: int = 0) -> Iterator[dict]:
-  """Every example of this host's shard once, in order, in batches of exactly
-  `host_batch` (the last padded, `mask` False on padding). Every host yields the
-  same number of batches, so collective steps stay in lockstep across hosts."""
+  """Every example of this host's block (`eval_shard`) once, in order, in
+  batches of exactly `host_batch` (the last padded, `mask` False on padding).
+  Every host yields the same number of batches, ceil(ceil(n / P) / host_batch),
+  so collective steps stay in lockstep across hosts, including hosts whose block
+  is short or empty."""
   n, hosts = len(source), jax.process_count()
-  per_host = math.ceil(n / hosts)
-  num_batches = math.ceil(per_host / host_batch)
-  _absl_flags_ready()
-  sampler = grain.IndexSampler(
-      n, grain.ShardByJaxProcess(drop_remainder=False), shuffle=False,
-      num_epochs=1, seed=0)
-  loader = grain.DataLoader(
-      data_source=_Indexed(source), sampler=sampler,
-      worker_count=resolve_workers(workers),
-      operations=[_Select(), grain.Batch(host_batch, drop_remainder=False)])
-  it = iter(loader)
+  if n == 0:
+    raise DatasetError("The evaluation split has no examples.")
+  block = eval_shard(n, jax.process_index(), hosts)
+  num_batches = math.ceil(math.ceil(n / hosts) / host_batch)
+  it = iter(())
+  if len(block):
+    _absl_flags_ready()
+    sampler = grain.IndexSampler(len(block), grain.NoSharding(), shuffle=False,
+                                 num_epochs=1, seed=0)
+    loader = grain.DataLoader(
+        data_source=_Slice(_Indexed(source), block), sampler=sampler,
+        worker_count=resolve_workers(workers),
+        operations=[_Select(), grain.Batch(host_batch, drop_remainder=False)])
+    it = iter(loader)
   for _ in range(num_batches):
     batch = next(it, None)
-    yield _pad(batch, host_batch, source[0] if n else None)
+    yield _pad(batch, host_batch, source[0])
 
 
 def _pad(batch, size: int, template) -> dict:
