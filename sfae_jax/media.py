@@ -129,10 +129,18 @@ def video_info(path: str) -> tuple[float, int]:
   import av  # pylint: disable=g-import-not-at-top
   try:
     with av.open(path) as container:
+      if not container.streams.video:
+        raise MediaError(_no_video_stream(path, container))
       stream = container.streams.video[0]
       return float(stream.average_rate or 0), int(stream.frames or 0)
-  except (av.error.FFmpegError, IndexError) as e:
+  except av.error.FFmpegError as e:
     raise MediaError(f"{path}: cannot open as a video ({e}).") from None
+
+
+def _no_video_stream(path: str, container) -> str:
+  kinds = sorted({s.type for s in container.streams}) or ["no"]
+  return (f"{path}: has no video stream (it holds {', '.join(kinds)} streams "
+          "only), so there are no faces to read.")
 
 
 def _video_frames(path: str, every: int) -> Iterator[Frame]:
@@ -143,7 +151,7 @@ def _video_frames(path: str, every: int) -> Iterator[Frame]:
     raise MediaError(f"{path}: cannot open as a video ({e}).") from None
   with container:
     if not container.streams.video:
-      raise MediaError(f"{path}: has no video stream.")
+      raise MediaError(_no_video_stream(path, container))
     stream = container.streams.video[0]
     declared = int(stream.frames or 0)
     fps = float(stream.average_rate or 0)

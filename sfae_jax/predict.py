@@ -210,7 +210,8 @@ def main(argv=None) -> int:
     provenance.write(args.out, det.provenance)
     took = time.perf_counter() - start
     frames = table.groupby("input")["frame"].nunique().sum()
-    print(f"wrote {len(table)} rows ({frames} frames, {frames / took:.1f} frames/s) "
+    print(f"wrote {len(table)} rows ({frames} frames, {frames / took:.1f} frames/s "
+          "end to end: decoding, alignment, the model's compile and forward) "
           f"to {args.out} (provenance: {provenance.path_for(args.out)})",
           file=sys.stderr)
   elif not det.failures:

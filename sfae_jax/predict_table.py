@@ -43,7 +43,8 @@ class _Progress:
     rate = self.n / max(time.perf_counter() - self.start, 1e-9)
     of = f"/{self.total}" if self.total else ""
     eta = f", ETA {(self.total - self.n) / rate:.0f}s" if self.total else ""
-    print(f"\r{self.path}: frame {self.n}{of}, {rate:.1f} frames/s{eta}", end="",
+    print(f"\r{self.path}: frame {self.n}{of}, {rate:.1f} frames/s decoded and "
+          f"aligned{eta}", end="",
           file=sys.stderr, flush=True)
 
   def close(self):

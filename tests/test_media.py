@@ -61,3 +61,24 @@ def test_a_folder_without_media_is_an_error_naming_it(tmp_path):
   (tmp_path / "notes.txt").write_text("x")
   with pytest.raises(media.MediaError, match=f"{tmp_path}: a folder with no image"):
     media.expand_inputs([str(tmp_path)])
+
+
+def test_an_audio_only_mp4_says_it_has_no_video_stream(tmp_path):
+  import av  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / "speech.mp4")
+  with av.open(path, "w") as container:
+    stream = container.add_stream("aac", rate=16000)
+    stream.layout = "mono"
+    tone = (0.1 * np.sin(np.arange(16000) / 5)).astype(np.float32)[None]
+    for start in range(0, 16000, 1024):
+      frame = av.AudioFrame.from_ndarray(tone[:, start:start + 1024], format="fltp",
+                                         layout="mono")
+      frame.sample_rate = 16000
+      for packet in stream.encode(frame):
+        container.mux(packet)
+    for packet in stream.encode():
+      container.mux(packet)
+  for read in (media.video_info, lambda p: next(media.frames(p))):
+    with pytest.raises(media.MediaError,
+                       match=r"speech\.mp4: has no video stream \(it holds audio"):
+      read(path)

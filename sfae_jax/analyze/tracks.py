@@ -24,6 +24,8 @@ def read_manifest(path: str) -> pd.DataFrame:
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path}: no such manifest.")
   m = pd.read_csv(path, dtype=str, keep_default_na=False)
+  m.columns = [c.strip() for c in m.columns]
+  m = m.apply(lambda col: col.str.strip())  # "English " is "English"
   missing = [c for c in REQUIRED if c not in m.columns]
   if missing:
     raise ValueError(f"{path}: the manifest lacks column(s) {missing}; it needs "
@@ -32,10 +34,39 @@ def read_manifest(path: str) -> pd.DataFrame:
   if len(empty):
     raise ValueError(f"{path}: rows {list(empty.index + 2)} have an empty "
                      f"{'/'.join(REQUIRED)} value.")
+  for column in ("speaker", "first_language"):
+    _refuse_near_duplicates(path, m, column)
   base = os.path.dirname(os.path.abspath(path))
   m["video"] = [os.path.normpath(os.path.join(base, os.path.expanduser(
       os.path.expandvars(v)))) for v in m["video"]]
+  same = m.groupby(m["video"].map(os.path.realpath)).groups
+  twice = {v: rows for v, rows in same.items() if len(rows) > 1}
+  if twice:
+    video, rows = next(iter(twice.items()))
+    raise ValueError(f"{path}: {video} is listed {len(rows)} times (rows "
+                     f"{_rows(rows)}); each video may count once. Remove the "
+                     "repeats" + (f" ({len(twice)} videos are repeated)."
+                                  if len(twice) > 1 else "."))
   return m
+
+
+def _rows(index) -> str:
+  return ", ".join(str(i + 2) for i in index)  # CSV line numbers (header = 1)
+
+
+def _refuse_near_duplicates(path: str, m: pd.DataFrame, column: str) -> None:
+  """Labels that differ only in case or inner spaces ('English', 'english',
+  'New  Zealand'/'New Zealand') would count as different groups: refused."""
+  groups = {}
+  for label in m[column].unique():
+    groups.setdefault(" ".join(label.split()).casefold(), []).append(label)
+  for labels in groups.values():
+    if len(labels) > 1:
+      where = "; ".join(f"{l!r} (rows {_rows(m.index[m[column] == l])})"
+                        for l in labels)
+      raise ValueError(f"{path}: {column} labels differ only in case or spaces: "
+                       f"{where}. Write them the same if they are one "
+                       f"{column.replace('_', ' ')}.")
 
 
 def covariates(manifest: pd.DataFrame) -> list[str]:

@@ -11,7 +11,7 @@ import pytest
 
 from sfae_jax import analyze
 import sfae_jax.analyze.__main__  # noqa: F401  (the CLI)
-from sfae_jax.analyze import classify, features, stats
+from sfae_jax.analyze import classify, features, stats, tracks
 from tests.analyze import synthetic_tracks as st
 
 
@@ -92,6 +92,28 @@ def test_manifest_errors_name_the_file_and_columns(tmp_path):
   bad.write_text("video,speaker\nx.csv,s1\n")
   with pytest.raises(ValueError, match="first_language"):
     analyze.run_analysis(str(bad), str(tmp_path / "r"))
+
+
+def test_manifest_labels_are_stripped_and_near_duplicates_refused(tmp_path):
+  path = tmp_path / "m.csv"
+  path.write_text("video ,speaker,first_language\na.csv, s1 ,English \n"
+                  "b.csv,s2,English\n")
+  m = tracks.read_manifest(str(path))
+  assert list(m["first_language"]) == ["English", "English"]
+  assert list(m["speaker"]) == ["s1", "s2"]
+  path.write_text("video,speaker,first_language\na.csv,s1,English\n"
+                  "b.csv,s2,english\nc.csv,s3,New  Zealand\n")
+  with pytest.raises(ValueError, match=r"m\.csv: first_language labels differ only "
+                     r"in case or spaces: 'English' \(rows 2\); 'english' \(rows 3\)"):
+    tracks.read_manifest(str(path))
+
+
+def test_a_video_listed_twice_is_refused_naming_its_rows(tmp_path):
+  path = tmp_path / "m.csv"
+  path.write_text("video,speaker,first_language\na.csv,s1,A\nb.csv,s2,B\n"
+                  "./a.csv,s1,A\n")
+  with pytest.raises(ValueError, match=r"a\.csv is listed 2 times \(rows 2, 4\)"):
+    tracks.read_manifest(str(path))
 
 
 def test_demo_manifest_over_real_media_end_to_end(trained_run, faces_dir, tmp_path):
