@@ -11,11 +11,14 @@ Each process gets `JAX_COORDINATOR_ADDRESS=127.0.0.1:PORT`, `JAX_NUM_PROCESSES=N
 exchange data through gloo as hosts of a cluster would. Output lines are prefixed
 `[k]`. On one GPU host this is not needed: one process drives all local GPUs.
 
-When a process fails, the others are expected to stop by themselves (JAX's
-coordination service: at once if process 0 died, otherwise after the heartbeat
-timeout); any still running `--grace` seconds later are killed, and that is
-reported. The exit status is that of the first process to fail (128 + signal
-for a signal), else 0.
+SIGTERM and SIGINT are forwarded to every process, which then stop together at
+one step and save it (`sfae_jax.preemption`); the launcher waits for them and
+exits 75. When a process fails, the others are expected to stop by themselves
+(JAX's coordination service: at once if process 0 died, otherwise after the
+heartbeat timeout); any still running `--grace` seconds later are killed, and
+that is reported. The exit status is that of the first process to fail (128 +
+signal for a signal), else 0; whether a rerun resumes, and from which step, is
+said where the command's `--workdir` shows it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ import subprocess
 import sys
 import threading
 import time
+
+
+EXIT_PREEMPTED = 75  # sfae_jax.preemption: stopped by a signal at a checkpoint
 
 
 def free_port() -> int:
@@ -66,8 +72,11 @@ def run(n: int, command: list[str], cpu_devices=None, port=None, grace=120.0,
   for k in range(n):
     env = dict(os.environ, PYTHONUNBUFFERED="1",
                **process_env(k, n, port, cpu_devices))
+    # Own session: a Ctrl-C at the terminal reaches this launcher only, which
+    # forwards it once (twice would mean "stop now, without a checkpoint").
     p = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, errors="replace")
+                         stderr=subprocess.STDOUT, text=True, errors="replace",
+                         start_new_session=True)
     print(f"launch: process {k} of {n}: pid {p.pid}", file=out, flush=True)
     threading.Thread(target=_pump, args=(k, p.stdout, out), daemon=True).start()
     procs.append(p)
@@ -109,10 +118,39 @@ def run(n: int, command: list[str], cpu_devices=None, port=None, grace=120.0,
   time.sleep(0.1)  # let the output threads drain
   if first_failure is None:
     return 0
+  codes = [p.returncode for p in procs]
+  if all(c == EXIT_PREEMPTED for c in codes):
+    print("launch: the job was stopped by a signal and saved a checkpoint; rerun "
+          "the same command to resume.", file=out, flush=True)
+    return EXIT_PREEMPTED
   k, code = first_failure
-  print(f"launch: the job failed: process {k} {_status(code)}. Rerunning the same "
-        "command resumes from the last checkpoint.", file=out, flush=True)
+  print(f"launch: the job failed: process {k} {_status(code)}."
+        + _resume_hint(command, code), file=out, flush=True)
   return 128 - code if code < 0 else code
+
+
+def _workdir(command: list[str]):
+  for i, arg in enumerate(command):
+    if arg == "--workdir" and i + 1 < len(command):
+      return command[i + 1]
+    if arg.startswith("--workdir="):
+      return arg.split("=", 1)[1]
+  return None
+
+
+def _resume_hint(command: list[str], code: int) -> str:
+  """What a rerun would do, said only where it is known: a process that exited
+  with an error (1) or a usage error (2) explained it, and a rerun repeats it."""
+  workdir = _workdir(command)
+  if workdir is None or code in (1, 2) or "://" in workdir:
+    return ""
+  folder = os.path.join(workdir, "checkpoints")
+  steps = sorted(int(d) for d in os.listdir(folder) if d.isdigit()) \
+      if os.path.isdir(folder) else []
+  if not steps:
+    return f" No checkpoint is in {workdir} yet: a rerun starts from step 0."
+  return (f" Rerunning the same command resumes from step {steps[-1]}, the newest "
+          f"checkpoint in {workdir}.")
 
 
 def dry_run(n: int, command: list[str], cpu_devices=None, port=None,

@@ -122,3 +122,56 @@ def test_partial_multi_process_settings_are_refused_with_the_fix(monkeypatch):
   with pytest.raises(distributed.DistributedError, match="process_id=2"):
     distributed.initialize(distributed.Settings(
         coordinator_address="h:1", num_processes=2, process_id=2))
+
+
+def _local(n, code, workdir):
+  """launch/local.py N over processes that exit with `code` (a negative code:
+  killed by that signal), given `--workdir`."""
+  body = (f"import os, signal; os.kill(os.getpid(), {-code})" if code < 0
+          else f"raise SystemExit({code})")
+  return subprocess.run([sys.executable, os.path.join(ROOT, "launch", "local.py"),
+                         str(n), "--", sys.executable, "-c", body, "--workdir",
+                         str(workdir)], capture_output=True, text=True, timeout=60)
+
+
+def test_local_says_a_rerun_resumes_only_where_it_does(tmp_path):
+  (tmp_path / "checkpoints" / "4").mkdir(parents=True)
+  (tmp_path / "checkpoints" / "8.orbax-checkpoint-tmp").mkdir()
+  killed = _local(2, -9, tmp_path)
+  assert killed.returncode == 137
+  assert "resumes from step 4, the newest checkpoint in" in killed.stdout
+  fresh = _local(1, -9, tmp_path / "new")
+  assert "No checkpoint is in" in fresh.stdout and "resumes" not in fresh.stdout
+  error = _local(2, 1, tmp_path)  # the process said what was wrong; a rerun repeats it
+  assert error.returncode == 1 and "resume" not in error.stdout
+  preempted = _local(2, 75, tmp_path)
+  assert preempted.returncode == 75
+  assert "stopped by a signal and saved a checkpoint; rerun" in preempted.stdout
+
+
+def test_slurm_asks_for_a_signal_before_the_limit_and_requeues_a_saved_stop(
+    tmp_path):
+  """The script under fake `srun` (the training step exits 75, or 1) and a fake
+  `scontrol` that records its arguments."""
+  with open(os.path.join(ROOT, "launch", "slurm.sbatch")) as f:
+    text = f.read()
+  assert "#SBATCH --signal=TERM@120" in text and "#SBATCH --requeue" in text
+  bin_dir, venv = tmp_path / "bin", tmp_path / "venv"
+  (venv / "bin").mkdir(parents=True)
+  (venv / "bin" / "activate").write_text("")
+  bin_dir.mkdir()
+  for name, body in (("srun", 'exit "$FAKE_STATUS"'),
+                     ("scontrol", f'echo "$@" >> {tmp_path}/scontrol.log')):
+    (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+    (bin_dir / name).chmod(0o755)
+  for status, requeued in ((75, True), (1, False)):
+    out = subprocess.run(
+        ["bash", "launch/slurm.sbatch"], capture_output=True, text=True, cwd=ROOT,
+        env=dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}",
+                 FAKE_STATUS=str(status), SLURM_JOB_NUM_NODES="1",
+                 SLURM_JOB_ID="4242", VENV=str(venv), REPO=ROOT, STAGE_DATA="0",
+                 WORKDIR=str(tmp_path / "w")))
+    assert out.returncode == status, out.stderr
+    log = tmp_path / "scontrol.log"
+    assert (log.exists() and log.read_text() == "requeue 4242\n") == requeued
+    log.unlink(missing_ok=True)
