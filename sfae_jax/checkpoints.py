@@ -1,10 +1,11 @@
-"""Orbax checkpoints of a run: `WORKDIR/checkpoints/<step>/{state,data,meta}`.
+"""Orbax checkpoints of a run: `WORKDIR/checkpoints/<step>/{state,data,meta,run}`.
 
 `state` is the TrainState (params, BatchNorm statistics, optimiser state, step),
 saved asynchronously. `data` is the input pipeline's position, one file per
 process (grain's orbax handler: `process_<k>-of-<n>.json`), so a resumed run reads
 exactly the batches the interrupted one would have on every host. `meta` is JSON
-(the epoch). The record of the run is `WORKDIR/run.json` (`sfae_jax.run_info`).
+(the epoch). The record of the run is `WORKDIR/run.json` (`sfae_jax.run_info`);
+`run` is its copy as of the checkpoint, to restore it from.
 
 Every process takes part in saving and restoring (orbax coordinates the hosts
 and writes under a temporary name that is renamed when complete, so a run killed
@@ -32,7 +33,7 @@ import grain.python as grain
 import jax
 import orbax.checkpoint as ocp
 
-from sfae_jax import distributed
+from sfae_jax import distributed, run_info
 
 VARIABLES = ("params", "batch_stats")
 DAMAGED_DIR = "checkpoints_damaged"
@@ -60,7 +61,7 @@ def manager(workdir, config=None, *, read_only: bool = False
   try:
     return ocp.CheckpointManager(
         checkpoint_dir(workdir), options=options,
-        item_names=("state", "data", "meta"),
+        item_names=("state", "data", "meta", run_info.RECORD_ITEM),
         item_handlers={"data": grain.PyGrainCheckpointHandler()})
   finally:
     absl_logging.set_verbosity(level)
@@ -74,12 +75,14 @@ def checkpoint_dir(workdir) -> epath.Path:
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state, data_iter, meta: dict,
-         force: bool = False) -> bool:
-  """Called by every process (orbax coordinates them)."""
+         record: dict, force: bool = False) -> bool:
+  """Called by every process (orbax coordinates them). `record`: the run record
+  (`RunInfo.to_json()`), kept as each checkpoint's copy of run.json."""
   return mngr.save(step, args=ocp.args.Composite(
       state=ocp.args.StandardSave(state),
       data=grain.PyGrainCheckpointSave(data_iter),
-      meta=ocp.args.JsonSave(meta)), force=force)
+      meta=ocp.args.JsonSave(meta),
+      **{run_info.RECORD_ITEM: ocp.args.JsonSave(record)}), force=force)
 
 
 def restore(mngr: ocp.CheckpointManager, step: Optional[int], target,

@@ -31,9 +31,15 @@ import dataclasses
 import itertools
 import os
 import sys
+import threading
+import time
 from typing import Optional
 
 import jax
+from jax._src import distributed as jax_distributed
+from jax._src.clusters import ClusterEnv
+from jax.experimental import multihost_utils
+import numpy as np
 
 MODES = ("auto", "on", "off")
 ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
@@ -119,9 +125,19 @@ def initialize(settings: Settings = Settings()) -> str:
   if all(given) and not 0 <= index < count:
     raise DistributedError(f"process_id={index} must be in [0, {count}).")
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  timeout = settings.initialization_timeout
+  # JAX aborts the process (SIGABRT, a C++ stack trace) when its own timeout
+  # passes; the watchdog below gives up first, with one line.
   kwargs = dict(heartbeat_timeout_seconds=settings.heartbeat_timeout,
-                initialization_timeout=settings.initialization_timeout,
+                initialization_timeout=timeout + 60,
                 shutdown_timeout_seconds=settings.shutdown_timeout)
+  if not all(given):
+    address, count, index = _cluster_params(cluster, timeout)
+  where = address or f"the {cluster or 'cluster'} coordinator"
+  print(f"joining a job of {count or '?'} processes as process "
+        f"{'?' if index is None else index} via the coordinator {where} "
+        f"(waiting up to {timeout}s for every process)", flush=True)
+  watchdog = _JoinWatchdog(where, count, index, timeout)
   try:
     if all(given):
       jax.distributed.initialize(address, count, index, **kwargs)
@@ -129,13 +145,56 @@ def initialize(settings: Settings = Settings()) -> str:
       jax.distributed.initialize(**kwargs)
     _orbax_uses_coordination_service()
   except (RuntimeError, ValueError) as e:
-    where = address or f"the {cluster or 'cluster'} coordinator"
     raise DistributedError(
-        f"Could not join the multi-process job via {where} within "
-        f"{settings.initialization_timeout}s ({' '.join(str(e).split())[:300]}). "
-        "Check that every process was started with the same coordinator address "
-        "and process count, and that process 0 is running.") from None
+        f"Could not join the multi-process job via {where} "
+        f"({' '.join(str(e).split())[:300]}). {_JOIN_CAUSES}") from None
+  finally:
+    watchdog.stop()
   return summary()
+
+
+EXIT_JOIN_FAILED = 69  # EX_UNAVAILABLE
+_JOIN_CAUSES = ("Likely causes: a process of the job was not started (or "
+                "crashed), the processes disagree on the coordinator address, port "
+                "or process count, or a firewall blocks the port.")
+
+
+def _cluster_params(cluster, timeout):
+  """(coordinator, count, id) as JAX will read them from `cluster`; Nones where
+  it cannot say before joining."""
+  try:
+    address, count, index, _ = ClusterEnv.auto_detect_unset_distributed_params(
+        None, None, None, None, None, timeout)
+    return address, count, index
+  except Exception:  # pylint: disable=broad-except
+    return None, None, None
+
+
+class _JoinWatchdog:
+  """While `jax.distributed.initialize` waits for the other processes: a line
+  every 30 s (every half timeout when shorter), then, at the timeout, one line
+  naming the coordinator and the likely causes, and exit EXIT_JOIN_FAILED."""
+
+  def __init__(self, where, count, index, timeout: float):
+    self._done = threading.Event()
+    every = min(30.0, timeout / 2)
+    def watch():
+      start = time.time()
+      while not self._done.wait(min(every, max(0.0, timeout - (time.time() - start)))):
+        waited = time.time() - start
+        if waited >= timeout:
+          print(f"error: process {index} of {count}: the job did not form within "
+                f"{timeout:.0f}s via the coordinator {where}. {_JOIN_CAUSES}",
+                file=sys.stderr, flush=True)
+          os._exit(EXIT_JOIN_FAILED)  # pylint: disable=protected-access
+        print(f"process {index} of {count}: still waiting for the job to form via "
+              f"{where} ({waited:.0f}s of {timeout:.0f}s)", flush=True)
+    self._thread = threading.Thread(target=watch, daemon=True, name="sfae-join")
+    self._thread.start()
+
+  def stop(self) -> None:
+    self._done.set()
+    self._thread.join()
 
 
 def _orbax_uses_coordination_service() -> None:
@@ -177,13 +236,54 @@ def barrier(name: str, timeout_s: int = 3600) -> None:
   # Every process passes the same barriers in the same order, so a running count
   # makes each name unique (a name may be met again, e.g. evaluating several runs).
   name = f"{name}_{next(_BARRIERS)}"
-  from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
   client = jax_distributed.global_state.client
   if client is None:  # e.g. a TPU pod that JAX joined by itself
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices(name)
     return
   client.wait_at_barrier(name, timeout_s * 1000)
+
+
+def share_from_main(name: str, text: str, timeout_s: int = 3600) -> str:
+  """Process 0's `text`, on every process (e.g. whether it could lock the
+  workdir, so that all stop together); `text` itself for one process."""
+  if jax.process_count() == 1:
+    return text
+  key = f"sfae_share/{name}_{next(_BARRIERS)}"
+  client = jax_distributed.global_state.client
+  if client is None:  # e.g. a TPU pod that JAX joined by itself
+    data = np.zeros(4096, np.uint8)
+    raw = text.encode()[:4096]
+    data[:len(raw)] = np.frombuffer(raw, np.uint8)
+    out = np.asarray(multihost_utils.broadcast_one_to_all(data))
+    return bytes(out).rstrip(b"\0").decode(errors="replace")
+  if jax.process_index() == 0:
+    client.key_value_set(key, text)
+    return text
+  return client.blocking_key_value_get(key, timeout_s * 1000)
+
+
+class PeerError(RuntimeError):
+  """Process 0 stopped the job; the message is its error."""
+
+
+def run_on_main(name: str, fn):
+  """`fn()` on process 0 only. If it raises, every process raises: process 0 the
+  error itself, the others `PeerError` with its message, so the job stops
+  together instead of waiting at the next barrier. Returns `fn()` on process 0,
+  None elsewhere."""
+  result, error = None, None
+  if jax.process_index() == 0:
+    try:
+      result = fn()
+    except Exception as e:  # pylint: disable=broad-except
+      error = e
+  message = share_from_main(name, "" if error is None else
+                            (str(error) or type(error).__name__))
+  if error is not None:
+    raise error
+  if message:
+    raise PeerError(message)
+  return result
 
 
 def add_argparse_flags(parser) -> None:
@@ -197,12 +297,16 @@ def add_argparse_flags(parser) -> None:
   g.add_argument("--process_id", type=int)
   g.add_argument("--heartbeat_timeout", type=int, default=Settings.heartbeat_timeout,
                  help="seconds before a silent process counts as dead")
+  g.add_argument("--join_timeout", type=int,
+                 default=Settings.initialization_timeout,
+                 help="seconds to wait for every process to join")
 
 
 def settings_from(ns) -> Settings:
   return Settings(mode=ns.distributed, coordinator_address=ns.coordinator_address,
                   num_processes=ns.num_processes, process_id=ns.process_id,
-                  heartbeat_timeout=ns.heartbeat_timeout)
+                  heartbeat_timeout=ns.heartbeat_timeout,
+                  initialization_timeout=ns.join_timeout)
 
 
 def fail(e: Exception) -> None:

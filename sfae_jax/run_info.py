@@ -10,6 +10,10 @@ switches, fold, batch size, seed, ...) may not change; a field in `MUTABLE`
 (steps, learning rate, threshold, ...) may, and the change is kept in `changes`
 with the step it took effect at.
 
+Every checkpoint keeps a copy of the record as it was when the checkpoint was
+saved (`checkpoints/<step>/run/metadata`); a missing or damaged run.json is
+refused with the command that restores it from there.
+
 Paths may be local or any filesystem `etils.epath` knows (`gs://...`).
 """
 
@@ -23,6 +27,7 @@ from etils import epath
 import ml_collections
 
 RUN_FILE = "run.json"
+RECORD_ITEM = "run"  # each checkpoint's copy of the record (orbax JsonSave)
 
 # Config fields a resumed run may change: how long and how fast it trains, how it
 # is evaluated and logged, where the data live. Every other field (the model, its
@@ -93,13 +98,55 @@ def write(workdir, info: RunInfo) -> None:
   tmp.replace(target)
 
 
+class RecordError(ValueError):
+  """run.json is missing beside checkpoints, or unreadable; the message says how
+  to restore it from the copy every checkpoint keeps."""
+
+
+def copy_path(workdir, step: int) -> epath.Path:
+  """The copy of the record that checkpoint `step` keeps (its `run` item)."""
+  return epath.Path(workdir) / "checkpoints" / str(step) / RECORD_ITEM / "metadata"
+
+
+def _copies(workdir) -> list[int]:
+  """Steps of the checkpoints that hold a copy of the record, newest first."""
+  folder = epath.Path(workdir) / "checkpoints"
+  steps = sorted((int(d.name) for d in folder.iterdir() if d.name.isdigit()),
+                 reverse=True) if folder.is_dir() else []
+  return [s for s in steps if copy_path(workdir, s).exists()] or steps
+
+
+def _restore_hint(workdir, target) -> str:
+  steps = _copies(workdir)
+  if steps and copy_path(workdir, steps[0]).exists():
+    return (f"Restore it from the copy in the newest checkpoint: cp "
+            f"{copy_path(workdir, steps[0])} {target}")
+  if steps:
+    return ("Its checkpoints keep no copy of it (they predate copies): restore "
+            f"{target} from a backup, or train again in a new workdir.")
+  return ""
+
+
 def read(workdir) -> RunInfo:
+  """The record of `workdir`; RecordError when it is missing beside checkpoints
+  or cannot be parsed, FileNotFoundError when `workdir` is no training run."""
   target = path(workdir)
   if not target.exists():
+    hint = _restore_hint(workdir, target)
+    if hint:
+      raise RecordError(
+          f"{target} is missing, but {workdir} has checkpoints; a record is never "
+          f"made up for weights it did not see trained. {hint}")
     raise FileNotFoundError(
         f"{target} does not exist: {str(workdir)!r} is not a training workdir (train "
         "into it with `python -m sfae_jax.train --config ... --workdir DIR`).")
-  return RunInfo.from_json(json.loads(target.read_text()))
+  try:
+    return RunInfo.from_json(json.loads(target.read_text()))
+  except (ValueError, KeyError, TypeError) as e:
+    hint = _restore_hint(workdir, target) or (
+        "Restore it from a backup, or train again in a new workdir.")
+    raise RecordError(f"{target} cannot be read ({' '.join(str(e).split())[:200]}"
+                      f"). {hint}") from None
 
 
 def flat_config(config) -> dict[str, Any]:

@@ -13,6 +13,7 @@ takes part in checkpoints.
 
 from __future__ import annotations
 
+import collections
 import math
 import os
 import sys
@@ -25,8 +26,9 @@ import jax
 from ml_collections import config_flags
 import numpy as np
 
-from sfae_jax import checkpoints, cli, distributed, evaluate, losses, metrics
-from sfae_jax import provenance, run_info, sharding, train_step, transfer
+from sfae_jax import checkpoints, cli, config_checks, distributed, evaluate, losses
+from sfae_jax import metrics, preemption, provenance, run_info, sharding
+from sfae_jax import train_step, transfer, workdir_lock
 from sfae_jax.data import pipeline, prepare
 from sfae_jax.models import create_model, relation
 from sfae_jax.models.sfae_net import RELATION_HEAD
@@ -46,6 +48,11 @@ flags.DEFINE_integer("num_processes", None, "Processes in the job.")
 flags.DEFINE_integer("process_id", None, "This process's id, 0..num_processes-1.")
 flags.DEFINE_integer("heartbeat_timeout", distributed.Settings.heartbeat_timeout,
                      "Seconds before a silent process counts as dead.")
+flags.DEFINE_integer("join_timeout", distributed.Settings.initialization_timeout,
+                     "Seconds to wait for every process to join the job.")
+
+
+PARAMETERS_FILE = "parameters.txt"  # the parameter table, one line per array
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -65,9 +72,10 @@ def _run_info(workdir, config, data_dir, train_split, train_examples: int,
   fresh record: AU class weights from the training split, the dataset's
   provenance. A resumed run keeps its record; a changed field that fixes the model
   or its data stops it (`run_info.RunChangedError`), a changed MUTABLE field is
-  printed and recorded with the step it takes effect at."""
-  if _is_main():
-    if resume_step is not None and run_info.exists(workdir):
+  printed and recorded with the step it takes effect at. Checkpoints without a
+  record stop it too: a record is never invented for weights it did not train."""
+  def decide():
+    if resume_step is not None:
       stored = run_info.read(workdir)
       changed = run_info.compare(stored, config, workdir)
       if stored.train_examples and stored.train_examples != train_examples:
@@ -81,41 +89,54 @@ def _run_info(workdir, config, data_dir, train_split, train_examples: int,
               flush=True)
         run_info.write(workdir, run_info.with_changes(stored, config, changed,
                                                       resume_step))
-    else:
-      labels = pipeline.labels_of(pipeline.open_split(
-          data_dir, config.dataset_config, train_split, decode_images=False,
-          dataset=pipeline.dataset_of(config)))
-      rates, known = pipeline.occurrence_rates(labels)
-      co = np.nan_to_num(pipeline.cooccurrence(labels), nan=0.0)
-      dataset = provenance.dataset_record(data_dir, config, train_split)
-      au_ids = dataset["au_ids"]  # from the dataset, not the model's constant
-      for au, r, k in zip(au_ids, rates, known):
-        if k == 0 or r == 0:
-          logging.warning("AU%02d has no positive training label (known %d): its "
-                          "class weight is capped.", au, k)
-      run_info.write(workdir, run_info.RunInfo(
-          config=config, au_ids=tuple(au_ids),
-          landmark_scheme=dataset["landmarks"],
-          occurrence_rates=tuple(rates.tolist()),
-          known_labels=tuple(known.tolist()),
-          cooccurrence=tuple(tuple(row) for row in co.tolist()),
-          au_weights=tuple(losses.au_class_weights(rates).tolist()),
-          threshold=config.threshold, train_examples=len(labels),
-          data_dir=os.path.abspath(data_dir) if "://" not in data_dir else data_dir,
-          dataset=dataset))
-  distributed.barrier("sfae_run_info")
+      return
+    labels = pipeline.labels_of(pipeline.open_split(
+        data_dir, config.dataset_config, train_split, decode_images=False,
+        dataset=pipeline.dataset_of(config)))
+    rates, known = pipeline.occurrence_rates(labels)
+    co = np.nan_to_num(pipeline.cooccurrence(labels), nan=0.0)
+    dataset = provenance.dataset_record(data_dir, config, train_split)
+    au_ids = dataset["au_ids"]  # from the dataset, not the model's constant
+    for au, r, k in zip(au_ids, rates, known):
+      if k == 0 or r == 0:
+        logging.warning("AU%02d has no positive training label (known %d): its "
+                        "class weight is capped.", au, k)
+    run_info.write(workdir, run_info.RunInfo(
+        config=config, au_ids=tuple(au_ids),
+        landmark_scheme=dataset["landmarks"],
+        occurrence_rates=tuple(rates.tolist()),
+        known_labels=tuple(known.tolist()),
+        cooccurrence=tuple(tuple(row) for row in co.tolist()),
+        au_weights=tuple(losses.au_class_weights(rates).tolist()),
+        threshold=config.threshold, train_examples=len(labels),
+        data_dir=os.path.abspath(data_dir) if "://" not in data_dir else data_dir,
+        dataset=dataset))
+  distributed.run_on_main("sfae_run_info", decide)
   return run_info.read(workdir)
 
 
 def _prepare_data(config) -> str:
   """Process 0 generates/builds the embedded synthetic dataset if needed; the
   others wait, then use it (never concurrently)."""
-  if _is_main():
-    data_dir = prepare.ensure_dataset(config)
-  distributed.barrier("sfae_dataset_ready")
-  if not _is_main():
-    data_dir = os.path.expanduser(config.data_dir)
-  return data_dir
+  distributed.run_on_main("sfae_dataset_ready", lambda: prepare.ensure_dataset(config))
+  return os.path.expanduser(config.data_dir)
+
+
+def _hold_workdir(workdir) -> workdir_lock.WorkdirLock:
+  """Process 0 creates and locks the workdir; a refusal stops every process."""
+  lock = workdir_lock.WorkdirLock(workdir)
+  def take():
+    try:
+      epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+      lock.acquire()
+    except OSError as e:
+      raise workdir_lock.WorkdirError(
+          f"Cannot write the workdir {workdir} ({e.strerror or e}): choose a "
+          "--workdir you can write to.") from None
+    if lock.note:
+      print(lock.note, flush=True)
+  distributed.run_on_main("sfae_workdir_lock", take)
+  return lock
 
 
 def _with_relation_prior(state, info: run_info.RunInfo, mesh):
@@ -154,11 +175,34 @@ def _progress(step, total, steps_per_epoch, values, rate) -> str:
           f"{values['learning_rate']:.2e}  {eta}")
 
 
+class _Rate:
+  """Images per second over the last `window` log points: on a shared machine
+  the rate since the start lags behind what the run does now."""
+
+  def __init__(self, batch: int, window: int = 5):
+    self._batch = batch
+    self._points = collections.deque(maxlen=window + 1)
+
+  def add(self, step: int) -> float:
+    self._points.append((time.perf_counter(), step))
+    (t0, s0), (t1, s1) = self._points[0], self._points[-1]
+    return (s1 - s0) * self._batch / (t1 - t0) if s1 > s0 and t1 > t0 else 0.0
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains (or resumes) in `workdir`, then evaluates the final state; returns the
   evaluation (au_metrics dict plus `step` and `split`). Every process of a
-  multi-process job calls this."""
-  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  multi-process job calls this. Raises `preemption.Preempted` when a signal
+  stopped it (its checkpoint saved)."""
+  config_checks.check(config)
+  lock = _hold_workdir(workdir)
+  try:
+    return _train_and_evaluate(config, workdir)
+  finally:
+    lock.release()
+
+
+def _train_and_evaluate(config, workdir: str) -> dict:
   data_dir = _prepare_data(config)
   train_split, eval_split = pipeline.splits(config)
   train_src = pipeline.open_split(data_dir, config.dataset_config, train_split,
@@ -168,12 +212,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
   steps_per_epoch = len(train_src) // config.batch_size
   total = (config.num_train_steps if config.num_train_steps > 0
            else config.num_epochs * steps_per_epoch)
+  config_checks.check_steps(total, config)
   data_iter = pipeline.Prefetch(iter(pipeline.train_loader(
       train_src, host_batch, config.seed, config.grain_workers)))
   mngr, resume_step = checkpoints.open_for_training(workdir, config)
   # The checks above passed: now the record is written (or checked, on resume).
   info = _run_info(workdir, config, data_dir, train_split, len(train_src),
                    resume_step)
+  record = info.to_json()
   model = create_model(config, info.au_ids, info.landmark_scheme)
   schedule = train_step.learning_rate_schedule(config, steps_per_epoch)
   tx = train_step.make_optimizer(config, schedule)
@@ -204,7 +250,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
   writer = metric_writers.create_default_writer(workdir, just_logging=not _is_main())
   if start_step == 0 and _is_main():
     writer.write_hparams({k: v for k, v in _flat(config).items()})
-    print(parameter_overview.get_parameter_overview(state.params), flush=True)
+    table = parameter_overview.get_parameter_overview(state.params)
+    (epath.Path(workdir) / PARAMETERS_FILE).write_text(table + "\n")
+    print(f"{parameter_overview.count_parameters(state.params):,} parameters "
+          f"(per array: {epath.Path(workdir) / PARAMETERS_FILE})", flush=True)
   if _is_main():
     print(f"Training {config.model} on {train_split} ({len(train_src)} examples, "
           f"{steps_per_epoch} steps/epoch) for {total} steps on {mesh.size} "
@@ -216,37 +265,46 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                        info.au_weights, mesh)
   key = jax.jit(lambda: jax.random.key(config.seed + 1),  # multi-host safe
                 out_shardings=sharding.replicated(mesh))()
-  acc, pending, t0, n0 = None, None, None, start_step
-  for step in range(start_step, total):
-    batch = next(data_iter)
-    batch.pop("id")
-    batch = sharding.put_batch(batch, mesh)
-    if step == start_step:
-      step_fn = distributed.compiled(step_fn, state, batch, key, name="train_step")
-    state, out = step_fn(state, batch, key)
-    if pending is not None:  # one step late, so the host never stalls the device
-      _check_finite(*pending)
-    pending = (step + 1, out)
-    m = metrics.TrainMetrics.single_from_model_output(**out)
-    acc = m if acc is None else acc.merge(m)
-    if t0 is None:  # the first step compiles: time from the second
-      jax.block_until_ready(state.step)
-      t0, n0 = time.perf_counter(), step + 1
-    done = step + 1
-    if done % config.log_every_steps == 0 or done == total:
-      values = {k: float(v) for k, v in acc.compute().items()}
-      _check_finite(*pending)
-      elapsed = time.perf_counter() - t0
-      rate = (done - n0) * config.batch_size / elapsed if done > n0 else 0.0
-      writer.write_scalars(done, dict(values, images_per_second=rate))
-      if _is_main():
-        print(_progress(done, total, steps_per_epoch,
-                        dict(values, batch=config.batch_size), rate), flush=True)
-      acc = None
-    if done % config.checkpoint_every_steps == 0 or done == total:
-      _check_finite(*pending)
-      checkpoints.save(mngr, done, state, data_iter,
-                       {"epoch": done / steps_per_epoch}, force=done == total)
+  acc, pending, rate = None, None, _Rate(config.batch_size)
+  with preemption.StopSignals() as stop:
+    for step in range(start_step, total):
+      batch = next(data_iter)
+      batch.pop("id")
+      batch = sharding.put_batch(batch, mesh)
+      if step == start_step:
+        step_fn = distributed.compiled(step_fn, state, batch, key, name="train_step")
+      state, out = step_fn(state, batch, key)
+      if pending is not None:  # one step late, so the host never stalls the device
+        _check_finite(*pending)
+      pending = (step + 1, out)
+      m = metrics.TrainMetrics.single_from_model_output(**out)
+      acc = m if acc is None else acc.merge(m)
+      done = step + 1
+      if step == start_step:  # the first step compiles: time from its end
+        jax.block_until_ready(state.step)
+        rate.add(done)
+      if done % config.log_every_steps == 0 or done == total:
+        values = {k: float(v) for k, v in acc.compute().items()}
+        _check_finite(*pending)
+        images_per_s = rate.add(done)
+        writer.write_scalars(done, dict(values, images_per_second=images_per_s))
+        if _is_main():
+          print(_progress(done, total, steps_per_epoch,
+                          dict(values, batch=config.batch_size), images_per_s),
+                flush=True)
+        acc = None
+      preempted = stop.reached(done)
+      if preempted or done % config.checkpoint_every_steps == 0 or done == total:
+        _check_finite(*pending)
+        checkpoints.save(mngr, done, state, data_iter,
+                         {"epoch": done / steps_per_epoch}, record,
+                         force=done == total or preempted)
+      if preempted:
+        mngr.wait_until_finished()
+        writer.flush()
+        mngr.close()
+        data_iter.close()
+        raise preemption.Preempted(done, stop.signame)
   mngr.wait_until_finished()
   writer.flush()
 
@@ -287,13 +345,22 @@ def main(argv):
     distributed.initialize(distributed.Settings(
         mode=FLAGS.distributed, coordinator_address=FLAGS.coordinator_address,
         num_processes=FLAGS.num_processes, process_id=FLAGS.process_id,
-        heartbeat_timeout=FLAGS.heartbeat_timeout))
+        heartbeat_timeout=FLAGS.heartbeat_timeout,
+        initialization_timeout=FLAGS.join_timeout))
   except distributed.DistributedError as e:
     distributed.fail(e)
   try:
     train_and_evaluate(config, FLAGS.workdir)
+  except preemption.Preempted as e:
+    print(e, file=sys.stderr, flush=True)
+    sys.exit(preemption.EXIT_PREEMPTED)
+  except KeyboardInterrupt:  # outside the training loop (which saves first)
+    print("interrupted before training started or after it ended; rerun the "
+          "same command to continue.", file=sys.stderr)
+    sys.exit(130)
   except (pipeline.DatasetError, NonFiniteLossError, ValueError,
-          checkpoints.CheckpointError) as e:
+          checkpoints.CheckpointError, workdir_lock.WorkdirError,
+          distributed.PeerError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
   except jax.errors.JaxRuntimeError as e:

@@ -41,6 +41,9 @@ def ensure_dataset(config) -> str:
     else:
       generate_parallel(manual, syn.subjects, syn.tasks, syn.frames,
                         tuple(syn.size), syn.seed, syn.workers)
+  print("The synthetic generator leaves some frames without landmarks on purpose "
+        "(as real trackers lose faces, and DISFA misses a landmark file): the "
+        "build skips and counts them.", flush=True)
   build(manual, data_dir, config.dataset_config, dataset)
   return data_dir
 
