@@ -95,7 +95,8 @@ def run(n: int, command: list[str], cpu_devices=None, port=None, grace=120.0,
           continue
         reported.add(k)
         took = "" if failed_at is None else f", {time.time() - failed_at:.1f}s " \
-            f"after process {first_failure[0]} failed"
+            f"after process {first_failure[0]} " + (
+                "stopped" if first_failure[1] == EXIT_PREEMPTED else "failed")
         print(f"launch: process {k} ended ({_status(code)}{took})", file=out,
               flush=True)
         if code != 0 and first_failure is None:

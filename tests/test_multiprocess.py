@@ -6,7 +6,9 @@ global batches and seed."""
 import json
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -99,12 +101,13 @@ def test_killed_process_stops_the_job_and_the_rerun_resumes(trained_run,
   about 10x per step. Measured at step 3: 7.5e-7 with XLA's own gradients; with
   the CPU kernels of `sfae_jax.models.conv` 4.7e-5, 5.3e-4 and 6.0e-4 in three
   runs (0.1-1.5 % of the 3.9e-2 moved), at LLVM -O0 and -O2 alike.) Its
-  2-process evaluation must
-  give the table 1-process `evaluate` gives on the same checkpoint."""
+  2-process evaluation of a split smaller than the device count must give
+  the table 1-process `evaluate` gives on the same checkpoint."""
   workdir = tmp_path / "mp"
   cmd = _train_cmd(workdir, synthetic_tfds, "--config.num_train_steps=5",
                    "--config.checkpoint_every_steps=1", "--config.keep_checkpoints=9",
-                   "--config.log_every_steps=1")
+                   "--config.log_every_steps=1",
+                   "--config.eval_split=part3[:3]")  # fewer than the 4 devices
   proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True)
   pids, log, killed_at = {}, [], None
@@ -150,14 +153,155 @@ def test_killed_process_stops_the_job_and_the_rerun_resumes(trained_run,
   assert moved > 1e-3
   assert diff <= 0.1 * moved
 
-  two_process = json.loads((workdir / "eval_part3_5.json").read_text())
+  _assert_one_process_evaluate_agrees(workdir, 5, "part3[:3]", 3, rerun.stdout,
+                                      capsys)
+
+
+def _assert_one_process_evaluate_agrees(workdir, step, split, size, job_stdout,
+                                        capsys):
+  """The job's training-end evaluation of `split` (`size` examples, each counted
+  once) equals 1-process `evaluate` on the same checkpoint digit for digit."""
+  name = f"eval_{split}_{step}.json"
+  two_process = json.loads((workdir / name).read_text())
   capsys.readouterr()
   assert evaluate.main(["--workdir", str(workdir), "--distributed", "off"]) == 0
   table = capsys.readouterr().out
   body = lambda t: [l for l in t.splitlines() if l.startswith("| AU")]  # noqa: E731
-  assert body(table) and body(table) == body(rerun.stdout.replace("[0] ", "")), \
-      (table, rerun.stdout[-2000:])
-  one_process = json.loads((workdir / "eval_part3_5.json").read_text())
-  assert one_process["num_examples"] == two_process["num_examples"] == 20
+  assert body(table) and body(table) == body(job_stdout.replace("[0] ", "")), \
+      (table, job_stdout[-2000:])
+  one_process = json.loads((workdir / name).read_text())
+  assert one_process["num_examples"] == two_process["num_examples"] == size
   for key in ("f1", "accuracy", "n_known", "n_positive"):
     assert one_process[key] == two_process[key], key
+
+
+def test_sigterm_stops_both_processes_at_one_step_and_the_rerun_resumes(
+    trained_run, synthetic_tfds, tmp_path, capsys):
+  """SIGTERM to the launcher once step 1 is logged (what `scancel` or a
+  preempted VM does): it forwards it, both processes must agree on one step (the
+  next after the furthest one's), save it, exit 75 with one line each, and the
+  launcher must say that a rerun resumes. The rerun must end at the parameters
+  of the uninterrupted 1-process run (to 10 % of how far they moved, as in the
+  SIGKILL test), and its training-end evaluation of an odd split (7) must equal
+  1-process `evaluate`."""
+  workdir = tmp_path / "mp"
+  cmd = _train_cmd(workdir, synthetic_tfds, "--config.log_every_steps=1",
+                   "--config.eval_split=part3[:7]")
+  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+  log, sent = [], None
+  for line in proc.stdout:
+    log.append(line)
+    if sent is None and re.search(r"\] epoch .* step 1/6", line):
+      proc.send_signal(signal.SIGTERM)
+      sent = time.time()
+  proc.wait(timeout=300)
+  took = time.time() - sent
+  text = "".join(log)
+  assert sent is not None, text[-3000:]
+  assert proc.returncode == 75, text[-3000:]
+  steps = {int(k): int(n) for k, n in re.findall(
+      r"^\[(\d)\] preempted \(SIGTERM\) at step (\d+), its checkpoint saved; rerun "
+      r"the same command to resume\.$", text, re.M)}
+  assert sorted(steps) == [0, 1] and steps[0] == steps[1], text[-3000:]
+  saved = steps[0]
+  with capsys.disabled():
+    print(f"2 processes: SIGTERM -> launcher exit {took:.1f}s, step {saved} saved")
+  assert saved in (2, 3), text[-3000:]
+  assert "Traceback" not in text
+  assert "the job was stopped by a signal and saved a checkpoint" in text
+  assert (workdir / "checkpoints" / str(saved)).is_dir()
+
+  rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+  assert rerun.returncode == 0, rerun.stdout[-3000:]
+  assert f"from step {saved}." in rerun.stdout
+  reference, _ = trained_run
+  like = ocp.StandardCheckpointer().restore(
+      os.path.join(reference, "checkpoints", "6", "state"))
+  ours = _params(str(workdir), 6, like)
+  diff = _max_diff(ours, like["params"])
+  moved = _max_diff(ours, _params(str(workdir), saved, like))
+  with capsys.disabled():
+    print(f"2-process (stopped at {saved}, resumed) vs 1-process parameters at "
+          f"step 6: max |diff| {diff:.2e} (moved {moved:.2e} from step {saved})")
+  assert moved > 1e-3
+  assert diff <= 0.1 * moved
+  _assert_one_process_evaluate_agrees(workdir, 6, "part3[:7]", 7, rerun.stdout,
+                                      capsys)
+
+
+_EVALUATE_SCRIPT = """
+import json, sys
+from sfae_jax import distributed, evaluate
+distributed.initialize()
+for split in sys.argv[2:]:
+  r = evaluate.evaluate_workdir(sys.argv[1], split=split)
+  print("RESULT", json.dumps({"split": split, "n": r["num_examples"],
+                              "f1": [None if x != x else x for x in r["f1"]],
+                              "n_known": r["n_known"].tolist()}), flush=True)
+"""
+
+# 1, 2 (fewer than the 3 processes), 7 (odd), 13 (prime, < the global batch of
+# 18) and 20 examples
+ODD_SPLITS = ("part3[:1]", "part3[:2]", "part3[:7]", "part3[:13]", "part3")
+
+
+def test_three_processes_evaluate_odd_splits_as_one_process_does(trained_run,
+                                                                 tmp_path):
+  """`evaluate` in 3 processes x 1 device (the evaluation batch of 16 rounded
+  up to 18) against 1 process x 4 devices, on splits of 1, 2, 7, 13 and 20."""
+  workdir = tmp_path / "run"
+  shutil.copytree(trained_run[0], workdir)
+  out = subprocess.run([*LAUNCH, "3", "--cpu-devices", "1", "--", sys.executable,
+                        "-c", _EVALUATE_SCRIPT, str(workdir), *ODD_SPLITS],
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stdout[-3000:]
+  three = {r["split"]: r for r in map(json.loads, re.findall(
+      r"^\[0\] RESULT (.*)$", out.stdout, re.M))}
+  assert sorted(three) == sorted(ODD_SPLITS)
+  for split in ODD_SPLITS:
+    one = evaluate.evaluate_workdir(str(workdir), split=split)
+    assert three[split]["n"] == one["num_examples"] == pipeline_size(split)
+    assert three[split]["n_known"] == one["n_known"].tolist()
+    assert three[split]["f1"] == [None if x != x else x for x in one["f1"]], split
+
+
+def pipeline_size(split: str) -> int:
+  return 20 if split == "part3" else int(split.split(":")[1].rstrip("]"))
+
+
+def test_a_process_whose_peer_never_comes_says_so_and_stops(tmp_path):
+  """Process 0 of 2 alone, and process 1 of 2 pointed at a port where nobody
+  listens: before joining each prints its id, the count, the coordinator and
+  the timeout; while waiting, a line; at the timeout one error line naming the
+  coordinator and the likely causes, exit 69, no stack trace."""
+  ports = [str(_free_port()) for _ in range(2)]
+  procs = []
+  for k, port in enumerate(ports):
+    env = dict(os.environ, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+               JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(k))
+    procs.append(subprocess.Popen(
+        [sys.executable, "-m", "sfae_jax.train", "--config",
+         os.path.join(ROOT, "configs", "test.py"), "--workdir",
+         str(tmp_path / f"w{k}"), "--join_timeout=8"], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  start = time.time()
+  for k, (proc, port) in enumerate(zip(procs, ports)):
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 69, err[-2000:]
+    where = f"127.0.0.1:{port}"
+    assert (f"joining a job of 2 processes as process {k} via the coordinator "
+            f"{where} (waiting up to 8s for every process)") in out
+    assert f"process {k} of 2: still waiting for the job to form via {where}" in out
+    (line,) = [l for l in err.splitlines() if l.startswith("error:")]
+    assert f"the job did not form within 8s via the coordinator {where}" in line
+    assert "a process of the job was not started" in line and "firewall" in line
+    assert "Traceback" not in err and "Fatal Python error" not in err
+  print(f"both gave up {time.time() - start:.0f}s after starting (timeout 8 s)")
+  assert not (tmp_path / "w0").exists()
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]

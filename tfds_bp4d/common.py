@@ -44,9 +44,28 @@ class BuildSummary:
     lines.append(f"{'total':<14}{sum(self.written.values()):>8}  {total_skipped}")
     return "\n".join(lines)
 
+  def totals(self) -> str:
+    """'N of M frames skipped (reason n, ...)' over every subject."""
+    by_reason = collections.Counter()
+    for c in self.skipped.values():
+      by_reason.update(c)
+    skipped = sum(by_reason.values())
+    reasons = ", ".join(f"{r} {n}" for r, n in sorted(by_reason.items()))
+    return (f"{skipped} of {skipped + sum(self.written.values())} frames skipped "
+            f"({reasons})")
+
   def as_json(self) -> dict:
     return {"written": {f"{s}_{t}": n for (s, t), n in self.written.items()},
             "skipped": {f"{s}_{t}": dict(c) for (s, t), c in self.skipped.items()}}
+
+
+class ManualBuild:
+  """Mixed into the builders: TFDS's "Downloading and preparing dataset" line
+  would say a download happens; these datasets are built from a manual copy."""
+
+  def _log_download_bytes(self) -> None:
+    print(f"Preparing {self.name}/{self.builder_config.name} from the manual copy "
+          f"into {self.data_dir} (nothing is downloaded) ...", flush=True)
 
 
 def align_and_encode(image: np.ndarray, landmarks: np.ndarray, scheme: str
@@ -105,11 +124,12 @@ def write_source(data_path, record: dict) -> None:
 
 def report_summary(data_path, dataset: str, part: str, summary: BuildSummary
                    ) -> None:
-  """Logs a part's build summary, prints it when frames were skipped, and writes
-  `build_summary_<part>.json` beside the dataset."""
-  from absl import logging  # pylint: disable=g-import-not-at-top
-  logging.info("%s %s build summary:\n%s", dataset, part, summary.table())
-  if any(summary.skipped.values()):
-    print(f"{dataset} {part}: some frames were skipped:\n{summary.table()}")
+  """Writes `build_summary_<part>.json` beside the dataset (per subject) and
+  `build_summary_<part>.txt` (its table); prints one line when frames were
+  skipped, naming the file."""
   (data_path / f"build_summary_{part}.json").write_text(
       json.dumps(summary.as_json(), indent=1, sort_keys=True))
+  (data_path / f"build_summary_{part}.txt").write_text(summary.table() + "\n")
+  if any(summary.skipped.values()):
+    print(f"{dataset} {part}: {summary.totals()}; per "
+          f"{summary.key_name}: {data_path / f'build_summary_{part}.txt'}")

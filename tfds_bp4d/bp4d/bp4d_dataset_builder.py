@@ -62,7 +62,7 @@ def _default_landmark_fn() -> reader.LandmarkFn:
   return getattr(importlib.import_module(module), name)
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(common.ManualBuild, tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for BP4D-Spontaneous (manual download)."""
 
   VERSION = tfds.core.Version("1.0.0")

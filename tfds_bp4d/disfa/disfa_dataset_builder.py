@@ -36,7 +36,7 @@ class DisfaConfig(tfds.core.BuilderConfig):
   frame_offset: int = 0
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(common.ManualBuild, tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for DISFA (manual download)."""
 
   VERSION = tfds.core.Version("1.0.0")
