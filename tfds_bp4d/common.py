@@ -131,5 +131,6 @@ def report_summary(data_path, dataset: str, part: str, summary: BuildSummary
       json.dumps(summary.as_json(), indent=1, sort_keys=True))
   (data_path / f"build_summary_{part}.txt").write_text(summary.table() + "\n")
   if any(summary.skipped.values()):
-    print(f"{dataset} {part}: {summary.totals()}; per "
-          f"{summary.key_name}: {data_path / f'build_summary_{part}.txt'}")
+    # (data_path is TFDS's temporary folder, renamed when the build completes)
+    print(f"{dataset} {part}: {summary.totals()}; per {summary.key_name}: "
+          f"build_summary_{part}.txt in the dataset's folder")

@@ -60,7 +60,13 @@ def test_build_matches_the_shared_alignment_and_counts_the_missing_file(manual,
   out = capsys.readouterr().out
   sizes = {k: v.num_examples for k, v in builder.info.splits.items()}
   assert sizes == {"part1": 8, "part2": 7, "part3": 8}  # ids[1] lacks one .mat
-  assert "no_landmark_file 1" in out                      # the skip summary
+  # the skip summary: one line naming the table's file; nothing said of downloads
+  (line,) = [l for l in out.splitlines() if "skipped" in l]
+  assert line == ("DISFA part2: 1 of 8 frames skipped (no_landmark_file 1); per "
+                  "subject/camera: build_summary_part2.txt in the dataset's folder")
+  assert "no_landmark_file 1" in (builder.data_path /
+                                  "build_summary_part2.txt").read_text()
+  assert "Downloading" not in out and "nothing is downloaded" in out
   summary = json.loads((builder.data_path / "build_summary_part2.json").read_text())
   assert summary["skipped"] == {f"{ids[1]}_left": {"no_landmark_file": 1}}
   source = json.loads((builder.data_path / "source.json").read_text())
