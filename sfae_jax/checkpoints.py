@@ -39,6 +39,28 @@ VARIABLES = ("params", "batch_stats")
 DAMAGED_DIR = "checkpoints_damaged"
 
 
+def _write_replicated_arrays_whole() -> None:
+  """Orbax's default "replica-parallel" save splits each replicated array over
+  its replicas, and the slicing compiles one program per array shape at the
+  first save of a process: 10 s for the tiny test model on this project's
+  2-core CPU (0.1 s without), more for the full model, and that first save may
+  be the one a preemption notice of 30 s has to fit. The train state here is
+  replicated and small (tens of MB), so each array is written whole by its
+  primary host instead. (StandardCheckpointHandler takes no registry of its
+  own, hence orbax's global one.)"""
+  level = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)  # "overriding jax.Array"
+  try:
+    ocp.type_handlers.register_type_handler(
+        jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False),
+        override=True)
+  finally:
+    absl_logging.set_verbosity(level)
+
+
+_write_replicated_arrays_whole()
+
+
 class CheckpointError(RuntimeError):
   """No readable checkpoint; the message names each one tried and why."""
 

@@ -14,7 +14,11 @@
 3. Otherwise nothing: a plain single process.
 
 CPU collectives between processes use gloo (set here, before JAX starts; it does
-not affect GPU or TPU collectives). Every process prints one line,
+not affect GPU or TPU collectives). Before joining, every process prints its id,
+the process count, the coordinator and the join timeout (`--join_timeout`, 300 s);
+while it waits for the others, a line every 30 s; when the job has not formed by
+the timeout, one error line naming the coordinator and the likely causes, and
+exit status 69 (JAX itself would abort with a C++ stack trace). Once joined:
 "process k of n, L local / G global devices".
 
 **Failure.** A process that dies is noticed by the others through JAX's

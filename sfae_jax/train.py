@@ -6,9 +6,16 @@ from the latest checkpoint (same batches, same random numbers, same result).
 
 Several processes (hosts) run the same command; `sfae_jax.distributed` joins them
 into one job first (flags, JAX_* variables, or SLURM / Open MPI / Cloud TPU).
-Process 0 prepares the dataset and writes run.json, TensorBoard events, progress
-and evaluation files; every process reads its own shard of each global batch and
-takes part in checkpoints.
+Process 0 locks the workdir for the job (`sfae_jax.workdir_lock`), prepares the
+dataset and writes run.json, TensorBoard events, progress and evaluation files;
+every process reads its own shard of each global batch and takes part in
+checkpoints. SIGTERM or SIGINT stops every process at one step, saved
+(`sfae_jax.preemption`).
+
+Exit statuses: 0 done; 1 an error the message explains (a rerun repeats it); 2
+a usage error; 69 the multi-process job did not form; 75 stopped by a signal at
+a saved checkpoint (rerun to resume); other: a crash (rerun resumes from the last
+checkpoint).
 """
 
 from __future__ import annotations

@@ -103,13 +103,17 @@ def test_truncated_video_clear_error_and_no_csv(trained_run, faces_dir, tmp_path
   assert not out.exists() and not (tmp_path / "out.csv.tmp").exists()
 
 
-def test_bad_input_does_not_stop_the_others(trained_run, faces_dir, tmp_path):
+def test_bad_input_does_not_stop_the_others(trained_run, faces_dir, tmp_path,
+                                            capsys):
   bad = tmp_path / "broken.jpg"
   bad.write_bytes(b"not a jpeg")
   out = tmp_path / "out.csv"
   rc = predict.main(["--workdir", trained_run[0], "--backend", "dlib", str(bad),
                      os.path.join(faces_dir, "single_face.jpg"), "--out", str(out)])
   assert rc == 1
+  # the final rate says what it covers (the progress line's is decoding only)
+  assert "frames/s end to end: decoding, alignment, the model's compile and " \
+      "forward" in capsys.readouterr().err
   df = pd.read_csv(out)
   assert len(df) == 1 and df["input"].iloc[0].endswith("single_face.jpg")
   assert list(df.columns[:10]) == ["input", "frame", "timestamp", "face_id",

@@ -65,6 +65,9 @@ def test_sigterm_saves_the_step_and_the_rerun_ends_as_an_uninterrupted_run(
                         r"saved; rerun the same command to resume", err)[1])
   assert saved in (1, 2), err[-2000:]
   assert "Traceback" not in err
+  # what it printed before training: the parameter count, the table in a file
+  assert "| Name" not in err and "parameters (per array: " in err
+  assert "conv" in (workdir / train.PARAMETERS_FILE).read_text()
   steps = sorted(int(d) for d in os.listdir(workdir / "checkpoints") if d.isdigit())
   assert steps == [saved]
   assert not (workdir / workdir_lock.LOCK_FILE).exists()  # released
@@ -207,3 +210,16 @@ def test_the_eta_follows_the_recent_rate(monkeypatch):
     last = rate.add(step)
   assert last == pytest.approx(1.0)
   assert step / clock[0] > 1.8
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_one_process_signal_asks_the_loop_to_stop_and_handlers_are_restored(
+    signum, capsys):
+  before = signal.getsignal(signum)
+  with preemption.StopSignals() as stop:
+    assert not stop.reached(1)
+    os.kill(os.getpid(), signum)
+    time.sleep(0.05)  # Python runs the handler between bytecodes
+    assert stop.reached(2) and stop.signame == signal.Signals(signum).name
+  assert signal.getsignal(signum) is before
+  assert "stopping after this step, with a checkpoint" in capsys.readouterr().err
