@@ -23,7 +23,7 @@ from typing import Sequence
 from absl import app, flags, logging
 from etils import epath
 
-from sfae_jax import cli, compilation_cache
+from sfae_jax import cli, compilation_cache, preemption, workdir_lock
 
 # name -> (what it changes, config overrides). The first is the reference.
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -134,7 +134,10 @@ def main(argv, train):
     seeds = [int(s) for s in args.seeds]
     run(args.config, args.workdir, args.variants, seeds,
         train_fn=train.train_and_evaluate)
-  except ValueError as e:
+  except preemption.Preempted as e:
+    print(f"{e} Runs already finished are kept.", file=sys.stderr)
+    sys.exit(preemption.EXIT_PREEMPTED)
+  except (ValueError, workdir_lock.WorkdirError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
 
