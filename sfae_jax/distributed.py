@@ -49,6 +49,11 @@ MODES = ("auto", "on", "off")
 ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 _BARRIERS = itertools.count()
 
+EXIT_JOIN_FAILED = 69  # EX_UNAVAILABLE
+_JOIN_CAUSES = ("Likely causes: a process of the job was not started (or "
+                "crashed), the processes disagree on the coordinator address, port "
+                "or process count, or a firewall blocks the port.")
+
 
 class DistributedError(RuntimeError):
   """A multi-process job that cannot start, with the reason and the fix."""
@@ -155,12 +160,6 @@ def initialize(settings: Settings = Settings()) -> str:
   finally:
     watchdog.stop()
   return summary()
-
-
-EXIT_JOIN_FAILED = 69  # EX_UNAVAILABLE
-_JOIN_CAUSES = ("Likely causes: a process of the job was not started (or "
-                "crashed), the processes disagree on the coordinator address, port "
-                "or process count, or a firewall blocks the port.")
 
 
 def _cluster_params(cluster, timeout):
