@@ -10,6 +10,9 @@ success=0 are excluded and counted. Per AU:
               with the AU on; 0 when it never occurs)
 * `onsets`    onsets (off -> on) per second of analysed video
 * `co_AAxBB`  co-occurrence: fraction of frames with both AUs on
+* `lead_AAxBB_<L>ms`  lead-lag asymmetry of the two AUs' probabilities at lag L
+              (`lead_lag`): positive when AU AA tends to move L before AU BB,
+              negative when after; for each pair of AUs and each of `LAGS_S`
 
 A speaker's features are the mean over their videos, so the speaker is the unit and
 frame counts carry no weight: a speaker with ten times the frames still counts once.
@@ -24,6 +27,8 @@ import numpy as np
 import pandas as pd
 
 PER_AU = ("rate", "prob", "duration", "onsets")
+LEAD = "lead"
+LAGS_S = (0.1, 0.25, 0.5)  # speech-scale timing: phones, syllables
 
 
 def au_ids_of(track: pd.DataFrame) -> list[int]:
@@ -94,13 +99,44 @@ def video_features(track: pd.DataFrame) -> tuple[dict, dict]:
     feats[f"{name}_onsets"] = onsets / seconds
   for a, b in itertools.combinations(aus, 2):
     feats[f"co_{a:02d}x{b:02d}"] = float((on[a] & on[b]).mean())
+  if dt > 0:
+    probs = {a: face[f"AU{a:02d}"].to_numpy(float) for a in aus}
+    step = int(np.median(np.diff(frames))) if len(frames) > 1 else 1
+    for lag_s in LAGS_S:
+      lag = max(1, int(round(lag_s / dt)))
+      for a, b in itertools.combinations(aus, 2):
+        feats[lead_name(a, b, lag_s)] = lead_lag(probs[a], probs[b], frames // step,
+                                                 lag)
   return feats, counts
+
+
+def lead_name(a: int, b: int, lag_s: float) -> str:
+  return f"{LEAD}_{a:02d}x{b:02d}_{round(lag_s * 1000)}ms"
+
+
+def lead_lag(x: np.ndarray, y: np.ndarray, index: np.ndarray, lag: int) -> float:
+  """mean x(t) y(t + lag) - mean y(t) x(t + lag) over the frames t where both
+  frames are analysed, on tracks with their means removed. `index`: each
+  sample's frame number (gaps where frames were not analysed). Positive when x
+  leads y by about `lag` frames; it changes sign when the two are swapped, and
+  is 0 for tracks that move together or independently. NaN without a pair of
+  frames `lag` apart."""
+  grid = np.full(int(index.max() - index.min()) + 1 + lag, np.nan)
+  gx, gy = grid.copy(), grid.copy()
+  gx[index - index.min()] = x - np.mean(x)
+  gy[index - index.min()] = y - np.mean(y)
+  forward = gx[:-lag] * gy[lag:]   # x(t) y(t + lag)
+  backward = gy[:-lag] * gx[lag:]  # y(t) x(t + lag)
+  both = ~np.isnan(forward)        # t and t + lag analysed (for either order)
+  if not both.any():
+    return float("nan")
+  return float(forward[both].mean() - backward[both].mean())
 
 
 def speaker_table(videos: pd.DataFrame) -> pd.DataFrame:
   """Video rows (speaker, first_language, covariates, features) -> one row per
   speaker: features averaged over the speaker's videos, frames summed."""
-  feature_cols = [c for c in videos.columns if c.startswith(("AU", "co_"))]
+  feature_cols = [c for c in videos.columns if c.startswith(("AU", "co_", LEAD))]
   count_cols = [c for c in videos.columns if c.startswith("frames")]
   langs = videos.groupby("speaker")["first_language"].nunique()
   if (langs > 1).any():
@@ -115,5 +151,7 @@ def speaker_table(videos: pd.DataFrame) -> pd.DataFrame:
 
 
 def feature_names(columns, kind: str) -> list[str]:
-  """Columns of one per-AU kind (`rate`, `prob`, ...), in AU order."""
-  return [c for c in columns if re.fullmatch(rf"AU\d+_{kind}", c)]
+  """Columns of one per-AU kind (`rate`, `prob`, ...) in AU order, or, for
+  `LEAD`, the lead-lag columns (pairs x lags)."""
+  pattern = rf"{LEAD}_\d+x\d+_\d+ms" if kind == LEAD else rf"AU\d+_{kind}"
+  return [c for c in columns if re.fullmatch(pattern, c)]

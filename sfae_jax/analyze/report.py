@@ -55,6 +55,29 @@ def _stats_section(table, mixed_table) -> str:
   return body
 
 
+def _lead_section(table) -> str:
+  """Which pair of AUs, at which lag, moves in another order by language."""
+  lead = table[table["kind"] == features.LEAD]
+  if lead.empty or lead["p"].isna().all():
+    return note("No lead-lag test was run (" + (lead["note"].iloc[0] if len(lead)
+                                                else "no timestamps") + ").")
+  lags = ", ".join(f"{round(l * 1000)} ms" for l in features.LAGS_S)
+  sig = lead[lead["q"] < 0.05]
+  body = (f"<p>For each pair of AUs and each lag ({lags}): the asymmetry of their "
+          "lagged cross-correlation, mean x(t) y(t+lag) - mean y(t) x(t+lag) on "
+          "the mean-removed probabilities (positive: the first AU moves that much "
+          "before the second), averaged over a speaker's videos, tested between "
+          f"languages with speakers as the unit. BH-FDR across the family of "
+          f"{len(lead)} pairs x lags: a single true difference must reach p &lt; "
+          f"{0.05 / len(lead):.1e} to be found, the price of testing them all. "
+          f"{len(sig)} differ at q &lt; 0.05; the 8 smallest p are shown, all in "
+          "stats.csv (kind 'lead').</p>")
+  shown = ["au", "lag_ms", "test", "p", "q", "effect", "effect_lo", "effect_hi"]
+  shown += [c for c in lead.columns if c.startswith("median_")]
+  return body + table_html(lead.nsmallest(8, "p")[[c for c in shown
+                                                   if c in lead.columns]])
+
+
 def _classifier_section(out_dir, result, why) -> str:
   if result is None:
     return note(f"No classifier was fitted: {why}.")
@@ -88,7 +111,8 @@ def _temporal_section(out_dir, temporal, averages) -> str:
            f"frames at {deep.fps:g} frames/s. Each permutation shuffles the speakers' "
            "languages and reruns the whole training, early stopping included; "
            "no speaker is ever on two sides of a split. Per speaker: "
-           "temporal_speakers.csv.</p>")
+           "temporal_speakers.csv. The lead-lag section above tests order and "
+           "lag between AUs pair by pair, with the speaker as the unit.</p>")
   if deep.left_out:
     body += note(f"{len(deep.left_out)} video(s) left out of the temporal "
                  "model: " + "; ".join(deep.left_out))
@@ -147,6 +171,7 @@ def write(out_dir, manifest, videos, speakers, table, mixed_table, result, why,
                                      errors)),
               ("AU use by language", figs),
               ("Group differences per AU", _stats_section(table, mixed_table)),
+              ("Timing between AUs (lead-lag)", _lead_section(table)),
               ("Classifier: first language from AU features",
                _classifier_section(out_dir, result, why))]
   if temporal is not None:

@@ -3,7 +3,8 @@
 Two languages: Mann-Whitney U, effect size the rank-biserial correlation
 r = 2U / (n1 n2) - 1 (positive: the second language, alphabetically, is higher).
 More: Kruskal-Wallis H, effect size epsilon^2 = H / (n - 1). p-values are
-Benjamini-Hochberg adjusted across the AUs of one feature kind. Effect sizes get a
+Benjamini-Hochberg adjusted across the AUs of one feature kind (for the lead-lag
+kind: across every pair x lag, a family of 3 x 66 for 12 AUs). Effect sizes get a
 percentile bootstrap CI, resampling speakers within each language. A language with
 fewer than `min_per_group` speakers makes the test undefined: the row says so and
 carries no p-value.
@@ -96,6 +97,9 @@ def group_tests(speakers: pd.DataFrame, kind: str = "rate",
     medians = {f"median_{g}": (float(np.median(x)) if len(x) else np.nan)
                for g, x in zip(langs, groups)}
     row = {"feature": col, "au": col.split("_")[0], "kind": kind, **sizes, **medians}
+    if kind == features.LEAD:  # lead_06x12_250ms: the pair, and the lag
+      _, pair, lag = col.split("_")
+      row.update(au="AU{}-AU{}".format(*pair.split("x")), lag_ms=int(lag[:-2]))
     small = [g for g, x in zip(langs, groups) if len(x) < min_per_group]
     if len(langs) < 2 or small:
       why = ("only one first language" if len(langs) < 2 else
