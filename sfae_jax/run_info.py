@@ -108,19 +108,16 @@ def copy_path(workdir, step: int) -> epath.Path:
   return epath.Path(workdir) / "checkpoints" / str(step) / RECORD_ITEM / "metadata"
 
 
-def _copies(workdir) -> list[int]:
-  """Steps of the checkpoints that hold a copy of the record, newest first."""
+def _restore_hint(workdir, target) -> str:
+  """How to restore `target` from the newest checkpoint that keeps a copy; ""
+  when `workdir` has no checkpoint."""
   folder = epath.Path(workdir) / "checkpoints"
   steps = sorted((int(d.name) for d in folder.iterdir() if d.name.isdigit()),
                  reverse=True) if folder.is_dir() else []
-  return [s for s in steps if copy_path(workdir, s).exists()] or steps
-
-
-def _restore_hint(workdir, target) -> str:
-  steps = _copies(workdir)
-  if steps and copy_path(workdir, steps[0]).exists():
-    return (f"Restore it from the copy in the newest checkpoint: cp "
-            f"{copy_path(workdir, steps[0])} {target}")
+  copies = [copy_path(workdir, s) for s in steps if copy_path(workdir, s).exists()]
+  if copies:
+    return (f"Restore it from the copy in the newest checkpoint: cp {copies[0]} "
+            f"{target}")
   if steps:
     return ("Its checkpoints keep no copy of it (they predate copies): restore "
             f"{target} from a backup, or train again in a new workdir.")
