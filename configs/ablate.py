@@ -7,7 +7,7 @@ Same synthetic BP4D (41 subjects x 2 tasks; train parts 1+2, test part 3 = 13
 unseen subjects), tiny SFAE-Net, AdamW; reduced to a 64x64 input (the 176 crop
 resized) and 2 epochs (276 steps; lr x 0.3 after the first), every variant alike.
 About 2.5 minutes per run on 2 CPU cores; `sfae_jax.ablate` runs each variant with
-3 seeds (README, "Ablations").
+3 seeds (docs/results.md, "Ablations").
 """
 
 from configs import synthetic

@@ -7,7 +7,7 @@ Same model, losses, optimiser and schedule as `configs/default.py` (SGD + Nester
 lr 0.01 x 0.3 every 2 epochs, 12 epochs, global batch 16); convolutions and matmuls
 in bfloat16, everything that accumulates (parameters, BatchNorm statistics, the
 loss, the optimiser state) in float32. `launch/` starts it on a Cloud TPU VM or a
-SLURM GPU cluster; see the README's "Cloud and cluster runs".
+SLURM GPU cluster; see docs/cluster.md.
 
 The global batch stays the paper's 16 so the recipe is the paper's; on many
 devices that is 1-2 images per device (BatchNorm statistics are synchronised over

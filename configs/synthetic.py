@@ -7,7 +7,7 @@ Generates all 41 BP4D subject ids x 2 tasks x 40 frames in BP4D's layout
 (data/bp4d_synthetic), builds it with the real TFDS builder (data/tfds), trains a
 reduced SFAE-Net (tiny widths, 96x96 input) on parts 1+2 and evaluates on part 3
 (held-out subjects). Sized for 2 CPU cores: about 13 minutes, data included.
-Expected: mean F1 on part 3 about 0.72, accuracy about 0.84 (measured; README).
+Expected: mean F1 on part 3 about 0.72, accuracy about 0.84 (measured; docs/results.md).
 More identities helped most: 8 training subjects gave 0.57, 20 gave 0.65, 28 0.72.
 """
 
@@ -26,7 +26,7 @@ def get_config(arg=None):
   c.model = "sfae_net_tiny"
   # The light per-AU branch keeps this demo near 13 minutes on 2 cores; the deep
   # default's is ~1.8x slower here (21 vs 38 images/s) and scored 3 points more
-  # in the ablation (README, "Ablations").
+  # in the ablation (docs/results.md, "Ablations").
   c.local_branch = "light"
   c.input_size = 96
   c.max_rotation = 5.0

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One accelerator, about 5 minutes: the figures of the README's performance section.
+# One accelerator, about 5 minutes: the figures of docs/model.md's Performance section.
 #
 #   bash launch/gpu_benchmark.sh                 # on a GPU/TPU machine, repo root
 #   SMOKE=1 bash launch/gpu_benchmark.sh         # tiny sizes: checks the script on CPU

@@ -15,7 +15,7 @@ Steps (each a subcommand; `all` = create, setup, stage, train):
            installs it with the `tpu` extra into a venv
   stage    copies the built TFDS dataset from BUCKET/tfds to each worker's local
            disk (/tmp/tfds): array_record random access from a bucket is slower
-           than the step rate needs (README, "Cloud and cluster runs")
+           than the step rate needs (docs/cluster.md)
   train    starts the train command on all workers in the background; rerunning it
            resumes from the last checkpoint in BUCKET/runs/NAME
   logs     follows worker 0's log (process 0 prints progress)

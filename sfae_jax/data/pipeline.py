@@ -54,7 +54,7 @@ def auto_workers(cores: int | None = None, local_processes: int = 1) -> int:
 
   Two cores stay with the training process (dispatch, host-to-device copies, the
   XLA:CPU runtime); the rest decode, up to MAX_WORKERS. One 200x200 JPEG decodes
-  in well under a millisecond per core (measured: README, performance), so 16
+  in well under a millisecond per core (measured: docs/model.md, Performance), so 16
   workers feed several thousand images/s. With two cores or fewer, reading is
   inline: a worker would only take a core from the step."""
   cores = (cores or host_cores()) // max(1, local_processes)

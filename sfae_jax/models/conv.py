@@ -14,7 +14,7 @@ local learning). Two implementations compute the same maths:
   (docs/accelerators.md has the figures).
 * ``"cpu"``: the same forward convolutions, but with a hand-written backward pass,
   and grouped convolutions run group by group. Measured on a 2-core AMD EPYC, batch
-  16, float32 (``scratch`` measurements written down in the README's performance
+  16, float32 (``scratch`` measurements written down in docs/model.md's performance
   section): XLA:CPU computes a convolution's kernel gradient as a convolution whose
   "kernel" is the whole feature map, at 5 GFLOP/s (a 64->128 conv on 44x44: 949 ms
   for the kernel gradient against 58 ms forward); nine GEMMs over shifted views

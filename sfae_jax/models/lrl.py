@@ -23,7 +23,8 @@ class LandmarkBranch(nn.Module):
   coordinates) = ``((W - 1) / 2, (H - 1) / 2) + fc``. `units='image_fraction'` is
   the head of runs recorded before it, ``(0.5 + fc) * (W, H) - 0.5``: at 176x176
   it multiplies the landmark loss's curvature in the head's weights by 176^2, and
-  the paper's SGD lr 0.01 diverged within 10 steps (README, "Stability").
+  the paper's SGD lr 0.01 diverged within 10 steps (docs/results.md, the
+  synthetic run).
 
   `[B, h, w, C] -> (f2 [B, hidden], landmarks [B, L, 2] as (x, y))`.
   """
