@@ -12,7 +12,7 @@ import pytest
 from sfae_jax import analyze
 import sfae_jax.analyze.__main__  # noqa: F401  (the CLI)
 from sfae_jax.analyze import classify, features, stats, tracks
-from tests.analyze import synthetic_tracks as st
+from sfae_jax.analyze import synthetic as st
 
 
 def _run(tmp_path, seed, **kw):

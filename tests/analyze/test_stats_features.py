@@ -7,7 +7,7 @@ from scipy import stats as sps
 
 from sfae_jax import analyze
 from sfae_jax.analyze import features, stats
-from tests.analyze import synthetic_tracks as st
+from sfae_jax.analyze import synthetic as st
 
 
 def test_bh_fdr_matches_statsmodels_and_keeps_nan():
