@@ -27,8 +27,7 @@ def main(argv=None) -> int:
                            "(sfae_jax/analyze/temporal.py)")
   parser.add_argument("--temporal-permutations", type=int, default=99,
                       help="its permutation test's label shuffles (each retrains "
-                           "every fold; ~1 s per training on 2 CPU cores for 24 "
-                           "speakers' 40 s videos)")
+                           "every fold; see docs/analysis.md for the time)")
   args = parser.parse_args(argv)
   try:
     out = analyze.run_analysis(args.manifest, args.out, args.workdir, args.every,

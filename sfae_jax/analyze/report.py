@@ -94,6 +94,10 @@ def _classifier_section(out_dir, result, why) -> str:
   return body
 
 
+POWER_TABLE = ("the power table in docs/analysis.md "
+               "(python -m sfae_jax.analyze.power)")
+
+
 def _temporal_section(out_dir, temporal, averages) -> str:
   deep, why = temporal
   if deep is None:
@@ -108,11 +112,13 @@ def _temporal_section(out_dir, temporal, averages) -> str:
       "model", "balanced accuracy (speakers)", "chance", "permutation p",
       "permutations", "folds"]))
   body += (f"<p>{deep.videos} videos, {deep.windows} windows of {deep.window} "
-           f"frames at {deep.fps:g} frames/s. Each permutation shuffles the speakers' "
+           f"bins at {deep.fps:g} bins/s. Model: lagged products of every ordered "
+           f"pair of AUs, {deep.settings}. Each permutation shuffles the speakers' "
            "languages and reruns the whole training, early stopping included; "
            "no speaker is ever on two sides of a split. Per speaker: "
-           "temporal_speakers.csv. The lead-lag section above tests order and "
-           "lag between AUs pair by pair, with the speaker as the unit.</p>")
+           "temporal_speakers.csv. Its power and false alarms on planted order "
+           f"and lag differences: {POWER_TABLE}. The lead-lag tests above say "
+           "which pair and lag differ, with the speaker as the unit.</p>")
   if deep.left_out:
     body += note(f"{len(deep.left_out)} video(s) left out of the temporal "
                  "model: " + "; ".join(deep.left_out))
@@ -171,12 +177,15 @@ def write(out_dir, manifest, videos, speakers, table, mixed_table, result, why,
                                      errors)),
               ("AU use by language", figs),
               ("Group differences per AU", _stats_section(table, mixed_table)),
-              ("Timing between AUs (lead-lag)", _lead_section(table)),
               ("Classifier: first language from AU features",
                _classifier_section(out_dir, result, why))]
-  if temporal is not None:
-    sections.append(("Temporal model: first language from AU dynamics",
-                     _temporal_section(out_dir, temporal, result)))
+  if temporal is None:
+    sections.append(("Timing between AUs (lead-lag)", _lead_section(table)))
+  else:  # the pair-by-pair tests beside the model, so a find names its pair and lag
+    sections.append(("Temporal: order and lag between AUs, and the temporal model",
+                     "<h3>Lead-lag, pair by pair</h3>" + _lead_section(table)
+                     + "<h3>Temporal model: first language from AU dynamics</h3>"
+                     + _temporal_section(out_dir, temporal, result)))
   if origin is not None:
     sections.append(("Where these AU values come from",
                      _provenance_section(origin)))

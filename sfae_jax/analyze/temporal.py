@@ -1,20 +1,28 @@
-"""The deep first-language model the paper proposes: a small temporal
-network over per-frame AU tracks, speaker-grouped, with a permutation test.
+"""The temporal first-language model: which AU moves before which, and by how
+much, learned from per-frame AU tracks, speaker-grouped, with a permutation test.
 
 Averages (`features`, `classify`) cannot see *how* AUs move while a person speaks:
-the order and timing of activations. This model reads the tracks themselves:
+the order and timing of activations at phonetic scales (tens to hundreds of
+milliseconds). This model reads the tracks themselves:
 
-* **Input**: per video, the main face's AU probabilities frame by frame (the
-  face_id with the most successful frames, as `features`), resampled to `fps`;
-  frames with `success=0` (no face, decode errors, another face) are masked, never
-  interpolated.
-* **Model** (`TemporalAUNet`, small by design: data sets of this kind have tens of
-  speakers): two 1-D convolutions over time (kernel 5, the second dilated x2: a
-  receptive field of 13 frames, 1.3 s at 10 fps) with `features` channels, a masked
-  mean over each fixed-length window (`window_s` seconds), dropout, a linear layer:
-  one prediction per window. Windows with under half their frames analysed are
-  left out. A video's probabilities are the mean over its windows; a speaker's,
-  the mean over their videos; every score is over speakers.
+* **Input**: per video, the main face's AU probabilities (the face_id with the
+  most successful frames, as `features`), averaged into bins of 1/`fps` seconds
+  where `fps` is the tracks' own frame rate, or `max_fps` when they are faster
+  (`model_fps`). A bin with under half its frames analysed (`success=0`: no face,
+  decode errors, another face) is masked, never interpolated.
+* **Lagged products**: each AU's track minus its video mean, over its standard
+  deviation across all videos (labels play no part), and per window of
+  `window_s` seconds the mean of z_a(t) z_b(t + l) for every ordered pair of AUs
+  (a, b) and every lag l from 0 to `max_lag_s`. Order is explicit here:
+  a before b shows at (a, b, l > 0), b before a at (b, a, l > 0).
+* **Model** (`LaggedBilinear`): `rank` components, each a weighting u of the
+  leading AUs, v of the following AUs and g of the lags; component r's value in a
+  window is sum u_a v_b g_l C_abl, i.e. the mean over the window of
+  (u . z)(t) * ((g * v . z))(t + l), a learned temporal filter followed by
+  second-order pooling; a linear layer on the components gives one prediction
+  per window. Windows with under half their bins analysed are left out. A
+  video's probabilities are the mean over its windows; a speaker's, the mean
+  over their videos; every score is over speakers.
 * **Training**: AdamW with weight decay, window-level cross-entropy weighted so that
   every speaker counts once and both languages equally; early stopping on an inner
   split of the training speakers (the parameters of the step with the lowest inner
@@ -27,17 +35,22 @@ the order and timing of activations. This model reads the tracks themselves:
   times; p = (1 + #null >= observed) / (1 + n).
 
 All trainings (folds x label permutations) run at once: `jax.vmap` over tasks,
-the whole optimisation in one `lax.scan`, in chunks of `chunk` tasks.
+the whole optimisation in one `lax.scan`, in chunks of `chunk` tasks. Its power
+on order and lag differences from 0.1 to 0.5 s, with episodes of 0.2 to 1 s, is
+the table in docs/analysis.md (`python -m sfae_jax.analyze.power`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from typing import Optional
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pandas as pd
 from sklearn.metrics import balanced_accuracy_score
 
@@ -46,18 +59,24 @@ from sfae_jax.analyze import features
 
 @dataclasses.dataclass(frozen=True)
 class TemporalConfig:
-  fps: float = 10.0           # tracks are resampled to this rate
-  window_s: float = 4.0       # seconds per window
-  features: int = 8           # channels of both convolutions
-  kernel: int = 5
-  dropout: float = 0.3        # on the pooled window features
+  max_fps: float = 15.0       # tracks are averaged down to at most this rate
+  max_lag_s: float = 1.0      # lags 0 .. max_lag_s between every pair of AUs
+  window_s: float = 20.0      # seconds per window (one training example)
+  rank: int = 4               # (leading AUs, following AUs, lag profile) components
   learning_rate: float = 2e-2
   weight_decay: float = 1e-2
-  steps: int = 100            # full-batch AdamW steps per training
+  steps: int = 200            # full-batch AdamW steps per training
   n_splits: int = 4           # outer folds (speaker-grouped, stratified)
   inner_fraction: float = 0.25  # of each fold's training speakers, for early stopping
   chunk: int = 32             # trainings per vmapped call
   top_moments: int = 40       # per class, for the figure
+
+  def describe(self) -> str:
+    return (f"{self.rank} components over lags 0-{self.max_lag_s:g} s, "
+            f"{self.window_s:g} s windows, AdamW (learning rate "
+            f"{self.learning_rate:g}, weight decay {self.weight_decay:g}) for "
+            f"{self.steps} full-batch steps with early stopping, "
+            f"{self.n_splits} speaker-grouped folds")
 
 
 @dataclasses.dataclass
@@ -65,51 +84,77 @@ class Sequences:
   """Every video's AU track on one time grid, padded to a whole number of
   windows."""
   x: np.ndarray           # [V, T, A] probabilities, 0 where masked
-  mask: np.ndarray        # [V, T] bool: an analysed frame of the main face
+  mask: np.ndarray        # [V, T] bool: a bin with the main face analysed
   videos: list
   speakers: np.ndarray    # [V]
   au_names: list
-  window: int             # frames per window
+  fps: float              # bins per second
+  window: int             # bins per window
   left_out: list          # "video: why" for the manifest's videos not used
 
   @property
   def valid(self) -> np.ndarray:
-    """[V, S] windows with at least half their frames analysed."""
+    """[V, S] windows with at least half their bins analysed."""
     v, t = self.mask.shape
     return self.mask.reshape(v, t // self.window, self.window).mean(-1) >= 0.5
 
 
+def native_fps(track: pd.DataFrame) -> float:
+  """Frames per second of a track (its median timestamp step); NaN when it
+  cannot tell (fewer than two frames, constant timestamps)."""
+  stamps = np.sort(track.drop_duplicates("frame")["timestamp"].to_numpy(float))
+  dt = float(np.median(np.diff(stamps))) if len(stamps) > 1 else 0.0
+  return 1.0 / dt if dt > 0 else float("nan")
+
+
+def model_fps(track_map: dict, videos, max_fps: float) -> float:
+  """The model's rate: the slowest of the videos' own frame rates, at most
+  `max_fps`."""
+  rates = [native_fps(track_map[v]) for v in videos]
+  rates = [r for r in rates if np.isfinite(r)]
+  return float(min([max_fps] + rates))
+
+
 def video_sequence(track: pd.DataFrame, fps: float) -> tuple[np.ndarray, np.ndarray,
                                                               list]:
-  """(x `[T, A]`, mask `[T]`, AU names) of one track at about `fps` frames/s."""
+  """(x `[T, A]`, mask `[T]`, AU names) of one track in bins of 1/`fps` s: a
+  bin's value is the mean of its analysed frames of the main face, and it is
+  masked (0) when under half of its frames are analysed."""
   aus = [f"AU{a:02d}" for a in features.au_ids_of(track)]
-  frames = np.sort(track["frame"].unique())
+  frames = track.drop_duplicates("frame").sort_values("frame")
   main = features.main_face(track)
-  if main is None or len(frames) == 0:
+  if main is None or frames.empty:
     return np.zeros((0, len(aus)), np.float32), np.zeros(0, bool), aus
-  stamps = track.drop_duplicates("frame").set_index("frame")["timestamp"]
-  dt = float(np.median(np.diff(stamps.loc[frames].to_numpy(float)))) \
-      if len(frames) > 1 else 1.0 / fps
-  step = max(1, int(round(1.0 / (fps * dt)))) if dt > 0 else 1
-  grid = frames[::step]
+  stamps = frames["timestamp"].to_numpy(float)
+  t0 = stamps[0]
+  bin_of = pd.Series(np.floor((stamps - t0) * fps + 1e-6).astype(int),
+                     index=frames["frame"].to_numpy())
+  n_bins = int(bin_of.max()) + 1
+  per_bin = np.bincount(bin_of.to_numpy(), minlength=n_bins)  # frames of each bin
   face = track[(track["face_id"] == main) & (track["success"] == 1)]
-  face = face.drop_duplicates("frame").set_index("frame")
-  rows = face.reindex(grid)
-  mask = rows[aus].notna().all(axis=1).to_numpy()
-  x = np.nan_to_num(rows[aus].to_numpy(np.float32)) * mask[:, None]
+  face = face.drop_duplicates("frame")
+  face = face[face[aus].notna().all(axis=1)]
+  bins = bin_of.loc[face["frame"].to_numpy()].to_numpy()
+  counts = np.bincount(bins, minlength=n_bins)
+  sums = np.stack([np.bincount(bins, face[a].to_numpy(float), minlength=n_bins)
+                   for a in aus], axis=-1)
+  mask = counts >= 0.5 * per_bin
+  x = np.where(mask[:, None], sums / np.maximum(counts, 1)[:, None], 0.0)
   return x.astype(np.float32), mask, aus
 
 
 def sequences(manifest: pd.DataFrame, track_map: dict,
               config: TemporalConfig) -> Sequences:
   """The manifest's videos that have a track and an analysable window."""
-  window = max(1, int(round(config.window_s * config.fps)))
+  have = [v for v in manifest["video"] if v in track_map]
+  fps = model_fps(track_map, have, config.max_fps)
+  window = max(1, int(round(config.window_s * fps)))
   xs, masks, names, speakers, aus, left_out = [], [], [], [], None, []
   for _, m in manifest.iterrows():
     if m["video"] not in track_map:
       left_out.append(f"{m['video']}: no track")
       continue
-    x, mask, names_v = video_sequence(track_map[m["video"]], config.fps)
+    x, mask, names_v = video_sequence(track_map[m["video"]], fps)
     if aus is None:
       aus = names_v
     elif names_v != aus:
@@ -129,14 +174,50 @@ def sequences(manifest: pd.DataFrame, track_map: dict,
   if not xs:
     raise ValueError("no video has a window with half its frames analysed: "
                      + "; ".join(left_out))
-  t = window * max(1, math.ceil(max(len(x) for x in xs) / window))
+  t = window * max(1, -(-max(len(x) for x in xs) // window))
   x_all = np.zeros((len(xs), t, len(aus)), np.float32)
   m_all = np.zeros((len(xs), t), bool)
   for i, (x, mask) in enumerate(zip(xs, masks)):
     x_all[i, :len(x)] = x
     m_all[i, :len(mask)] = mask
-  return Sequences(x_all, m_all, names, np.asarray(speakers), aus, window,
+  return Sequences(x_all, m_all, names, np.asarray(speakers), aus, fps, window,
                    left_out)
+
+
+def standardized(seqs: Sequences) -> np.ndarray:
+  """[V, T, A]: each AU minus its video's mean over analysed bins, over its
+  standard deviation across all videos' analysed bins; 0 where masked."""
+  m = seqs.mask[..., None]
+  n = np.maximum(m.sum(1, keepdims=True), 1)
+  centred = np.where(m, seqs.x - (seqs.x * m).sum(1, keepdims=True) / n, 0.0)
+  sd = np.sqrt((centred ** 2).sum((0, 1)) / max(int(seqs.mask.sum()), 1))
+  return (centred / np.where(sd > 0, sd, 1.0)).astype(np.float32)
+
+
+def lags(seqs: Sequences, config: TemporalConfig) -> np.ndarray:
+  """Lags in bins, 0 .. max_lag_s."""
+  return np.arange(int(round(config.max_lag_s * seqs.fps)) + 1)
+
+
+def lagged_products(seqs: Sequences, lag_bins: np.ndarray) -> np.ndarray:
+  """C `[V, S, A, A, L]`: per window s, the mean over its bins t (with t and
+  t + l both analysed) of z_a(t) z_b(t + l), z = `standardized`; 0 when no such
+  pair of bins."""
+  z = standardized(seqs)
+  v, t, a = z.shape
+  s = t // seqs.window
+  out = np.zeros((v, s, a, a, len(lag_bins)), np.float32)
+  for k, lag in enumerate(lag_bins):
+    lead = z[:, :t - lag]                       # z(t)
+    follow = z[:, lag:]                         # z(t + l)
+    both = (seqs.mask[:, :t - lag] & seqs.mask[:, lag:]).astype(np.float32)
+    prod = np.pad(np.einsum("vta,vtb->vtab", lead, follow * both[..., None]),
+                  ((0, 0), (0, lag), (0, 0), (0, 0)))
+    count = np.pad(both, ((0, 0), (0, lag)))
+    sums = prod.reshape(v, s, seqs.window, a, a).sum(2)
+    n = count.reshape(v, s, seqs.window).sum(2)
+    out[..., k] = sums / np.maximum(n, 1)[..., None, None]
+  return out
 
 
 def speaker_splits(languages: pd.Series, n_splits: int, inner_fraction: float,
@@ -166,90 +247,84 @@ def speaker_splits(languages: pd.Series, n_splits: int, inner_fraction: float,
   return out
 
 
-def _model(num_classes: int, config: TemporalConfig, window: int):
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+class LaggedBilinear(nn.Module):
+  """`C [V, S, A, A, L] -> window logits [V, S, K]`: `rank` components
+  sum_abl u_a v_b g_l C_abl (leading AUs u, following AUs v, lag profile g),
+  then a linear layer."""
+  num_classes: int
+  rank: int
 
-  class TemporalConv(nn.Module):
-    """1-D 'SAME' convolution over time as a Dense layer on the `kernel` shifted
-    copies: under `vmap` over trainings it is one batched matrix product (XLA's
-    CPU convolutions batched over kernels were 10x slower)."""
-    features: int
-    dilation: int = 1
-
-    @nn.compact
-    def __call__(self, h):
-      half = config.kernel // 2 * self.dilation
-      padded = jnp.pad(h, ((0, 0), (half, half), (0, 0)))
-      t = h.shape[1]
-      taps = [padded[:, k * self.dilation:k * self.dilation + t]
-              for k in range(config.kernel)]
-      return nn.Dense(self.features)(jnp.concatenate(taps, axis=-1))
-
-  class TemporalAUNet(nn.Module):
-    """`x [V, T, A], mask [V, T] -> (window logits [V, S, K], frame logits
-    [V, T, K])`: a window's logits are the masked mean of its frames' (the same
-    as the linear layer on the mean feature), so the frame logits say which
-    moments carry the evidence."""
-
-    @nn.compact
-    def __call__(self, x, mask, *, train: bool):
-      h = x * mask[..., None]
-      h = nn.gelu(TemporalConv(config.features)(h))
-      h = nn.gelu(TemporalConv(config.features, dilation=2)(h))
-      h = nn.Dropout(config.dropout, deterministic=not train)(h)
-      frames = nn.Dense(num_classes)(h)
-      v, t, k = frames.shape
-      m = mask.reshape(v, t // window, window, 1).astype(frames.dtype)
-      windows = (frames.reshape(v, t // window, window, k) * m).sum(2) / \
-          jnp.maximum(m.sum(2), 1.0)
-      return windows, frames
-
-  return TemporalAUNet()
+  @nn.compact
+  def __call__(self, c):
+    _, _, a, _, n_lags = c.shape
+    init = nn.initializers.normal(1.0)
+    u = self.param("lead", init, (self.rank, a)) / np.sqrt(a)
+    v = self.param("follow", init, (self.rank, a)) / np.sqrt(a)
+    g = self.param("lag", init, (self.rank, n_lags)) / np.sqrt(n_lags)
+    # the components as one [A * A * L, rank] matrix: a single matrix product
+    # with the data, which `vmap` over trainings turns into one larger one
+    weights = jnp.einsum("ra,rb,rl->ablr", u, v, g).reshape(-1, self.rank)
+    z = c.reshape(*c.shape[:2], -1) @ weights
+    return nn.Dense(self.num_classes)(z)
 
 
 @functools.lru_cache(maxsize=8)
-def _trainer(num_classes: int, config: TemporalConfig, window: int):
-  """jit(vmap over tasks) of a whole training: (keys [P], x, mask, y [P, V],
-  w_fit [P, V, S], w_val [P, V, S]) -> (window probabilities [P, V, S, K],
-  frame evidence [P, V, T, K]: frame logits minus their mean over classes) of
-  the parameters with the lowest inner-validation loss."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import optax  # pylint: disable=g-import-not-at-top
-  model = _model(num_classes, config, window)
+def _trainer(num_classes: int, config: TemporalConfig):
+  """jit(vmap over tasks) of a whole training: (keys [P], C, y [P, V],
+  w_fit [P, V, S], w_val [P, V, S]) -> (window probabilities [P, V, S, K], the
+  parameters with the lowest inner-validation loss)."""
+  model = LaggedBilinear(num_classes, config.rank)
   tx = optax.adamw(config.learning_rate, weight_decay=config.weight_decay)
 
-  def loss_fn(params, key, x, mask, y, w, train):
-    logits, _ = model.apply({"params": params}, x, mask, train=train,
-                            rngs={"dropout": key})
+  def losses(params, c, y, w_fit, w_val):
+    """(fit loss, inner-validation loss) of one forward pass."""
+    logits = model.apply({"params": params}, c)
     ce = optax.softmax_cross_entropy_with_integer_labels(
         logits, jnp.broadcast_to(y[:, None], logits.shape[:2]))
-    return (ce * w).sum()
+    return (ce * w_fit).sum(), (ce * w_val).sum()
 
-  def one(key, x, mask, y, w_fit, w_val):
-    init_key, key = jax.random.split(key)
-    params = model.init(init_key, x[:1], mask[:1], train=False)["params"]
+  def one(key, c, y, w_fit, w_val):
+    params = model.init(key, c[:1])["params"]
     opt = tx.init(params)
-    best = (params, loss_fn(params, key, x, mask, y, w_val, False))
+    best = (params, jnp.inf)
 
-    def step(carry, k):
+    def step(carry, _):
       params, opt, best = carry
-      grads = jax.grad(loss_fn)(params, k, x, mask, y, w_fit, True)
-      updates, opt = tx.update(grads, opt, params)
-      params = optax.apply_updates(params, updates)
-      val = loss_fn(params, k, x, mask, y, w_val, False)
-      better = val < best[1]
+      (_, val), grads = jax.value_and_grad(losses, has_aux=True)(
+          params, c, y, w_fit, w_val)
+      better = val < best[1]  # `val` is of `params`, before this update
       best = jax.tree.map(lambda a, b: jnp.where(better, a, b),
                           (params, val), best)
+      updates, opt = tx.update(grads, opt, params)
+      params = optax.apply_updates(params, updates)
       return (params, opt, best), None
 
-    (_, _, (params, _)), _ = jax.lax.scan(
-        step, (params, opt, best), jax.random.split(key, config.steps))
-    logits, frames = model.apply({"params": params}, x, mask, train=False)
-    return jax.nn.softmax(logits, -1), frames - frames.mean(-1, keepdims=True)
+    (_, _, (params, _)), _ = jax.lax.scan(step, (params, opt, best), None,
+                                          length=config.steps)
+    logits = model.apply({"params": params}, c)
+    return jax.nn.softmax(logits, -1), params
 
-  return jax.jit(jax.vmap(one, in_axes=(0, None, None, 0, 0, 0)))
+  return jax.jit(jax.vmap(one, in_axes=(0, None, 0, 0, 0)))
+
+
+def frame_evidence(params, z: np.ndarray, lag_bins: np.ndarray) -> np.ndarray:
+  """[V, T, K]: each bin's share of the window logits under `params` (one
+  training's): sum_r W_rk sum_l g_rl (u_r . z)(t) (v_r . z)(t + l), minus its
+  mean over classes. Where it is high for class k, the moment at t (and what
+  follows it) is evidence for k."""
+  p = jax.tree.map(np.asarray, params)
+  rank, a = p["lead"].shape
+  u = p["lead"] / np.sqrt(a)
+  v = p["follow"] / np.sqrt(a)
+  g = p["lag"] / np.sqrt(len(lag_bins))
+  lead = z @ u.T                                   # [V, T, R]
+  follow = z @ v.T
+  t = z.shape[1]
+  comp = np.zeros_like(lead)
+  for k, lag in enumerate(lag_bins):
+    comp[:, :t - lag] += g[:, k] * lead[:, :t - lag] * follow[:, lag:]
+  frames = comp @ p["Dense_0"]["kernel"]
+  return frames - frames.mean(-1, keepdims=True)
 
 
 def _weights(seqs: Sequences, speakers, y_video, num_classes) -> np.ndarray:
@@ -287,20 +362,22 @@ class Result:
                            # around its most confident moments
   au_names: list
   fps: float
-  window: int              # frames per window
+  window: int              # bins per window
   windows: int             # analysable windows
   videos: int
   left_out: list           # "video: why" for videos not used
   splits: list             # the real labels' {'fit', 'val', 'test'} speakers
+  settings: str            # the model's settings, in words
 
 
 def classify(manifest: pd.DataFrame, track_map: dict,
              config: Optional[TemporalConfig] = None, n_permutations: int = 50,
              seed: int = 0, progress=None) -> Result:
   """Speaker-grouped cross-validated temporal model + its permutation test."""
-  import jax  # pylint: disable=g-import-not-at-top
   config = config or TemporalConfig()
   seqs = sequences(manifest, track_map, config)
+  lag_bins = lags(seqs, config)
+  c = lagged_products(seqs, lag_bins)
   lang_of = manifest.drop_duplicates("speaker").set_index("speaker")[
       "first_language"]
   languages = lang_of.loc[sorted(set(seqs.speakers))]
@@ -321,8 +398,9 @@ def classify(manifest: pd.DataFrame, track_map: dict,
     for split in speaker_splits(lab, n_splits, config.inner_fraction, seed + i):
       tasks.append((i, split))
   y = np.stack([lab.loc[seqs.speakers].map(code).to_numpy() for lab in labellings])
-  train = _trainer(len(classes), config, seqs.window)
+  train = _trainer(len(classes), config)
   probs, evidence = [], []
+  z = standardized(seqs)
   chunk = min(config.chunk, len(tasks))
   for start in range(0, len(tasks), chunk):
     part = tasks[start:start + chunk]
@@ -332,11 +410,12 @@ def classify(manifest: pd.DataFrame, track_map: dict,
     w_val = np.stack([_weights(seqs, s["val"], y[i], len(classes)) for i, s in pad])
     keys = jax.random.split(jax.random.key(seed), len(tasks) + chunk)[
         start:start + chunk]
-    out, frames = train(keys, seqs.x, seqs.mask, ys, w_fit, w_val)
+    out, params = train(keys, c, ys, w_fit, w_val)
     probs.extend(np.asarray(out)[:len(part)])
     # the frame evidence only for the real labels' trainings (the figure)
-    evidence.extend(np.asarray(frames[k]) if i == 0 else None
-                    for k, (i, _) in enumerate(part))
+    evidence.extend(
+        frame_evidence(jax.tree.map(lambda p, k=k: p[k], params), z, lag_bins)
+        if i == 0 else None for k, (i, _) in enumerate(part))
     if progress:
       progress(min(start + chunk, len(tasks)), len(tasks))
   valid = seqs.valid
@@ -367,9 +446,10 @@ def classify(manifest: pd.DataFrame, track_map: dict,
       balanced_accuracy=float(observed), chance=1.0 / len(classes),
       p_value=float(p_value), n_permutations=n_permutations, n_splits=n_splits,
       null=null, speaker_predictions=table, confusion=cm, courses=courses,
-      au_names=seqs.au_names, fps=config.fps, window=seqs.window,
+      au_names=seqs.au_names, fps=seqs.fps, window=seqs.window,
       windows=int(valid.sum()), videos=len(seqs.videos), left_out=seqs.left_out,
-      splits=[split for i, split in tasks if i == 0])
+      splits=[split for i, split in tasks if i == 0],
+      settings=config.describe())
 
 
 def _confident_courses(seqs, tasks, evidence, languages, classes, config) -> dict:
@@ -377,7 +457,7 @@ def _confident_courses(seqs, tasks, evidence, languages, classes, config) -> dic
   seconds either side) around the `top_moments` held-out frames of that
   language's speakers where the model saw the most evidence for it (real labels;
   at most one moment per 3 seconds of a video)."""
-  half = max(1, int(round(1.5 * config.fps)))
+  half = max(1, int(round(1.5 * seqs.fps)))
   v, t, a = seqs.x.shape
   padded = np.pad(seqs.x, ((0, 0), (half, half), (0, 0)))
   pmask = np.pad(seqs.mask, ((0, 0), (half, half)))
