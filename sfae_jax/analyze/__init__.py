@@ -5,8 +5,9 @@
 
 `run_analysis` is the whole job as a function; the modules are `tracks`
 (manifest, predict with cache), `features`, `stats`, `classify`, `temporal` (the
-deep model over AU time courses, `--temporal`), `figures` (the PNGs) and `report`
-(report.html).
+model over AU time courses, `--temporal`), `figures` (the PNGs) and `report`
+(report.html); `synthetic` makes tracks with planted effects and `power`
+(`python -m sfae_jax.analyze.power`) measures what the analysis finds in them.
 """
 
 from __future__ import annotations

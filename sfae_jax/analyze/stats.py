@@ -66,6 +66,10 @@ def rank_biserial(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 
 
 def _bootstrap_ci(groups, n_boot: int, rng) -> tuple[float, float]:
+  """95 % percentile interval of the effect size; NaN with `n_boot=0` (tests
+  only, as the power table needs)."""
+  if n_boot == 0:
+    return float("nan"), float("nan")
   if len(groups) == 2:  # vectorised: all resamples at once
     a, b = groups
     values = rank_biserial(a[rng.integers(0, len(a), (n_boot, len(a)))],
