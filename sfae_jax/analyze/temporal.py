@@ -15,14 +15,16 @@ milliseconds). This model reads the tracks themselves:
   `window_s` seconds the mean of z_a(t) z_b(t + l) for every ordered pair of AUs
   (a, b) and every lag l from 0 to `max_lag_s`. Order is explicit here:
   a before b shows at (a, b, l > 0), b before a at (b, a, l > 0).
-* **Model** (`LaggedBilinear`): `rank` components, each a weighting u of the
-  leading AUs, v of the following AUs and g of the lags; component r's value in a
-  window is sum u_a v_b g_l C_abl, i.e. the mean over the window of
-  (u . z)(t) * ((g * v . z))(t + l), a learned temporal filter followed by
-  second-order pooling; a linear layer on the components gives one prediction
-  per window. Windows with under half their bins analysed are left out. A
-  video's probabilities are the mean over its windows; a speaker's, the mean
-  over their videos; every score is over speakers.
+* **Model** (`LaggedBilinear`): `order_rank` order components, each a
+  weighting u of leading AUs, v of following AUs and g of the lags; its value in
+  a window is sum g_l (u C_l v - v C_l u), i.e. the mean over the window of
+  (u . z)(t) ((g * v . z))(t + l) minus the same with u and v swapped: "u before
+  v" against "v before u", blind to co-movement without an order (rates,
+  durations and co-occurrence are the average features' job). `rank` general
+  components (without the swap) can be added. A linear layer on the components
+  gives one prediction per window. Windows with under half their bins analysed
+  are left out. A video's probabilities are the mean over its windows; a
+  speaker's, the mean over their videos; every score is over speakers.
 * **Training**: AdamW with weight decay, window-level cross-entropy weighted so that
   every speaker counts once and both languages equally; early stopping on an inner
   split of the training speakers (the parameters of the step with the lowest inner
@@ -62,7 +64,9 @@ class TemporalConfig:
   max_fps: float = 15.0       # tracks are averaged down to at most this rate
   max_lag_s: float = 1.0      # lags 0 .. max_lag_s between every pair of AUs
   window_s: float = 20.0      # seconds per window (one training example)
-  rank: int = 4               # (leading AUs, following AUs, lag profile) components
+  order_rank: int = 4         # order components: u before v minus v before u
+  rank: int = 0               # general components: u before v (order, rhythm
+                              # and co-movement together)
   learning_rate: float = 2e-2
   weight_decay: float = 1e-2
   steps: int = 200            # full-batch AdamW steps per training
@@ -72,7 +76,9 @@ class TemporalConfig:
   top_moments: int = 40       # per class, for the figure
 
   def describe(self) -> str:
-    return (f"{self.rank} components over lags 0-{self.max_lag_s:g} s, "
+    general = f" and {self.rank} general ones" if self.rank else ""
+    return (f"{self.order_rank} order components{general} over lags "
+            f"0-{self.max_lag_s:g} s, "
             f"{self.window_s:g} s windows, AdamW (learning rate "
             f"{self.learning_rate:g}, weight decay {self.weight_decay:g}) for "
             f"{self.steps} full-batch steps with early stopping, "
@@ -196,7 +202,11 @@ def standardized(seqs: Sequences) -> np.ndarray:
 
 def lags(seqs: Sequences, config: TemporalConfig) -> np.ndarray:
   """Lags in bins, 0 .. max_lag_s."""
-  return np.arange(int(round(config.max_lag_s * seqs.fps)) + 1)
+  n = int(round(config.max_lag_s * seqs.fps))
+  if not 0 <= n < seqs.window:
+    raise ValueError(f"max_lag_s={config.max_lag_s:g} must be at least 0 and "
+                     f"shorter than a window (window_s={config.window_s:g})")
+  return np.arange(n + 1)
 
 
 def lagged_products(seqs: Sequences, lag_bins: np.ndarray) -> np.ndarray:
@@ -248,23 +258,28 @@ def speaker_splits(languages: pd.Series, n_splits: int, inner_fraction: float,
 
 
 class LaggedBilinear(nn.Module):
-  """`C [V, S, A, A, L] -> window logits [V, S, K]`: `rank` components
-  sum_abl u_a v_b g_l C_abl (leading AUs u, following AUs v, lag profile g),
-  then a linear layer."""
+  """`C [V, S, A, A, L] -> window logits [V, S, K]`: `rank` general components
+  sum_abl u_a v_b g_l C_abl (leading AUs u, following AUs v, lag profile g) and
+  `order_rank` order components sum_abl (u_a v_b - v_a u_b) g_l C_abl, then a
+  linear layer."""
   num_classes: int
   rank: int
+  order_rank: int = 0
 
   @nn.compact
   def __call__(self, c):
     _, _, a, _, n_lags = c.shape
+    comps = self.rank + self.order_rank
     init = nn.initializers.normal(1.0)
-    u = self.param("lead", init, (self.rank, a)) / np.sqrt(a)
-    v = self.param("follow", init, (self.rank, a)) / np.sqrt(a)
-    g = self.param("lag", init, (self.rank, n_lags)) / np.sqrt(n_lags)
-    # the components as one [A * A * L, rank] matrix: a single matrix product
+    u = self.param("lead", init, (comps, a)) / np.sqrt(a)
+    v = self.param("follow", init, (comps, a)) / np.sqrt(a)
+    g = self.param("lag", init, (comps, n_lags)) / np.sqrt(n_lags)
+    # the components as one [A * A * L, comps] matrix: a single matrix product
     # with the data, which `vmap` over trainings turns into one larger one
-    weights = jnp.einsum("ra,rb,rl->ablr", u, v, g).reshape(-1, self.rank)
-    z = c.reshape(*c.shape[:2], -1) @ weights
+    weights = jnp.einsum("ra,rb,rl->ablr", u, v, g)
+    order = jnp.arange(comps) >= self.rank  # u before v minus v before u
+    weights = jnp.where(order, weights - weights.transpose(1, 0, 2, 3), weights)
+    z = c.reshape(*c.shape[:2], -1) @ weights.reshape(-1, comps)
     return nn.Dense(self.num_classes)(z)
 
 
@@ -273,7 +288,7 @@ def _trainer(num_classes: int, config: TemporalConfig):
   """jit(vmap over tasks) of a whole training: (keys [P], C, y [P, V],
   w_fit [P, V, S], w_val [P, V, S]) -> (window probabilities [P, V, S, K], the
   parameters with the lowest inner-validation loss)."""
-  model = LaggedBilinear(num_classes, config.rank)
+  model = LaggedBilinear(num_classes, config.rank, config.order_rank)
   tx = optax.adamw(config.learning_rate, weight_decay=config.weight_decay)
 
   def losses(params, c, y, w_fit, w_val):
@@ -307,13 +322,14 @@ def _trainer(num_classes: int, config: TemporalConfig):
   return jax.jit(jax.vmap(one, in_axes=(0, None, 0, 0, 0)))
 
 
-def frame_evidence(params, z: np.ndarray, lag_bins: np.ndarray) -> np.ndarray:
+def frame_evidence(params, z: np.ndarray, lag_bins: np.ndarray,
+                   rank: int) -> np.ndarray:
   """[V, T, K]: each bin's share of the window logits under `params` (one
   training's): sum_r W_rk sum_l g_rl (u_r . z)(t) (v_r . z)(t + l), minus its
   mean over classes. Where it is high for class k, the moment at t (and what
   follows it) is evidence for k."""
   p = jax.tree.map(np.asarray, params)
-  rank, a = p["lead"].shape
+  a = p["lead"].shape[1]
   u = p["lead"] / np.sqrt(a)
   v = p["follow"] / np.sqrt(a)
   g = p["lag"] / np.sqrt(len(lag_bins))
@@ -323,6 +339,8 @@ def frame_evidence(params, z: np.ndarray, lag_bins: np.ndarray) -> np.ndarray:
   comp = np.zeros_like(lead)
   for k, lag in enumerate(lag_bins):
     comp[:, :t - lag] += g[:, k] * lead[:, :t - lag] * follow[:, lag:]
+    comp[:, :t - lag, rank:] -= (g[rank:, k] * follow[:, :t - lag, rank:]
+                                 * lead[:, lag:, rank:])
   frames = comp @ p["Dense_0"]["kernel"]
   return frames - frames.mean(-1, keepdims=True)
 
@@ -414,7 +432,8 @@ def classify(manifest: pd.DataFrame, track_map: dict,
     probs.extend(np.asarray(out)[:len(part)])
     # the frame evidence only for the real labels' trainings (the figure)
     evidence.extend(
-        frame_evidence(jax.tree.map(lambda p, k=k: p[k], params), z, lag_bins)
+        frame_evidence(jax.tree.map(lambda p, k=k: p[k], params), z, lag_bins,
+                       config.rank)
         if i == 0 else None for k, (i, _) in enumerate(part))
     if progress:
       progress(min(start + chunk, len(tasks)), len(tasks))

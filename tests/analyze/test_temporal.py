@@ -3,6 +3,7 @@ temporal-only differences that the average features cannot see."""
 
 import itertools
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -201,3 +202,25 @@ def test_the_temporal_model_finds_short_and_long_onset_orders(lag_s, episode_s):
     _disjoint_and_complete(deep.splits, manifest["speaker"].unique())
     accuracy[planted] = deep.balanced_accuracy
   assert accuracy[True] >= 0.9 and accuracy[False] <= 0.7, accuracy
+
+
+def test_order_components_see_order_only():
+  """An order component's value flips sign when every pair's order is
+  reversed (C_abl -> C_bal), and is 0 for co-movement that has no order
+  (C symmetric in a, b); a general component sees both."""
+  rng = np.random.default_rng(0)
+  c = rng.normal(size=(2, 3, 4, 4, 5)).astype(np.float32)
+  reversed_ = c.transpose(0, 1, 3, 2, 4)
+  model = temporal.LaggedBilinear(num_classes=2, rank=1, order_rank=1)
+  params = model.init(jax.random.key(0), c)["params"]
+  kernel = params["Dense_0"]["kernel"]
+
+  def components(x):  # the layer before the linear one
+    logits = model.apply({"params": params}, x) - params["Dense_0"]["bias"]
+    return np.linalg.lstsq(np.asarray(kernel).T, np.asarray(logits).reshape(-1, 2).T,
+                           rcond=None)[0].T.reshape(2, 3, 2)
+
+  z, z_rev = components(c), components(reversed_)
+  np.testing.assert_allclose(z_rev[..., 1], -z[..., 1], rtol=1e-4, atol=1e-5)
+  assert not np.allclose(z_rev[..., 0], z[..., 0], atol=1e-3)
+  np.testing.assert_allclose(components(c + reversed_)[..., 1], 0.0, atol=1e-5)
