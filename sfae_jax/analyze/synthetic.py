@@ -97,6 +97,15 @@ def _episode_track(rng, n_frames: int, fps: float, order: int, lag_s: float,
   return on
 
 
+def _rates_and_order(rng, lang: str, planted: bool) -> tuple[dict, int]:
+  """A speaker's own AU rates, and the order of FIRST and SECOND: +1 (FIRST
+  leads) in language A and -1 in B when `planted`, else a coin flip."""
+  rates = {a: float(np.clip(BASE[a] + rng.normal(0, 0.06), 0.02, 0.95))
+           for a in AUS}
+  order = (1 if lang == "A" else -1) if planted else int(rng.choice([-1, 1]))
+  return rates, order
+
+
 def temporal_study(seed: int, planted: bool = True, speakers: int = 12,
                    videos: int = 2, seconds: float = 40.0, fps: float = 10.0,
                    lag_s: float = 0.5):
@@ -110,10 +119,7 @@ def temporal_study(seed: int, planted: bool = True, speakers: int = 12,
   for lang in ("A", "B"):
     for s in range(speakers):
       speaker = f"{lang}{s:02d}"
-      rates = {a: float(np.clip(BASE[a] + rng.normal(0, 0.06), 0.02, 0.95))
-               for a in AUS}
-      order = ((1 if lang == "A" else -1) if planted
-               else int(rng.choice([-1, 1])))
+      rates, order = _rates_and_order(rng, lang, planted)
       rate_hz = rng.uniform(0.15, 0.3)       # the speaker's own habits,
       duration = (rng.uniform(0.8, 1.2), rng.uniform(1.5, 2.5))  # either language
       for v in range(videos):
@@ -181,10 +187,7 @@ def pair_timing_study(seed: int, lag_s: float = 0.25, episode_s: float = 0.33,
   for lang in ("A", "B"):
     for s in range(speakers):
       speaker = f"{lang}{s:02d}"
-      rates = {a: float(np.clip(BASE[a] + rng.normal(0, 0.06), 0.02, 0.95))
-               for a in AUS}
-      order = ((1 if lang == "A" else -1) if planted
-               else int(rng.choice([-1, 1])))
+      rates, order = _rates_and_order(rng, lang, planted)
       pace = rng.uniform(0.85, 1.15)
       episode = episode_s * rng.uniform(0.85, 1.15)
       for v in range(videos):
