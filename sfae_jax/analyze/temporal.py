@@ -125,13 +125,16 @@ def video_sequence(track: pd.DataFrame, fps: float) -> tuple[np.ndarray, np.ndar
                                                               list]:
   """(x `[T, A]`, mask `[T]`, AU names) of one track in bins of 1/`fps` s: a
   bin's value is the mean of its analysed frames of the main face, and it is
-  masked (0) when under half of its frames are analysed."""
+  masked (0) when under half of its frames are analysed. ValueError when its
+  timestamps cannot place the frames."""
   aus = [f"AU{a:02d}" for a in features.au_ids_of(track)]
   frames = track.drop_duplicates("frame").sort_values("frame")
   main = features.main_face(track)
   if main is None or frames.empty:
     return np.zeros((0, len(aus)), np.float32), np.zeros(0, bool), aus
   stamps = frames["timestamp"].to_numpy(float)
+  if not np.isfinite(stamps).all() or (np.diff(stamps) < 0).any():
+    raise ValueError("its timestamps are missing or go backwards")
   t0 = stamps[0]
   bin_of = pd.Series(np.floor((stamps - t0) * fps + 1e-6).astype(int),
                      index=frames["frame"].to_numpy())
@@ -160,7 +163,11 @@ def sequences(manifest: pd.DataFrame, track_map: dict,
     if m["video"] not in track_map:
       left_out.append(f"{m['video']}: no track")
       continue
-    x, mask, names_v = video_sequence(track_map[m["video"]], fps)
+    try:
+      x, mask, names_v = video_sequence(track_map[m["video"]], fps)
+    except ValueError as e:
+      left_out.append(f"{m['video']}: {e}")
+      continue
     if aus is None:
       aus = names_v
     elif names_v != aus:
@@ -215,17 +222,16 @@ def lagged_products(seqs: Sequences, lag_bins: np.ndarray) -> np.ndarray:
   pair of bins."""
   z = standardized(seqs)
   v, t, a = z.shape
-  s = t // seqs.window
+  s, w = t // seqs.window, seqs.window
   out = np.zeros((v, s, a, a, len(lag_bins)), np.float32)
   for k, lag in enumerate(lag_bins):
-    lead = z[:, :t - lag]                       # z(t)
-    follow = z[:, lag:]                         # z(t + l)
-    both = (seqs.mask[:, :t - lag] & seqs.mask[:, lag:]).astype(np.float32)
-    prod = np.pad(np.einsum("vta,vtb->vtab", lead, follow * both[..., None]),
-                  ((0, 0), (0, lag), (0, 0), (0, 0)))
-    count = np.pad(both, ((0, 0), (0, lag)))
-    sums = prod.reshape(v, s, seqs.window, a, a).sum(2)
-    n = count.reshape(v, s, seqs.window).sum(2)
+    follow = np.pad(z, ((0, 0), (0, lag), (0, 0)))[:, lag:]      # z(t + l)
+    both = seqs.mask & np.pad(seqs.mask, ((0, 0), (0, lag)))[:, lag:]
+    lead = (z * both[..., None]).reshape(v, s, w, a)
+    # summed inside the product: memory of the tracks, not of tracks x AUs
+    sums = np.einsum("vswa,vswb->vsab", lead, follow.reshape(v, s, w, a),
+                     optimize=True)
+    n = both.reshape(v, s, w).sum(2)
     out[..., k] = sums / np.maximum(n, 1)[..., None, None]
   return out
 

@@ -161,10 +161,13 @@ def test_videos_without_an_analysable_window_are_named_not_guessed():
   tracks[faceless]["success"] = 0
   sparse = manifest["video"].iloc[1]  # a face on 1 frame in 3: no window qualifies
   tracks[sparse].loc[tracks[sparse]["frame"] % 3 != 0, "success"] = 0
+  untimed = manifest["video"].iloc[2]
+  tracks[untimed].loc[5, "timestamp"] = np.nan
   seqs = temporal.sequences(manifest, tracks, temporal.TemporalConfig())
-  assert faceless not in seqs.videos and sparse not in seqs.videos
-  assert len(seqs.videos) == len(manifest) - 2
-  assert [r.split(":")[0] for r in seqs.left_out] == [faceless, sparse]
+  assert {faceless, sparse, untimed}.isdisjoint(seqs.videos)
+  assert len(seqs.videos) == len(manifest) - 3
+  assert [r.split(":")[0] for r in seqs.left_out] == [faceless, sparse, untimed]
+  assert "timestamps are missing" in seqs.left_out[2]
   assert seqs.valid.any(axis=1).all()  # every video kept has a window
 
 
