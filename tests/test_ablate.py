@@ -60,7 +60,7 @@ def test_unknown_variant_fails_before_any_training(tmp_path):
 
 
 def test_cli_trains_a_variant_and_writes_its_row(synthetic_tfds, tmp_path):
-  """The relation variant with the co-occurrence prior (issue 15): the prior in
+  """The relation variant with the co-occurrence prior: the prior in
   run.json, the relation matrix started from it, trained, checkpointed, restored
   by `evaluate` (same table) and by `sfae_jax.relations` (its figure)."""
   import subprocess  # pylint: disable=g-import-not-at-top

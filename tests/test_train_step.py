@@ -73,7 +73,7 @@ def test_four_devices_give_the_one_device_parameters():
   cross-entropy are all global-batch quantities, so only float summation order
   differs. Tolerance: 1e-5 absolute on parameters after two steps (updates are
   ~1e-3), i.e. a 4x error in the gradient would show as ~1e-3. With the
-  inter-AU relation head on (issue 15): the model is the plain one plus that
+  inter-AU relation head on: the model is the plain one plus that
   head, so this covers both."""
   config = _config(crop_size=56, input_size=48, flip=True, max_rotation=10.0,
                    au_relation=True, relation_features=16)
