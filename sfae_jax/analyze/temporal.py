@@ -263,6 +263,14 @@ def speaker_splits(languages: pd.Series, n_splits: int, inner_fraction: float,
   return out
 
 
+def _factors(params) -> tuple:
+  """(u [R, A], v [R, A], g [R, L]) of the parameters, scaled so that a unit
+  normal initialisation gives components of order 1."""
+  a, n_lags = params["lead"].shape[1], params["lag"].shape[1]
+  return (params["lead"] / np.sqrt(a), params["follow"] / np.sqrt(a),
+          params["lag"] / np.sqrt(n_lags))
+
+
 class LaggedBilinear(nn.Module):
   """`C [V, S, A, A, L] -> window logits [V, S, K]`: `rank` general components
   sum_abl u_a v_b g_l C_abl (leading AUs u, following AUs v, lag profile g) and
@@ -277,9 +285,9 @@ class LaggedBilinear(nn.Module):
     _, _, a, _, n_lags = c.shape
     comps = self.rank + self.order_rank
     init = nn.initializers.normal(1.0)
-    u = self.param("lead", init, (comps, a)) / np.sqrt(a)
-    v = self.param("follow", init, (comps, a)) / np.sqrt(a)
-    g = self.param("lag", init, (comps, n_lags)) / np.sqrt(n_lags)
+    u, v, g = _factors({"lead": self.param("lead", init, (comps, a)),
+                        "follow": self.param("follow", init, (comps, a)),
+                        "lag": self.param("lag", init, (comps, n_lags))})
     # the components as one [A * A * L, comps] matrix: a single matrix product
     # with the data, which `vmap` over trainings turns into one larger one
     weights = jnp.einsum("ra,rb,rl->ablr", u, v, g)
@@ -335,10 +343,7 @@ def frame_evidence(params, z: np.ndarray, lag_bins: np.ndarray,
   mean over classes. Where it is high for class k, the moment at t (and what
   follows it) is evidence for k."""
   p = jax.tree.map(np.asarray, params)
-  a = p["lead"].shape[1]
-  u = p["lead"] / np.sqrt(a)
-  v = p["follow"] / np.sqrt(a)
-  g = p["lag"] / np.sqrt(len(lag_bins))
+  u, v, g = _factors(p)
   lead = z @ u.T                                   # [V, T, R]
   follow = z @ v.T
   t = z.shape[1]
