@@ -1,13 +1,14 @@
 """The ablation recipe: the embedded default (configs/synthetic.py) cut to fit 2 CPU
-cores x 18 runs.
+cores x 21 runs (docs/results.md's 7 variants x 3 seeds).
 
-  python -m sfae_jax.ablate --config configs/ablate.py --workdir runs/ablate
+  python -m sfae_jax.tools.ablate --config configs/ablate.py --workdir runs/ablate \
+      --variants full,no_lrl,no_msl,stem_only,light_local,gt_attention,refine
 
 Same synthetic BP4D (41 subjects x 2 tasks; train parts 1+2, test part 3 = 13
 unseen subjects), tiny SFAE-Net, AdamW; reduced to a 64x64 input (the 176 crop
 resized) and 2 epochs (276 steps; lr x 0.3 after the first), every variant alike.
-About 2.5 minutes per run on 2 CPU cores; `sfae_jax.ablate` runs each variant with
-3 seeds (docs/results.md, "Ablations").
+About 2.5 minutes per run on 2 CPU cores; `sfae_jax.tools.ablate` runs each variant
+with 3 seeds (docs/results.md, "Ablations").
 """
 
 from configs import synthetic
@@ -15,7 +16,7 @@ from configs import synthetic
 
 def get_config(arg=None):
   c = synthetic.get_config(arg)
-  c.local_branch = "deep"           # the full model's (synthetic.py runs light)
+  c.model.local_branch = "deep"     # the full model's (synthetic.py runs light)
   c.input_size = 64
   c.num_epochs = 2
   c.lr_decay_epochs = 1

@@ -48,20 +48,19 @@ def get_config(arg=None):
   c.synthetic.seed = 0
   c.synthetic.workers = 2           # generator processes
 
-  # Model.
-  c.model = "sfae_net"              # sfae_net | sfae_net_tiny
-  c.use_lrl = True                  # landmark-assisted region learning (f1, f2)
-  c.use_msl = True                  # multi-scale region learning (f3)
-  c.local_branch = "deep"           # per-AU local learning: deep (JAA-Net's
+  # Model: `model_name` built with the fields of `model` (sfae_jax.models.registry).
+  c.model_name = "sfae_net"         # sfae_net | sfae_net_tiny
+  c.model = ml_collections.ConfigDict()
+  c.model.use_lrl = True            # landmark-assisted region learning (f1, f2)
+  c.model.use_msl = True            # multi-scale region learning (f3)
+  c.model.local_branch = "deep"     # per-AU local learning: deep (JAA-Net's
                                     # extractor, spatial f1) | light (2 convs, pooled)
-  c.attention_refine = False        # JAA-Net's attention refinement (+ refine_weight)
-  c.au_relation = False             # inter-AU relation head (beyond the paper;
-  c.relation_features = 64          # sfae_jax/models/relation.py): AU nodes,
-  c.relation_layers = 1             # attention across them, per-AU classifier
-  c.relation_prior = False          # start its relation matrix at log P(j | i)
+  c.model.attention_refine = False  # JAA-Net's attention refinement (+ refine_weight)
+  c.model.au_relation = False       # inter-AU relation head (beyond the paper;
+  c.model.relation_features = 64    # sfae_jax/models/relation.py): AU nodes,
+  c.model.relation_layers = 1       # attention across them, per-AU classifier
+  c.relation_prior = False          # start the relation head's matrix at log P(j | i)
                                     # of the training split (run.json)
-  c.landmark_units = "pixels"       # landmark head regresses pixels (JAA-Net);
-                                    # 'image_fraction': the head of older runs
   c.crop_size = 176                 # crop of the 200x200 stored face (paper: 176)
   c.input_size = 176                # network input side; the crop is resized to it
   c.max_rotation = 10.0             # degrees, uniform +-: the paper's "randomly
@@ -99,7 +98,7 @@ def get_config(arg=None):
   c.seed = 0
   c.init_from = ""                  # a run folder: start from its parameters (newest
                                     # readable checkpoint; AU head re-initialised when
-                                    # the AU sets differ; sfae_jax.transfer)
+                                    # the AU sets differ; sfae_jax.training.transfer)
 
   # Evaluation, logging, checkpoints.
   c.eval_batch_size = 64            # global; the last batch is padded, never dropped

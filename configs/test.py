@@ -10,8 +10,8 @@ from configs import default
 def get_config(arg=None):
   del arg
   c = default.get_config("fold=3")
-  c.model = "sfae_net_tiny"
-  c.local_branch = "light"  # the deep branch is tested in tests/models (speed)
+  c.model_name = "sfae_net_tiny"
+  c.model.local_branch = "light"  # the deep branch is tested in tests/models (speed)
   c.grain_workers = 0
   c.crop_size = 176
   c.input_size = 64
@@ -26,10 +26,16 @@ def get_config(arg=None):
   return c
 
 
-def with_data(data_dir, **overrides):
-  """This config, unlocked, reading `data_dir`, with `overrides` (for tests)."""
+def with_data(data_dir, model=None, **overrides):
+  """This config, unlocked, reading `data_dir`, with `overrides` of its fields and
+  `model` (a dict) of its model block's (for tests). A field the config does not
+  have is a KeyError: a test must not set a field nothing reads."""
   c = get_config()
   c.unlock()
   c.data_dir = data_dir
-  c.update(overrides)
+  for block, values in ((c.model, model or {}), (c, overrides)):
+    unknown = sorted(set(values) - set(block.keys()))
+    if unknown:
+      raise KeyError(f"configs/test.py has no field {unknown}")
+    block.update(values)
   return c

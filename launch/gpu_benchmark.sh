@@ -37,14 +37,14 @@ EOF
 
 echo "== 0. compile-only fit check (estimates, beside the measurements below)"
 # Exit status 1 means a program did not fit at a batch: reported, not fatal here.
-python -m sfae_jax.aot --config "$FIT_CONFIG" --target "$FIT_TARGETS" \
+python -m sfae_jax.tools.aot --config "$FIT_CONFIG" --target "$FIT_TARGETS" \
   --batch "${BATCHES// /,}" --programs train_step --nomax_batch \
   --json "$OUT_DIR/aot.json" --dump_hlo "$OUT_DIR/hlo" || true
 
 echo "== 1. train step (real: augmentation, loss, update) and forward"
 for dtype in float32 bfloat16; do
   for batch in $BATCHES; do
-    python -m sfae_jax.models --benchmark --config "$CONFIG" --batch "$batch" \
+    python -m sfae_jax.tools.benchmark --config "$CONFIG" --batch "$batch" \
       --eval_batch "$EVAL" --dtype "$dtype" --steps "$STEPS" --no_breakdown
   done
 done
@@ -53,14 +53,14 @@ echo "== 2. end to end through grain (synthetic BP4D: $SUBJECTS subjects x 2 tas
 python - "$OUT_DIR" "$SUBJECTS" "$FRAMES" <<'EOF'
 import sys
 from sfae_jax.data import prepare
-from tfds_bp4d import synthetic
+from tfds_bp4d.synthetic import bp4d as synthetic
 out, subjects, frames = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 synthetic.generate(f"{out}/manual", subjects=subjects, tasks=2, frames=frames,
                    size_wh=(320, 240), seed=0, progress=False)
 prepare.build(f"{out}/manual", f"{out}/tfds", "bp4d49")
 EOF
 last_batch=${BATCHES##* }
-python -m sfae_jax.models --benchmark --config "$CONFIG:fold=3" --batch "$last_batch" \
+python -m sfae_jax.tools.benchmark --config "$CONFIG:fold=3" --batch "$last_batch" \
   --eval_batch "$EVAL" --dtype bfloat16 --steps "$STEPS" --no_breakdown \
   --data_dir "$OUT_DIR/tfds"
 

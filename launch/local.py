@@ -6,13 +6,13 @@
   python launch/local.py 2 --dry-run -- python -m sfae_jax.train ...
 
 Each process gets `JAX_COORDINATOR_ADDRESS=127.0.0.1:PORT`, `JAX_NUM_PROCESSES=N` and
-`JAX_PROCESS_ID=k`, which `sfae_jax.distributed` reads; with `--cpu-devices D` also
+`JAX_PROCESS_ID=k`, which `sfae_jax.runtime.distributed` reads; with `--cpu-devices D` also
 `JAX_PLATFORMS=cpu` and D forced host devices (`XLA_FLAGS`), so N x D devices
 exchange data through gloo as hosts of a cluster would. Output lines are prefixed
 `[k]`. On one GPU host this is not needed: one process drives all local GPUs.
 
 SIGTERM and SIGINT are forwarded to every process, which then stop together at
-one step and save it (`sfae_jax.preemption`); the launcher waits for them and
+one step and save it (`sfae_jax.training.preemption`); the launcher waits for them and
 exits 75. When a process fails, the others are expected to stop by themselves
 (JAX's coordination service: at once if process 0 died, otherwise after the
 heartbeat timeout); any still running `--grace` seconds later are killed, and
@@ -34,7 +34,7 @@ import threading
 import time
 
 
-EXIT_PREEMPTED = 75  # sfae_jax.preemption: stopped by a signal at a checkpoint
+EXIT_PREEMPTED = 75  # sfae_jax.training.preemption: stopped by a signal at a checkpoint
 
 
 def free_port() -> int:

@@ -3,7 +3,7 @@
 stage the dataset, run the same train command on all workers, follow the logs,
 fetch results, delete it. Single-host (v5litepod-8, v4-8) and multi-host (v4-32,
 v5p-32, ...) slices alike: every worker runs one process and
-`sfae_jax.distributed` joins them (JAX detects the slice).
+`sfae_jax.runtime.distributed` joins them (JAX detects the slice).
 
   python launch/tpu_vm.py all --name sfae-f1 --zone us-central2-b \\
       --accelerator v4-32 --bucket gs://my-bucket --fold 1 [--dry-run]

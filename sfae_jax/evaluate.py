@@ -33,12 +33,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from sfae_jax import checkpoints, distributed, metrics, provenance, run_info
-from sfae_jax import sharding, train_step
-from sfae_jax.data import pipeline
-from sfae_jax.models import create_model
-
-DEFAULT_DATASET_CONFIG = {"bp4d": "bp4d49", "disfa": "disfa49"}
+from sfae_jax.data import loader, registry, sources
+from sfae_jax.runtime import distributed, sharding
+from sfae_jax.training import checkpoints, metrics, run_info, trained_run
+from sfae_jax.training import train_step
 
 
 def predict_split(model, config, variables, source, mesh):
@@ -50,7 +48,7 @@ def predict_split(model, config, variables, source, mesh):
   global_batch = -(-config.eval_batch_size // mesh.size) * mesh.size
   host_batch = sharding.local_batch_size(global_batch, mesh, "eval_batch_size")
   probs, labels, ids = [], [], []
-  for batch in pipeline.eval_batches(source, host_batch, config.grain_workers):
+  for batch in loader.eval_batches(source, host_batch, config.grain_workers):
     mask = batch.pop("mask")
     ids.append(np.where(mask, batch.pop("id"), -1))
     batch = sharding.put_batch(batch, mesh)
@@ -79,9 +77,9 @@ def evaluate_state(workdir, config, info: run_info.RunInfo, variables, mesh,
                    data_dir: str, split: str, step: int) -> dict:
   """Evaluates `variables` on `split`; prints the table and writes the eval files
   (process 0)."""
-  source = pipeline.open_split(data_dir, config.dataset_config, split,
-                               dataset=pipeline.dataset_of(config))
-  model = create_model(config, info.au_ids, info.landmark_scheme)
+  source = sources.open_split(data_dir, config.dataset_config, split,
+                               dataset=registry.of_config(config).name)
+  model = trained_run.model_of(info)
   probs, labels = predict_split(model, config, variables, source, mesh)
   result = metrics.au_metrics(probs, labels, info.threshold)
   result.update(split=split, step=step, num_examples=int(len(labels)),
@@ -96,14 +94,12 @@ def evaluate_workdir(workdir, step: Optional[int] = None,
                      split: Optional[str] = None,
                      data_dir: Optional[str] = None) -> dict:
   """Restores `workdir`'s checkpoint (latest, or `step`) and evaluates it."""
-  info = run_info.read(workdir)
+  mesh = sharding.make_mesh()
+  info, _, variables, step = trained_run.load(workdir, step,
+                                              sharding.replicated(mesh))
   config = info.config
   data_dir = data_dir or info.data_dir or os.path.expanduser(config.data_dir)
-  split = split or pipeline.splits(config)[1]
-  mesh = sharding.make_mesh()
-  model = create_model(config, info.au_ids, info.landmark_scheme)
-  variables, step = checkpoints.restore_variables(
-      workdir, model, config.input_size, sharding.replicated(mesh), step)
+  split = split or sources.splits(config)[1]
   return evaluate_state(workdir, config, info, variables, mesh, data_dir, split,
                         step)
 
@@ -114,24 +110,22 @@ def evaluate_cross_dataset(workdir, dataset: str, split: Optional[str] = None,
                            step: Optional[int] = None) -> dict:
   """The run's model on `dataset`, scored on the AUs the run and the dataset
   share (module docstring)."""
-  info = run_info.read(workdir)
-  config = ml_collections.ConfigDict(info.config.to_dict())
+  mesh = sharding.make_mesh()
+  info, model, variables, step = trained_run.load(workdir, step,
+                                                  sharding.replicated(mesh))
+  config = info.config
   data_config = ml_collections.ConfigDict(info.config.to_dict())
-  data_config.dataset = dataset
-  data_config.dataset_config = dataset_config or DEFAULT_DATASET_CONFIG[dataset]
+  data_config.dataset = registry.get(dataset).name
+  data_config.dataset_config = dataset_config or registry.get(dataset).default_config
   data_dir = data_dir or info.data_dir or os.path.expanduser(config.data_dir)
   split = split or "part1+part2+part3"
-  data_aus = provenance.dataset_record(data_dir, data_config, split)["au_ids"]
+  data_aus = sources.dataset_record(data_dir, data_config, split)["au_ids"]
   shared = [a for a in info.au_ids if a in data_aus]
   if not shared:
     raise ValueError(f"{workdir} detects AUs {list(info.au_ids)}; {dataset} codes "
                      f"{list(data_aus)}: none in common, nothing to score.")
-  source = pipeline.open_split(data_dir, data_config.dataset_config, split,
+  source = sources.open_split(data_dir, data_config.dataset_config, split,
                                dataset=dataset)
-  mesh = sharding.make_mesh()
-  model = create_model(config, info.au_ids, info.landmark_scheme)
-  variables, step = checkpoints.restore_variables(
-      workdir, model, config.input_size, sharding.replicated(mesh), step)
   probs, labels = predict_split(model, config, variables, source, mesh)
   model_cols = [list(info.au_ids).index(a) for a in shared]
   data_cols = [list(data_aus).index(a) for a in shared]
@@ -196,7 +190,7 @@ def main(argv=None) -> int:
   parser.add_argument("--step", type=int, help="checkpoint step (default latest)")
   parser.add_argument("--split", help="default: the run's evaluation split")
   parser.add_argument("--data_dir", help="default: the run's data_dir")
-  parser.add_argument("--dataset", choices=pipeline.DATASETS,
+  parser.add_argument("--dataset", choices=tuple(registry.DATASETS),
                       help="another dataset than the run's: cross-dataset "
                       "evaluation on the AUs both have")
   parser.add_argument("--dataset_config", help="with --dataset: its builder "
@@ -208,8 +202,8 @@ def main(argv=None) -> int:
   except distributed.DistributedError as e:
     distributed.fail(e)
   try:
-    if args.workdir and args.dataset and args.dataset != pipeline.dataset_of(
-        run_info.read(args.workdir).config):
+    if args.workdir and args.dataset and (
+        args.dataset != run_info.read(args.workdir).config.dataset):
       evaluate_cross_dataset(args.workdir, args.dataset, args.split, args.data_dir,
                              args.dataset_config, args.step)
     elif args.workdir:
@@ -217,7 +211,7 @@ def main(argv=None) -> int:
     else:
       average_workdirs(args.workdirs, args.step, args.split, args.data_dir)
   except (FileNotFoundError, ValueError, checkpoints.CheckpointError) as e:
-    # (pipeline.DatasetError is a ValueError)
+    # (registry.DatasetError is a ValueError)
     print(f"error: {e}", file=sys.stderr)
     return 1
   return 0

@@ -33,8 +33,8 @@ import pytest  # noqa: E402
 def synthetic_tfds(tmp_path_factory):
   """A small synthetic BP4D (one subject per part, 2 tasks x 10 frames), built
   with the real builder: returns the TFDS data_dir."""
-  from sfae_jax.data import prepare  # pylint: disable=g-import-not-at-top
-  from tfds_bp4d import synthetic  # pylint: disable=g-import-not-at-top
+  from tfds_bp4d import prepare  # pylint: disable=g-import-not-at-top
+  from tfds_bp4d.synthetic import bp4d as synthetic  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp("synthetic_bp4d")
   manual, data_dir = str(root / "manual"), str(root / "tfds")
   synthetic.generate(manual, subjects=3, tasks=2, frames=10, size_wh=(160, 160),
@@ -73,7 +73,7 @@ def trained_run(synthetic_tfds, tmp_path_factory):
 def synthetic_disfa_tfds(tmp_path_factory):
   """A small synthetic DISFA (one subject per part, 12 frames each; one landmark
   file missing), built with the real DISFA builder: returns the TFDS data_dir."""
-  from sfae_jax.data import prepare  # pylint: disable=g-import-not-at-top
+  from tfds_bp4d import prepare  # pylint: disable=g-import-not-at-top
   from tfds_bp4d.synthetic import disfa  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp("synthetic_disfa")
   manual, data_dir = str(root / "manual"), str(root / "tfds")

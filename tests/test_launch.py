@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from sfae_jax import distributed
+from sfae_jax.runtime import distributed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -18,7 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from sfae_jax import evaluate
-from sfae_jax.data import pipeline
+from sfae_jax.data import loader, sources
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH = [sys.executable, os.path.join(ROOT, "launch", "local.py")]
@@ -52,11 +52,11 @@ def _max_diff(a, b):
 
 _LOADER_SCRIPT = """
 import json, sys
-from sfae_jax import distributed
+from sfae_jax.runtime import distributed
 distributed.initialize()
-from sfae_jax.data import pipeline
-src = pipeline.open_split(sys.argv[1], "bp4d49", "part1+part2")
-it = iter(pipeline.train_loader(src, host_batch=4, seed=0, workers=0))
+from sfae_jax.data import loader, sources
+src = sources.open_split(sys.argv[1], "bp4d49", "part1+part2", dataset="bp4d")
+it = iter(loader.train_loader(src, host_batch=4, seed=0, workers=0))
 print("IDS", json.dumps([next(it)["id"].tolist() for _ in range(6)]), flush=True)
 """
 
@@ -72,8 +72,8 @@ def test_each_process_reads_a_disjoint_half_of_every_global_batch(synthetic_tfds
          re.finditer(r"^\[(\d)\] IDS (.*)$", out.stdout, re.M)}
   assert sorted(ids) == [0, 1]
   assert "[0] process 0 of 2, 2 local / 4 global cpu devices" in out.stdout
-  src = pipeline.open_split(synthetic_tfds, "bp4d49", "part1+part2")
-  it = iter(pipeline.train_loader(src, host_batch=8, seed=0, workers=0))
+  src = sources.open_split(synthetic_tfds, "bp4d49", "part1+part2", dataset="bp4d")
+  it = iter(loader.train_loader(src, host_batch=8, seed=0, workers=0))
   single = [next(it)["id"].tolist() for _ in range(6)]
   epoch = []
   for a, b, whole in zip(ids[0], ids[1], single):  # 6 x 8 = 48 > one epoch (40)
@@ -232,7 +232,8 @@ def test_sigterm_stops_both_processes_at_one_step_and_the_rerun_resumes(
 
 _EVALUATE_SCRIPT = """
 import json, sys
-from sfae_jax import distributed, evaluate
+from sfae_jax import evaluate
+from sfae_jax.runtime import distributed
 distributed.initialize()
 for split in sys.argv[2:]:
   r = evaluate.evaluate_workdir(sys.argv[1], split=split)

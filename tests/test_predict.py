@@ -9,16 +9,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sfae_jax import evaluate, predict, run_info, sharding
-from sfae_jax.models import create_model
-from sfae_jax.data import pipeline
+from sfae_jax import evaluate
+from sfae_jax.data import sources
 from sfae_jax.face import detectors
+from sfae_jax.models import create_model
+from sfae_jax.predict import Detector
+from sfae_jax.predict import __main__ as predict_cli
+from sfae_jax.runtime import sharding
+from sfae_jax.training import run_info
 from tfds_bp4d.bp4d import layout
 
 
 @pytest.fixture(scope="module")
 def detector(trained_run):
-  return predict.Detector(trained_run[0], backend="dlib")
+  return Detector(trained_run[0], backend="dlib")
 
 
 def _check_au_columns(df, threshold=0.5):
@@ -56,7 +60,7 @@ def test_single_face_eyes_inside_the_box(detector, faces_dir):
 
 
 def test_multi_face_every_face_distinct_ids(trained_run, faces_dir):
-  det = predict.Detector(trained_run[0], backend="dlib_cnn")
+  det = Detector(trained_run[0], backend="dlib_cnn")
   df = det.detect(os.path.join(faces_dir, "multi_face.jpg"))
   assert (df["success"] == 1).all()
   assert len(df) == 5  # five people, one in sunglasses (HOG misses that one)
@@ -95,7 +99,7 @@ def test_truncated_video_clear_error_and_no_csv(trained_run, faces_dir, tmp_path
   bad = tmp_path / "cut.mp4"
   bad.write_bytes(open(src, "rb").read()[:800_000])
   out = tmp_path / "out.csv"
-  rc = predict.main(["--workdir", trained_run[0], "--backend", "dlib", str(bad),
+  rc = predict_cli.main(["--workdir", trained_run[0], "--backend", "dlib", str(bad),
                      "--out", str(out)])
   assert rc == 1
   err = capsys.readouterr().err
@@ -108,7 +112,7 @@ def test_bad_input_does_not_stop_the_others(trained_run, faces_dir, tmp_path,
   bad = tmp_path / "broken.jpg"
   bad.write_bytes(b"not a jpeg")
   out = tmp_path / "out.csv"
-  rc = predict.main(["--workdir", trained_run[0], "--backend", "dlib", str(bad),
+  rc = predict_cli.main(["--workdir", trained_run[0], "--backend", "dlib", str(bad),
                      os.path.join(faces_dir, "single_face.jpg"), "--out", str(out)])
   assert rc == 1
   # the final rate says what it covers (the progress line's is decoding only)
@@ -128,9 +132,9 @@ def test_ground_truth_landmarks_through_detector_match_evaluation(trained_run,
   the evaluation path on the built dataset (same frames, aligned at build time),
   up to the JPEG re-encoding the dataset applies."""
   workdir, _ = trained_run
-  det = predict.Detector(workdir, backend=None)
+  det = Detector(workdir, backend=None)
   manual = os.path.join(os.path.dirname(synthetic_tfds), "manual")
-  source = pipeline.open_split(synthetic_tfds, "bp4d49", "part3")
+  source = sources.open_split(synthetic_tfds, "bp4d49", "part3", dataset="bp4d")
   ex = [source[i] for i in range(len(source))]
   images, lms, keep = [], [], []
   for i, e in enumerate(ex):
@@ -196,7 +200,7 @@ def test_cut_jpeg_is_named_and_the_rest_written_with_provenance(trained_run,
   cut = tmp_path / "cut.jpg"
   cut.write_bytes(data[:len(data) * 2 // 3])
   out = tmp_path / "out.csv"
-  rc = predict.main(["--workdir", trained_run[0], "--backend", "dlib", str(cut),
+  rc = predict_cli.main(["--workdir", trained_run[0], "--backend", "dlib", str(cut),
                      src, "--out", str(out)])
   err = capsys.readouterr().err
   assert rc == 1
@@ -209,7 +213,7 @@ def test_cut_jpeg_is_named_and_the_rest_written_with_provenance(trained_run,
   assert record["landmark_backend"] == "dlib" and record["au_ids"][0] == 1
   assert record["training_config"]["input_size"] == 64
   assert "not meaningful" in record["warning"] and "not meaningful" in err
-  det = predict.Detector(trained_run[0], backend="dlib")
+  det = Detector(trained_run[0], backend="dlib")
   assert det.trained_on_synthetic
   same = {k: v for k, v in det.provenance.items() if k != "date"}
   assert same == {k: v for k, v in record.items() if k != "date"}
@@ -226,7 +230,7 @@ def test_bad_arguments_stop_before_any_work(trained_run, tmp_path, capsys, flags
   argv = ["--workdir", trained_run[0], str(tmp_path)] + (
       [] if "--out" in flags else ["--out", str(tmp_path / "o.csv")]) + flags
   with pytest.raises(SystemExit) as e:
-    predict.main(argv)
+    predict_cli.main(argv)
   assert e.value.code == 2 and message in capsys.readouterr().err
   assert os.listdir(tmp_path) == []  # nothing written, no stray .tmp
 
@@ -234,7 +238,7 @@ def test_bad_arguments_stop_before_any_work(trained_run, tmp_path, capsys, flags
 def test_a_folder_without_media_is_exit_1_naming_it(trained_run, tmp_path, capsys):
   (tmp_path / "in").mkdir()
   (tmp_path / "in" / "readme.txt").write_text("no media here")
-  rc = predict.main(["--workdir", trained_run[0], "--backend", "dlib",
+  rc = predict_cli.main(["--workdir", trained_run[0], "--backend", "dlib",
                      str(tmp_path / "in"), "--out", str(tmp_path / "o.csv")])
   err = capsys.readouterr().err
   assert rc == 1 and f"{tmp_path / 'in'}: a folder with no image or video" in err
@@ -243,7 +247,7 @@ def test_a_folder_without_media_is_exit_1_naming_it(trained_run, tmp_path, capsy
 
 def test_detect_raises_on_a_missing_file_unless_told_to_skip(detector, faces_dir,
                                                              tmp_path):
-  from sfae_jax import media  # pylint: disable=g-import-not-at-top
+  from sfae_jax.face import media  # pylint: disable=g-import-not-at-top
   missing = str(tmp_path / "missing.mp4")
   with pytest.raises(media.MediaError, match="missing.mp4: no such file"):
     detector.detect(missing)
@@ -266,7 +270,7 @@ def test_cli_help_exits_0():
   r = subprocess.run([sys.executable, "-m", "sfae_jax.train", "--help"],
                      capture_output=True, text=True, check=False)
   assert r.returncode == 0 and "--workdir" in r.stdout, r.stderr[-500:]
-  for main in (predict.main, evaluate.main):
+  for main in (predict_cli.main, evaluate.main):
     with pytest.raises(SystemExit) as e:
       main(["--help"])
     assert e.value.code == 0
@@ -299,7 +303,7 @@ def test_frames_decoded_with_errors_are_flagged_rows(detector, faces_dir, tmp_pa
 
 def test_every_nth_frame_keeps_file_frame_numbers_and_timestamps(detector,
                                                                  faces_dir):
-  from sfae_jax import media  # pylint: disable=g-import-not-at-top
+  from sfae_jax.face import media  # pylint: disable=g-import-not-at-top
   path = os.path.join(faces_dir, "single_face.mp4")
   fps, declared = media.video_info(path)
   df = detector.detect(path, every=5)

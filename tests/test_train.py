@@ -15,7 +15,8 @@ import pytest
 
 from configs import test as test_config
 from sfae_jax import evaluate, train
-from sfae_jax.data import pipeline
+from sfae_jax.data import sources
+from sfae_jax.training import monitor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,7 +54,7 @@ def test_train_then_evaluate_from_checkpoint_reproduces_the_table(trained_run):
     assert "| **mean** |" in f.read()
   run = json.load(open(os.path.join(workdir, "run.json")))
   assert run["au_ids"] == [1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24]
-  assert run["config"]["model"] == "sfae_net_tiny"
+  assert run["config"]["model_name"] == "sfae_net_tiny"
 
 
 def test_killed_run_resumes_to_the_uninterrupted_parameters(synthetic_tfds,
@@ -118,15 +119,15 @@ def test_evaluate_on_a_folder_that_is_not_a_run_says_so(tmp_path, capsys):
 def test_fold_selects_splits():
   c = _config("x")
   c.fold = 2
-  assert pipeline.splits(c) == ("part1+part3", "part2")
+  assert sources.splits(c) == ("part1+part3", "part2")
   c.fold = 4
   with pytest.raises(ValueError, match="fold"):
-    pipeline.splits(c)
+    sources.splits(c)
 
 
 def test_non_finite_loss_stops_with_the_step(synthetic_tfds, tmp_path):
   config = _config(synthetic_tfds, learning_rate=1e9, num_train_steps=6)
-  with pytest.raises(train.NonFiniteLossError, match=r"Non-finite loss at step \d"):
+  with pytest.raises(monitor.NonFiniteLossError, match=r"Non-finite loss at step \d"):
     train.train_and_evaluate(config, str(tmp_path / "nan"))
 
 

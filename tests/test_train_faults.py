@@ -17,8 +17,9 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import test as test_config
-from sfae_jax import config_checks, evaluate, preemption, run_info, train
-from sfae_jax import workdir_lock
+from sfae_jax import evaluate, train
+from sfae_jax.training import config_checks, monitor, preemption, run_info
+from sfae_jax.training import workdir_lock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -90,7 +91,7 @@ def test_a_workdir_held_by_a_live_job_is_refused_in_one_line(synthetic_tfds,
   workdir.mkdir()
   holder = subprocess.Popen(
       [sys.executable, "-c", "import sys, time\n"
-       "from sfae_jax import workdir_lock\n"
+       "from sfae_jax.training import workdir_lock\n"
        f"workdir_lock.WorkdirLock({str(workdir)!r}).acquire()\n"
        "print('held', flush=True); time.sleep(600)"],
       stdout=subprocess.PIPE, text=True)
@@ -197,8 +198,8 @@ def test_the_eta_follows_the_recent_rate(monkeypatch):
   """10 steps/s for 50 steps, then 1 step/s: after 5 slow log points the rate
   is the slow one, where the average since the start would still be ~3x it."""
   clock = [0.0]
-  monkeypatch.setattr(train.time, "perf_counter", lambda: clock[0])
-  rate = train._Rate(batch=1, window=5)  # pylint: disable=protected-access
+  monkeypatch.setattr(monitor.time, "perf_counter", lambda: clock[0])
+  rate = monitor.Rate(batch=1, window=5)
   step = 0
   for _ in range(5):
     clock[0] += 1.0

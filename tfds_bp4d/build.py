@@ -16,27 +16,27 @@ import argparse
 import os
 import sys
 
+from tfds_bp4d import prepare
+from tfds_bp4d.layout import LayoutError
+
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog="python -m tfds_bp4d.build",
                                    description=__doc__.splitlines()[0])
   parser.add_argument("--manual_dir", required=True, help="root of the BP4D copy")
   parser.add_argument("--data_dir", default="~/tensorflow_datasets")
-  parser.add_argument("--dataset", default="bp4d", choices=("bp4d", "disfa"))
+  parser.add_argument("--dataset", default="bp4d", choices=tuple(prepare.BUILDS))
   parser.add_argument("--config", help="bp4d: bp4d49 (default), bp4d49_nminus1, "
                       "ibug68; disfa: disfa49 (default), disfa66")
   args = parser.parse_args(argv)
-  configs = {"bp4d": ("bp4d49", "bp4d49_nminus1", "ibug68"),
-             "disfa": ("disfa49", "disfa66")}[args.dataset]
+  configs = prepare.builder_configs(args.dataset)
   args.config = args.config or configs[0]
   if args.config not in configs:
     parser.error(f"--config for {args.dataset} is one of {', '.join(configs)}")
-  from sfae_jax.data import pipeline, prepare  # pylint: disable=g-import-not-at-top
-  from tfds_bp4d.bp4d import layout  # pylint: disable=g-import-not-at-top  (DISFA's LayoutError is the same class)
   try:
     prepare.build(os.path.expanduser(args.manual_dir),
                   os.path.expanduser(args.data_dir), args.config, args.dataset)
-  except (layout.LayoutError, pipeline.DatasetError) as e:
+  except LayoutError as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   return 0

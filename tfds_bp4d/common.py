@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from sfae_jax.face import align
-from tfds_bp4d.bp4d.layout import LayoutError
+from tfds_bp4d.layout import SYNTHETIC_MARKER, LayoutError
 
 JPEG_QUALITY = 95
 
@@ -86,7 +86,6 @@ def source_record(root: str, landmarks: str, au_ids: Sequence[int],
                   dataset: str) -> dict:
   """What a build read (`source.json` beside the dataset): the manual_dir,
   whether it is a synthetic generator's (its marker file), AU ids, scheme."""
-  from tfds_bp4d.bp4d.layout import SYNTHETIC_MARKER  # pylint: disable=g-import-not-at-top
   return {"dataset": dataset,
           "synthetic": os.path.exists(os.path.join(root, SYNTHETIC_MARKER)),
           "manual_dir": os.path.abspath(root), "au_ids": list(au_ids),
@@ -116,7 +115,7 @@ def split_by_part(items: dict, subject_of, subject_part: dict, parts, root: str,
 
 
 def write_source(data_path, record: dict) -> None:
-  """`source.json` in the dataset folder being built (`sfae_jax.provenance`)."""
+  """`source.json` in the dataset folder being built (`sfae_jax.training.provenance`)."""
   data_path.mkdir(parents=True, exist_ok=True)
   (data_path / "source.json").write_text(json.dumps(record, indent=1,
                                                     sort_keys=True))

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from sfae_jax import analyze
+from sfae_jax.analyze import run as analyze_run
 
 
 def main(argv=None) -> int:
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
                            "every fold; see docs/analysis.md for the time)")
   args = parser.parse_args(argv)
   try:
-    out = analyze.run_analysis(args.manifest, args.out, args.workdir, args.every,
+    out = analyze_run.run_analysis(args.manifest, args.out, args.workdir, args.every,
                                args.backend, args.mixed, args.permutations,
                                min_per_group=args.min_speakers, seed=args.seed,
                                temporal_model=args.temporal,

@@ -47,8 +47,9 @@ import time
 
 import numpy as np
 
-from sfae_jax import analyze
 from sfae_jax.analyze import classify, features, stats, synthetic, temporal
+from sfae_jax.analyze import run as analyze_run
+from sfae_jax.runtime import files
 
 ALPHA = 0.05
 LAGS_S = (0.1, 0.25, 0.5)
@@ -78,7 +79,7 @@ def one(lag_s: float, episode_s: float, planted: bool, seed: int,
   out["temporal"] = {"p": deep.p_value, "balanced_accuracy":
                      deep.balanced_accuracy, "seconds": time.time() - t0}
   t0 = time.time()
-  videos = analyze.video_table(manifest, tracks)
+  videos = analyze_run.video_table(manifest, tracks)
   lead = stats.group_tests(features.speaker_table(videos), features.LEAD,
                            n_boot=0, seed=seed)
   hits = lead[lead["q"] < ALPHA]
@@ -158,9 +159,7 @@ def _read(path: str):
 
 
 def _write(path: str, value) -> None:
-  with open(path + ".tmp", "w") as f:
-    json.dump(value, f, indent=1)
-  os.replace(path + ".tmp", path)
+  files.write_atomically(path, json.dumps(value, indent=1))
 
 
 def _one_task(task) -> tuple:

@@ -9,6 +9,7 @@ import os
 import pandas as pd
 
 from sfae_jax.analyze import features, figures
+from sfae_jax.runtime import files
 
 
 def _data_section(manifest, videos, speakers, left_out, errors) -> str:
@@ -208,9 +209,7 @@ def write_html(path: str, sections: list[tuple[str, str]], title: str) -> None:
   for heading, body in sections:
     parts.append(f"<h2>{html.escape(heading)}</h2>{body}")
   parts.append("</body></html>")
-  with open(path + ".tmp", "w") as f:
-    f.write("\n".join(parts))
-  os.replace(path + ".tmp", path)
+  files.write_atomically(path, "\n".join(parts))
 
 
 def img(name: str, alt: str) -> str:

@@ -17,6 +17,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+import statsmodels.formula.api as smf
 
 from sfae_jax.analyze import features
 
@@ -132,7 +133,6 @@ def mixed_models(videos: pd.DataFrame, kind: str = "rate",
   """Video-level linear mixed models per AU (statsmodels): feature ~ language
   (+ covariates), speaker as random intercept. Returns the likelihood-ratio-free
   Wald p-value of the language terms (joint), BH-adjusted across AUs."""
-  import statsmodels.formula.api as smf  # pylint: disable=g-import-not-at-top
   rows = []
   covariates = covariates or []
   for col in features.feature_names(videos.columns, kind):

@@ -15,7 +15,9 @@ import sys
 
 import pandas as pd
 
-from sfae_jax import provenance
+from sfae_jax.predict import Detector
+from sfae_jax.runtime import files
+from sfae_jax.training import provenance
 
 REQUIRED = ("video", "speaker", "first_language")
 
@@ -84,7 +86,7 @@ def load_tracks(manifest: pd.DataFrame, out_dir: str, workdir: str | None,
                 every: int = 1, backend: str = "auto"
                 ) -> tuple[dict, list[str], dict]:
   """{video path: track DataFrame}, the errors of videos that failed, and
-  {video path: provenance record} (`sfae_jax.provenance`; None for a track CSV
+  {video path: provenance record} (`sfae_jax.training.provenance`; None for a track CSV
   that has none beside it)."""
   tracks, errors, detector, sources = {}, [], None, {}
   cache = os.path.join(out_dir, "tracks")
@@ -108,15 +110,13 @@ def load_tracks(manifest: pd.DataFrame, out_dir: str, workdir: str | None,
       sources[path] = provenance.read_for(cached)
       continue
     if detector is None:
-      from sfae_jax.predict import Detector  # pylint: disable=g-import-not-at-top
       detector = Detector(workdir, backend)
     table = detector.detect(path, every=every, progress=True, on_error="skip")
     if detector.failures:
       errors += detector.failures
       continue
     os.makedirs(cache, exist_ok=True)
-    table.to_csv(cached + ".tmp", index=False)
-    os.replace(cached + ".tmp", cached)
+    files.write_atomically(cached, table.to_csv(index=False))
     sources[path] = detector.provenance
     provenance.write(cached, sources[path])
     tracks[path] = table

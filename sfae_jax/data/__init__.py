@@ -1,1 +1,2 @@
-"""Input pipeline: built TFDS splits -> grain -> device; on-device augmentation."""
+"""Data: the dataset registry (one row per dataset), built splits and their label
+statistics (`sources`), the grain loader (`loader`), on-device augmentation."""

@@ -19,6 +19,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+
 from sfae_jax.face import schemes
 
 
@@ -127,15 +128,6 @@ def centre_crop(images: jax.Array, landmarks: jax.Array, spec: AugmentSpec):
   m = _matrix(stored, spec, 0.0, 0.0, False, 0.0)
   mats = jnp.broadcast_to(m, (b, 2, 3))
   return _apply(images, landmarks, mats, jnp.zeros((b,), bool), spec)
-
-
-def eye_centre_distance(landmarks: jax.Array, scheme: str) -> jax.Array:
-  """`[B]` distance between the eye centres, each the mean of the eye's six points
-  (68-point 36-41 and 42-47): JAA-Net's landmark-loss normaliser ("biocular")."""
-  s = schemes.get_scheme(scheme)
-  left = landmarks[:, [s.index(i) for i in range(36, 42)]].mean(axis=1)
-  right = landmarks[:, [s.index(i) for i in range(42, 48)]].mean(axis=1)
-  return jnp.linalg.norm(left - right, axis=-1)
 
 
 def example_ids(local_batch: int, axis_name: str | None = None) -> jax.Array:

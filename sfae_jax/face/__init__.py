@@ -1,1 +1,2 @@
-"""Faces: landmark schemes, alignment and (later) detectors."""
+"""Faces: the AUs each dataset codes, landmark schemes and their geometry,
+alignment, face/landmark detectors, tracking, and reading photos and videos."""

@@ -51,7 +51,7 @@ class Backend(Protocol):
 
   # Optional: `refit(image, faces) -> list[Face]` re-places the landmarks of the
   # previous frame's `faces` in this frame without running the detector (video
-  # tracking between detections; `sfae_jax.predict_table`).
+  # tracking between detections; `sfae_jax.predict.rows`).
 
 
 def _check_image(image) -> np.ndarray:
@@ -89,7 +89,7 @@ class DlibBackend:
   def __init__(self, upsample: int = 1, min_score: float = 0.0,
                detector: str = "hog"):
     try:
-      import dlib  # pylint: disable=g-import-not-at-top
+      import dlib  # pylint: disable=g-import-not-at-top  (optional: the faces extra)
     except ImportError:
       raise BackendUnavailable("The dlib backend needs dlib: pip install -e "
                                "'.[faces]' (dlib-bin).") from None
@@ -172,7 +172,7 @@ class FaceAlignmentBackend:
           f"face-alignment's weights {missing} are not in {folder}. Copy them there "
           "(or pass weights_dir= / --weights-dir with a hub/checkpoints/ inside), or "
           "allow the download on a machine with network access (allow_download=True).")
-    import face_alignment  # pylint: disable=g-import-not-at-top
+    import face_alignment  # pylint: disable=g-import-not-at-top  (optional: torch, its extra)
     self._fa = face_alignment.FaceAlignment(
         face_alignment.LandmarksType.TWO_D, device=device, face_detector="sfd")
     self.min_score = min_score

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax.numpy as jnp
 import numpy as np
 
 IBUG68 = "ibug68"
@@ -113,3 +114,12 @@ def to_scheme(indices68, scheme: str) -> np.ndarray:
   s = get_scheme(scheme)
   arr = np.asarray(indices68)
   return np.vectorize(s.index, otypes=[np.int32])(arr) if arr.size else arr
+
+
+def eye_centre_distance(landmarks: jax.Array, scheme: str) -> jax.Array:
+  """`[B]` distance between the eye centres, each the mean of the eye's six points
+  (68-point 36-41 and 42-47): JAA-Net's landmark-loss normaliser ("biocular")."""
+  s = get_scheme(scheme)
+  left = landmarks[:, [s.index(i) for i in range(36, 42)]].mean(axis=1)
+  right = landmarks[:, [s.index(i) for i in range(42, 48)]].mean(axis=1)
+  return jnp.linalg.norm(left - right, axis=-1)

@@ -12,15 +12,10 @@ local learning). Two implementations compute the same maths:
   convolution with `feature_group_count` (a single cuDNN call): XLA:GPU writes
   each of the nine taps' outputs to HBM and reads them back to sum them
   (docs/accelerators.md has the figures).
-* ``"cpu"``: the same forward convolutions, but with a hand-written backward pass,
-  and grouped convolutions run group by group. Measured on a 2-core AMD EPYC, batch
-  16, float32 (``scratch`` measurements written down in docs/model.md's performance
-  section): XLA:CPU computes a convolution's kernel gradient as a convolution whose
-  "kernel" is the whole feature map, at 5 GFLOP/s (a 64->128 conv on 44x44: 949 ms
-  for the kernel gradient against 58 ms forward); nine GEMMs over shifted views
-  reach 30-40 GFLOP/s (120 ms). XLA:CPU's batched matmul and its grouped convolution
-  run at 5-10 GFLOP/s, while one ordinary convolution per group reaches 40-45
-  GFLOP/s (the 8x8 region conv at 176x176: 110 ms against 470 ms forward).
+* ``"cpu"``: the same forward convolutions with a hand-written backward pass (nine
+  GEMMs over shifted views), and grouped convolutions run group by group: XLA:CPU's
+  own kernel gradient, batched matmul and grouped convolution are several times
+  slower (docs/model.md, Performance, has the figures).
 
 `default_impl()` picks by the platform the program is traced for: the host's
 backend, or the target of an ahead-of-time compile (:func:`target_platform`), so a
@@ -37,9 +32,9 @@ import os
 from typing import Any, Iterator
 
 import flax.linen as nn
+from jax import lax
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 IMPLS = ("xla", "cpu", "grouped")
 # What 'auto' picks for the platform a program is compiled for.
@@ -49,7 +44,7 @@ _DN = ("NHWC", "HWIO", "NHWC")
 
 
 # Tracing happens before lowering and knows no device: whoever compiles for
-# devices other than the host's says so here (sfae_jax.aot).
+# devices other than the host's says so here (sfae_jax.tools.aot).
 _TARGET_PLATFORM: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "sfae_conv_target_platform", default=None)
 

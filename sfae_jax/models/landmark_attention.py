@@ -31,10 +31,6 @@ import numpy as np
 
 from sfae_jax.face import schemes
 
-# The 12 AUs of BP4D and the 8 of DISFA, in the order of the model's outputs.
-BP4D_AUS = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
-DISFA_AUS = (1, 2, 4, 6, 9, 12, 25, 26)
-
 # AU -> its two centres, each (68-point landmark index, vertical offset in rulers;
 # negative is up). From JAA-Net (see ../shared/REFERENCE.md).
 AU_CENTRE_RULES: dict[int, tuple[tuple[int, float], tuple[int, float]]] = {
@@ -83,7 +79,7 @@ def au_centres(landmarks: jax.Array, au_ids, scheme: str = schemes.IBUG68
 
   Args:
     landmarks: `[B, L, 2]` (x, y) in pixels, L points of `scheme`.
-    au_ids: AU numbers, e.g. :data:`BP4D_AUS`.
+    au_ids: AU numbers, e.g. `sfae_jax.face.action_units.BP4D`.
     scheme: the landmarks' scheme name.
 
   Returns:

@@ -17,14 +17,11 @@ class LandmarkBranch(nn.Module):
   """Predicts landmarks from the shared map (JAA-Net's face-alignment branch).
 
   Three stages of (3x3 conv -> BN -> ReLU) x 2 -> 2x2 max-pool, then FC `hidden`
-  (feature f2) and FC 2L. With `units='pixels'` (the default) the last FC
-  regresses pixels, as JAA-Net's does, offset so that its zero initialisation
-  starts every point at the image centre: landmarks (input pixel-index
-  coordinates) = ``((W - 1) / 2, (H - 1) / 2) + fc``. `units='image_fraction'` is
-  the head of runs recorded before it, ``(0.5 + fc) * (W, H) - 0.5``: at 176x176
-  it multiplies the landmark loss's curvature in the head's weights by 176^2, and
-  the paper's SGD lr 0.01 diverged within 10 steps (docs/results.md, the
-  synthetic run).
+  (feature f2) and FC 2L. The last FC regresses pixels, as JAA-Net's does, offset
+  so that its zero initialisation starts every point at the image centre:
+  landmarks (input pixel-index coordinates) = ``((W - 1) / 2, (H - 1) / 2) + fc``.
+  (A head in image fractions multiplies the loss's curvature in its weights by
+  W^2, and the paper's SGD lr 0.01 diverges with it.)
 
   `[B, h, w, C] -> (f2 [B, hidden], landmarks [B, L, 2] as (x, y))`.
   """
@@ -33,7 +30,6 @@ class LandmarkBranch(nn.Module):
   norm: Callable[..., nn.Module]
   features: Sequence[int] = (128, 128, 128)
   hidden: int = 512
-  units: str = "pixels"  # 'pixels' | 'image_fraction' (old run records)
   dtype: Any = jnp.float32
   conv_impl: str = "auto"
 
@@ -51,11 +47,6 @@ class LandmarkBranch(nn.Module):
                    kernel_init=nn.initializers.zeros, name="fc_landmarks")(f2)
     h, w = self.image_hw
     out = out.reshape(-1, self.num_points, 2)
-    if self.units == "image_fraction":
-      return f2, (0.5 + out) * jnp.array([w, h], jnp.float32) - 0.5
-    if self.units != "pixels":
-      raise ValueError(f"landmark units {self.units!r}: 'pixels' or "
-                       "'image_fraction'.")
     landmarks = jnp.array([(w - 1) / 2, (h - 1) / 2], jnp.float32) + out
     return f2, landmarks
 
@@ -132,7 +123,7 @@ class AttentionRefinement(nn.Module):
   channel and a sigmoid. Convolutions are 'SAME' on the map's own grid (JAA-Net
   computes the rule map on a grid 8 cells larger and shrinks it with unpadded
   convs). Trained by the AU loss through the local branch plus a small pull
-  towards the rule map (`sfae_jax.losses.attention_refine_loss`).
+  towards the rule map (`sfae_jax.training.losses.attention_refine_loss`).
 
   `[B, A, h, w] -> [B, A, h, w]` in (0, 1), float32.
   """

@@ -1,4 +1,10 @@
-"""Model names a config can use, and building a model from a config."""
+"""Model names a config can use, and building a model from a config.
+
+`config.model_name` names the model; the fields of the `config.model` block are
+its constructor's (big_vision's `Model(**config.model)`). What the run fixes
+besides (its AUs, landmark scheme) and how it computes (`dtype`, `conv_impl`)
+come from the run.
+"""
 
 from __future__ import annotations
 
@@ -13,31 +19,26 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def compute_dtype(config):
-  """`config.dtype` ('float32' or 'bfloat16'; absent in old run records: float32)."""
-  name = config.get("dtype", "float32")
-  if name not in DTYPES:
-    raise ValueError(f"config.dtype={name!r}: choose one of {sorted(DTYPES)}.")
-  return DTYPES[name]
+  """`config.dtype`: 'float32' or 'bfloat16'."""
+  if config.dtype not in DTYPES:
+    raise ValueError(f"config.dtype={config.dtype!r}: choose one of {sorted(DTYPES)}.")
+  return DTYPES[config.dtype]
 
 
 def create_model(config, au_ids: Sequence[int], landmark_scheme: str,
                  bn_axis_name: str | None = None) -> SFAENet:
-  """The model `config.model` names, for `au_ids` and the landmark scheme.
+  """The model `config.model_name` names, built with `config.model`'s fields, for
+  `au_ids` and the landmark scheme.
 
   Convolutions and matmuls run in `config.dtype`; parameters, BatchNorm
-  statistics, attention maps and logits stay float32. Run records written before
-  a field existed build the model they trained: the light local branch, no
-  attention refinement, the image-fraction landmark head."""
-  if config.model not in MODELS:
-    raise ValueError(f"config.model={config.model!r} is not a model; choose one of "
-                     f"{sorted(MODELS)}.")
-  return MODELS[config.model](
-      au_ids=tuple(au_ids), landmark_scheme=landmark_scheme,
-      use_lrl=config.use_lrl, use_msl=config.use_msl, bn_axis_name=bn_axis_name,
-      dtype=compute_dtype(config), conv_impl=config.get("conv_impl", "auto"),
-      local_branch=config.get("local_branch", "light"),
-      attention_refine=config.get("attention_refine", False),
-      landmark_units=config.get("landmark_units", "image_fraction"),
-      au_relation=config.get("au_relation", False),
-      relation_features=config.get("relation_features", 64),
-      relation_layers=config.get("relation_layers", 1))
+  statistics, attention maps and logits stay float32."""
+  if config.model_name not in MODELS:
+    raise ValueError(f"config.model_name={config.model_name!r} is not a model; "
+                     f"choose one of {sorted(MODELS)}.")
+  try:
+    return MODELS[config.model_name](
+        **config.model.to_dict(), au_ids=tuple(au_ids),
+        landmark_scheme=landmark_scheme, bn_axis_name=bn_axis_name,
+        dtype=compute_dtype(config), conv_impl=config.conv_impl)
+  except TypeError as e:  # a field the model does not have
+    raise ValueError(f"config.model: {e}") from None

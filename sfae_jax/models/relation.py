@@ -13,7 +13,7 @@ AU-relationship-aware node features (Luo et al., IJCAI 2022):
   go together) to the face-specific query-key similarity (what this face shows);
   ME-GraphAU builds a k-nearest-neighbour graph from the node similarity instead;
   soft attention keeps the whole thing differentiable and readable (its matrix is
-  what `python -m sfae_jax.relations` draws);
+  what `python -m sfae_jax.tools.relations` draws);
 * a per-AU classifier on the updated node, whose output is a *correction* added to
   the plain head's logits (`SFAENet` keeps its `head`, `Dense(fused)`): the
   classifier starts at zero, so at initialisation the model is exactly the one

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Optional, Sequence
+from typing import Any, ClassVar, Optional, Sequence
 
 import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sfae_jax.face import schemes
+from sfae_jax.face import action_units, schemes
 from sfae_jax.models import landmark_attention as la
 from sfae_jax.models.lrl import (AttentionRefinement, LandmarkBranch,
                                  LightLocalAUBranch, LocalAUBranch)
@@ -20,7 +20,7 @@ from sfae_jax.models.relation import AURelationHead
 
 
 # Submodules whose parameters have one row per AU (leading axis, in `au_ids`
-# order), and the AU head: what `sfae_jax.transfer` maps between AU sets.
+# order), and the AU head: what `sfae_jax.training.transfer` maps between AU sets.
 PER_AU_MODULES = ("local_au", "attention_refine")
 AU_HEAD = "head"
 RELATION_HEAD = "relation_head"  # the AU-relation correction, when au_relation is on
@@ -65,13 +65,12 @@ class SFAENet(nn.Module):
   is a two-conv branch of `light_local_features` channels per AU, globally
   pooled. `attention_refine` adds JAA-Net's attention refinement.
   """
-  au_ids: Sequence[int] = la.BP4D_AUS
+  au_ids: Sequence[int] = action_units.BP4D
   landmark_scheme: str = schemes.IBUG68
   stem_features: Sequence[int] = (32, 64)
   region_grids: Sequence[int] = (8, 4, 2)
   landmark_features: Sequence[int] = (128, 128, 128)
   landmark_hidden: int = 512
-  landmark_units: str = "pixels"  # LandmarkBranch.units ('image_fraction': old runs)
   local_branch: str = "deep"  # 'deep' (JAA-Net's) | 'light'
   local_features: Sequence[int] = (96, 128, 160)  # deep branch stage widths
   light_local_features: int = 32
@@ -88,6 +87,12 @@ class SFAENet(nn.Module):
   bn_axis_name: Optional[str] = None  # e.g. 'data' to sync BN stats across devices
   dtype: Any = jnp.float32
   conv_impl: str = "auto"  # 'auto' (by backend), 'xla' or 'cpu': sfae_jax.models.conv
+
+  # What `sfae_jax.training.transfer` maps between runs with other AU sets:
+  # submodules whose parameters have one row per AU (leading axis, in `au_ids`
+  # order), and the heads, re-initialised when the AU sets differ.
+  per_au_modules: ClassVar[tuple[str, ...]] = ("local_au", "attention_refine")
+  au_heads: ClassVar[tuple[str, ...]] = (AU_HEAD, RELATION_HEAD)
 
   @property
   def num_points(self) -> int:
@@ -123,7 +128,7 @@ class SFAENet(nn.Module):
     if self.use_lrl:
       f2, pred_landmarks = LandmarkBranch(
           self.num_points, images.shape[1:3], norm, self.landmark_features,
-          self.landmark_hidden, self.landmark_units, dtype=self.dtype,
+          self.landmark_hidden, dtype=self.dtype,
           conv_impl=self.conv_impl, name="landmark_branch")(shared)
       guide = jax.lax.stop_gradient(
           pred_landmarks if landmarks is None else landmarks.astype(jnp.float32))

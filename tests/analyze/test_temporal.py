@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sfae_jax import analyze
 from sfae_jax.analyze import features, stats, temporal
+from sfae_jax.analyze import run as analyze_run
 from sfae_jax.analyze import synthetic as st
 
 
@@ -102,7 +102,7 @@ def test_planted_order_is_invisible_to_averages_and_found_by_the_temporal_model(
   report's section renders with both models."""
   manifest, tracks = st.temporal_study(0, planted=True)
   path = st.write(tmp_path, manifest, tracks)
-  out = analyze.run_analysis(path, str(tmp_path / "report"), n_permutations=19,
+  out = analyze_run.run_analysis(path, str(tmp_path / "report"), n_permutations=19,
                              n_boot=100, temporal_model=True,
                              temporal_permutations=1)
   rate = out["stats"][out["stats"]["kind"] == "rate"].set_index("au")
@@ -182,7 +182,7 @@ def test_pair_timing_study_differs_in_order_only():
   for planted in (True, False):
     manifest, tracks = st.pair_timing_study(7, 0.25, 0.33, planted, speakers=6,
                                             seconds=(20.0, 30.0))
-    speakers = features.speaker_table(analyze.video_table(manifest, tracks))
+    speakers = features.speaker_table(analyze_run.video_table(manifest, tracks))
     lead = speakers.set_index("first_language")["lead_10x12_250ms"]
     rate = stats.group_tests(speakers, "rate", n_boot=0).set_index("au")
     assert (rate.loc[["AU10", "AU12"], "p"] > 0.05).all(), rate

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sfae_jax.face import schemes
+from sfae_jax.face import action_units, schemes
 from sfae_jax.models import landmark_attention as la
 
 MAP = 44           # 176 / 4
@@ -68,10 +68,10 @@ def test_vertical_offsets_use_the_inner_eye_ruler():
 def test_map_matches_jaa_net_loop_on_random_landmarks():
   """Against the explicit per-cell loop, with non-integer centres."""
   lm = jax.random.uniform(jax.random.key(0), (2, 68, 2), minval=20, maxval=156)
-  got = _maps(lm, la.BP4D_AUS)
-  centres = (np.asarray(la.au_centres(lm, la.BP4D_AUS)) + 0.5) / STRIDE - 0.5
+  got = _maps(lm, action_units.BP4D)
+  centres = (np.asarray(la.au_centres(lm, action_units.BP4D)) + 0.5) / STRIDE - 0.5
   want = np.zeros_like(got)
-  for b, a, k in np.ndindex(2, len(la.BP4D_AUS), 2):
+  for b, a, k in np.ndindex(2, len(action_units.BP4D), 2):
     cx, cy = centres[b, a, k]
     for h in range(MAP):
       for w in range(MAP):
@@ -81,7 +81,7 @@ def test_map_matches_jaa_net_loop_on_random_landmarks():
   np.testing.assert_allclose(got, want, atol=1e-5)
 
 
-@pytest.mark.parametrize("au_ids", [la.BP4D_AUS, la.DISFA_AUS])
+@pytest.mark.parametrize("au_ids", [action_units.BP4D, action_units.DISFA])
 def test_mirrored_landmarks_give_mirrored_maps(au_ids):
   lm = jax.random.uniform(jax.random.key(1), (3, 68, 2), minval=10, maxval=166)
   perm = schemes.get_scheme(schemes.IBUG68).flip_permutation
@@ -94,8 +94,8 @@ def test_49_point_scheme_gives_the_same_maps():
   lm68 = jax.random.uniform(jax.random.key(2), (2, 68, 2), minval=10, maxval=166)
   lm49 = lm68[:, np.array(schemes.get_scheme(schemes.BP4D49).from_68)]
   assert lm49.shape == (2, 49, 2)
-  np.testing.assert_array_equal(_maps(lm49, la.BP4D_AUS, schemes.BP4D49),
-                                _maps(lm68, la.BP4D_AUS))
+  np.testing.assert_array_equal(_maps(lm49, action_units.BP4D, schemes.BP4D49),
+                                _maps(lm68, action_units.BP4D))
 
 
 def test_unknown_au_is_a_clear_error():

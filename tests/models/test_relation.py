@@ -70,9 +70,9 @@ def test_sfae_net_with_relations_returns_the_au_by_au_attention():
 
 
 def test_cooccurrence_by_hand():
-  from sfae_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from sfae_jax.data import sources  # pylint: disable=g-import-not-at-top
   labels = np.array([[1, 1, 0], [1, 0, -1], [0, 1, 1], [1, 1, 1]])
-  co = pipeline.cooccurrence(labels)
+  co = sources.cooccurrence(labels)
   # AU0 present in rows 0, 1, 3; AU1 present with it in 0, 3 (coded in all 3)
   assert co[0, 1] == 2 / 3 and co[0, 0] == 1.0
   # AU2 coded in rows 0, 3 when AU0 is present; present in row 3 only

@@ -6,7 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from sfae_jax.models import BP4D_AUS, DISFA_AUS, SFAENet, SFAENetTiny
+from sfae_jax.face import action_units
+from sfae_jax.models import SFAENet, SFAENetTiny
 from sfae_jax.models import landmark_attention as la
 
 B, S = 2, 176
@@ -24,7 +25,7 @@ def _tiny(**kw):
   return model, variables
 
 
-@pytest.mark.parametrize("au_ids", [BP4D_AUS, DISFA_AUS])
+@pytest.mark.parametrize("au_ids", [action_units.BP4D, action_units.DISFA])
 def test_full_model_output_shapes(au_ids):
   model = SFAENet(au_ids=au_ids)
   out, variables = jax.eval_shape(
@@ -112,7 +113,7 @@ def test_given_landmarks_place_the_attention():
   gt = jax.random.uniform(jax.random.key(4), (B, 68, 2), minval=30, maxval=146)
   out = jax.jit(functools.partial(model.apply, train=False))(
       variables, _images(), landmarks=gt)
-  want = la.attention_maps(la.au_centres(gt, BP4D_AUS), (44, 44), 4.0)
+  want = la.attention_maps(la.au_centres(gt, action_units.BP4D), (44, 44), 4.0)
   np.testing.assert_allclose(out.attention, want, atol=1e-6)
 
 
@@ -144,11 +145,12 @@ def test_bfloat16_config_computes_in_bf16_and_keeps_float32_state():
   float32; the forward pass stays close to float32's on the same parameters."""
   import ml_collections  # pylint: disable=g-import-not-at-top
   from sfae_jax.models import create_model  # pylint: disable=g-import-not-at-top
-  cfg = dict(model="sfae_net_tiny", use_lrl=True, use_msl=True)
+  cfg = dict(model_name="sfae_net_tiny", conv_impl="auto",
+             model=dict(use_lrl=True, use_msl=True, local_branch="light"))
   f32 = create_model(ml_collections.ConfigDict(dict(cfg, dtype="float32")),
-                     BP4D_AUS, "ibug68")
+                     action_units.BP4D, "ibug68")
   bf16 = create_model(ml_collections.ConfigDict(dict(cfg, dtype="bfloat16")),
-                      BP4D_AUS, "ibug68")
+                      action_units.BP4D, "ibug68")
   images = _images(b=4)[:, :64, :64]  # small: this test is about dtypes
   variables = jax.jit(functools.partial(bf16.init, train=False))(
       jax.random.key(0), images)
@@ -160,7 +162,7 @@ def test_bfloat16_config_computes_in_bf16_and_keeps_float32_state():
   wide = [l.split("=")[0].strip() for l in ops if "bf16" not in l]
   # Only the two output heads are float32 on purpose: landmarks [B, 2L], logits [B, A].
   assert len(ops) > 20 and sorted(w.split(":")[1] for w in wide) == sorted(
-      [f"f32[4,{2 * 68}]", f"f32[4,{len(BP4D_AUS)}]"]), wide
+      [f"f32[4,{2 * 68}]", f"f32[4,{len(action_units.BP4D)}]"]), wide
   out = jax.jit(functools.partial(bf16.apply, train=False))(variables, images)
   ref = jax.jit(functools.partial(f32.apply, train=False))(variables, images)
   for field in ("au_logits", "landmarks", "attention"):
@@ -171,7 +173,7 @@ def test_bfloat16_config_computes_in_bf16_and_keeps_float32_state():
   assert float(jnp.abs(out.au_logits - ref.au_logits).max()) < 0.1 * scale
   with pytest.raises(ValueError, match="dtype"):
     create_model(ml_collections.ConfigDict(dict(cfg, dtype="float16")),
-                 BP4D_AUS, "ibug68")
+                 action_units.BP4D, "ibug68")
 
 
 def _shapes(**kw):
@@ -236,10 +238,7 @@ def test_attention_refinement_learns_from_the_au_loss():
 
 def test_landmark_head_regresses_pixels_from_the_image_centre():
   """Zero-initialised last layer: every point starts at the centre; one unit of
-  the FC output is one pixel (JAA-Net), whatever the input size. Old run records
-  (no landmark_units) rebuild the image-fraction head they trained."""
-  import ml_collections  # pylint: disable=g-import-not-at-top
-  from sfae_jax.models import create_model  # pylint: disable=g-import-not-at-top
+  the FC output is one pixel (JAA-Net), whatever the input size."""
   model, variables = _tiny()
   out = jax.jit(functools.partial(model.apply, train=False))(variables, _images())
   np.testing.assert_allclose(out.landmarks, (S - 1) / 2, atol=1e-5)
@@ -248,10 +247,26 @@ def test_landmark_head_regresses_pixels_from_the_image_centre():
   params["landmark_branch"]["fc_landmarks"]["bias"] = bias.at[0].set(3.0)
   moved = model.apply({**variables, "params": params}, _images(), train=False)
   np.testing.assert_allclose(moved.landmarks[:, 0, 0], (S - 1) / 2 + 3.0, atol=1e-4)
-  base = dict(model="sfae_net_tiny", use_lrl=True, use_msl=True)
-  old = create_model(ml_collections.ConfigDict(base), BP4D_AUS, "ibug68")
-  new = create_model(ml_collections.ConfigDict(dict(base, landmark_units="pixels",
-                                                    local_branch="deep")),
-                     BP4D_AUS, "ibug68")
-  assert (old.landmark_units, old.local_branch) == ("image_fraction", "light")
-  assert (new.landmark_units, new.local_branch) == ("pixels", "deep")
+
+
+def test_the_registry_builds_the_named_model_with_its_block():
+  """`config.model_name` picks the class, `config.model` gives its fields; a
+  field the model does not have is a one-line error naming it."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from sfae_jax.models import create_model  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  model = create_model(config, action_units.DISFA, "bp4d49")
+  assert type(model).__name__ == "SFAENet" and model.local_branch == "deep"
+  assert model.au_ids == action_units.DISFA and model.num_points == 49
+  config.unlock()
+  config.model_name = "sfae_net_tiny"
+  config.model.local_branch = "light"
+  tiny = create_model(config, action_units.BP4D, "bp4d49")
+  assert tiny.local_branch == "light" and tiny.stem_features != model.stem_features
+  config.model = ml_collections.ConfigDict(dict(config.model, no_such_field=1))
+  with pytest.raises(ValueError, match="config.model:.*no_such_field"):
+    create_model(config, action_units.BP4D, "bp4d49")
+  config.model_name = "resnet"
+  with pytest.raises(ValueError, match="config.model_name='resnet'"):
+    create_model(config, action_units.BP4D, "bp4d49")

@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-
 import tensorflow_datasets as tfds
 
-from tfds_bp4d import synthetic  # pylint: disable=g-import-not-at-top
 from tfds_bp4d.bp4d import bp4d_dataset_builder, layout  # pylint: disable=g-import-not-at-top
+from tfds_bp4d.synthetic import bp4d as synthetic  # pylint: disable=g-import-not-at-top
 
 
 def test_build_then_read_folds_with_data_source(tmp_path):
@@ -93,10 +92,10 @@ def test_bad_labels_missing_csvs_and_truncated_frames_are_counted_not_written(
   assert ("T1", int(float(lines[2].split(",")[0]))) in kept
   assert all(set(np.unique(source[i]["au"])) <= {-1, 0, 1}
              for i in range(len(source)))
-  from sfae_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  with pytest.raises(pipeline.DatasetError,
+  from sfae_jax.data import registry, sources  # pylint: disable=g-import-not-at-top
+  with pytest.raises(registry.DatasetError,
                      match=r"this build has part\d, part\d.*partial copy"):
-    pipeline.open_split(str(tmp_path / "tfds"), "bp4d49", "part3")
+    sources.open_split(str(tmp_path / "tfds"), "bp4d49", "part3", dataset="bp4d")
 
 
 def test_unparsable_csv_and_empty_manual_dir_are_one_line_errors(tmp_path):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from sfae_jax import media
 from sfae_jax.face import align, schemes
+from sfae_jax.face import media
 from tfds_bp4d.disfa import disfa_dataset_builder, layout, reader
 from tfds_bp4d.synthetic import disfa as synthetic_disfa
 

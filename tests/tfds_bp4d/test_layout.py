@@ -4,8 +4,8 @@ import shutil
 import numpy as np
 import pytest
 
-from tfds_bp4d import synthetic
 from tfds_bp4d.bp4d import layout, reader
+from tfds_bp4d.synthetic import bp4d as synthetic
 
 
 def test_csv_columns_are_found_by_header_number_and_9_is_unknown():

@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from tfds_bp4d import synthetic
-from tfds_bp4d.synthetic import labels as synthetic_labels
 from tfds_bp4d.bp4d import layout
+from tfds_bp4d.synthetic import bp4d as synthetic
+from tfds_bp4d.synthetic import labels as synthetic_labels
 from tfds_bp4d.synthetic.face import Identity, Pose, deform, neutral_landmarks
 from tfds_bp4d.synthetic.render import render
 

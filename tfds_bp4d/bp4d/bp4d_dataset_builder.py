@@ -27,7 +27,7 @@ root of your copy as --manual_dir; it must contain
   2DFeatures/<subject>_<task>.mat            (for the default bp4d49 config)
 
 To try the pipeline without BP4D, generate a synthetic copy in the same layout:
-  python -m tfds_bp4d.synthetic --out scratch/bp4d_syn
+  python -m tfds_bp4d.synthetic.bp4d --out scratch/bp4d_syn
 """
 
 LANDMARKER_ENV = "SFAE_LANDMARKER"

@@ -1,7 +1,7 @@
 """TFDS test of the BP4D builder on dummy_data/ (synthetic pixels only).
 
 dummy_data/ is BP4D's layout written by our own generator:
-  python -m tfds_bp4d.synthetic --out tfds_bp4d/bp4d/dummy_data --subjects 3 \
+  python -m tfds_bp4d.synthetic.bp4d --out tfds_bp4d/bp4d/dummy_data --subjects 3 \
       --tasks 1 --frames 3 --size 160x160 --seed 1
 one subject per part (M007 part1, M002 part2, F012 part3), 3 coded frames each.
 """

@@ -14,9 +14,13 @@ import os
 import re
 from typing import Iterable, Optional
 
+import h5py
 import numpy as np
 
-AUS = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
+from sfae_jax.face import action_units
+from tfds_bp4d.layout import LayoutError, find_dir  # noqa: F401 (this layout's errors and finder)
+
+AUS = action_units.BP4D
 PARTS = {
     "part1": "F001 M007 F018 F008 F002 M004 F010 F009 M012 M001 F016 M014 F023 M008",
     "part2": "M011 F003 M010 M002 F005 F022 M018 M017 F013 M016 F020 F011 M013 M005",
@@ -26,22 +30,8 @@ PARTS = {k: tuple(v.split()) for k, v in PARTS.items()}
 SUBJECT_PART = {s: p for p, subjects in PARTS.items() for s in subjects}
 SEQUENCE_DIRS = ("Sequences", "Sequences_2D+3D")
 OCC_DIRS = ("AUCoding/AU_OCC", "Labels/OCC", "AUCoding/AUCoding/AU_OCC")
-# Written by tfds_bp4d.synthetic at the root of its BP4D-layout copy.
-SYNTHETIC_MARKER = "SYNTHETIC_NOT_BP4D.txt"
 MAT_HEADER = (b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: "
               b"Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 .")
-
-
-class LayoutError(ValueError):
-  """The manual_dir does not look like BP4D; the message says what is missing."""
-
-
-def find_dir(root: str, candidates: Iterable[str], what: str) -> str:
-  for c in candidates:
-    if os.path.isdir(os.path.join(root, c)):
-      return os.path.join(root, c)
-  raise LayoutError(f"{root}: no {what} folder (looked for {', '.join(candidates)}). "
-                    "Point --manual_dir at the root of the BP4D distribution.")
 
 
 def frame_number(filename: str) -> Optional[int]:
@@ -89,7 +79,6 @@ def read_occurrence_csv(text: str, aus: Iterable[int] = AUS
 def read_landmarks_mat(path: str) -> list[Optional[np.ndarray]]:
   """BP4D 2DFeatures (MATLAB v7.3): per video frame a `[49, 2]` (x, y) array in
   MATLAB (1-based) pixels, or None where the tracker lost the face."""
-  import h5py  # pylint: disable=g-import-not-at-top
   out = []
   with h5py.File(path, "r") as f:
     refs = f["fit"]["pred"][()]
@@ -106,7 +95,6 @@ def write_landmarks_mat(path: str, frames: list[Optional[np.ndarray]]) -> None:
   """Writes landmarks as BP4D stores them: `fit/pred` is an (n, 1) cell of
   references to (2, 49) doubles (MATLAB's 49x2, column-major); a lost frame is an
   empty double, as MATLAB writes `[]`."""
-  import h5py  # pylint: disable=g-import-not-at-top
   with h5py.File(path, "w", userblock_size=512) as f:
     refs_group = f.create_group("#refs#")
     refs = np.empty((len(frames), 1), dtype=h5py.ref_dtype)

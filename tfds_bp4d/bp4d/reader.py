@@ -21,8 +21,8 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from sfae_jax import media
 from sfae_jax.face import align, schemes
+from sfae_jax.face import media
 from tfds_bp4d import common
 from tfds_bp4d.bp4d import layout
 

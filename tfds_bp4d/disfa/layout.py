@@ -16,11 +16,13 @@ import re
 from typing import Optional
 
 import numpy as np
+import scipy.io
 
-from tfds_bp4d.bp4d.layout import LayoutError, find_dir  # one error type, one finder
+from sfae_jax.face import action_units
+from tfds_bp4d.layout import LayoutError, find_dir
 
-AUS = (1, 2, 4, 6, 9, 12, 25, 26)                  # the standard protocol's 8
-CODED_AUS = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)  # DISFA codes these 12
+AUS = action_units.DISFA
+CODED_AUS = action_units.DISFA_CODED
 PRESENT_FROM = 2                                    # intensity >= 2: present
 PARTS = {
     "part1": "SN002 SN010 SN001 SN026 SN027 SN032 SN030 SN009 SN016",
@@ -35,7 +37,6 @@ VIDEO_DIRS = ("Videos_LeftCamera",)
 # Frames extracted by the user: <dir>/<subject>/<number>.jpg (any zero padding).
 FRAME_DIRS = ("Images_LeftCamera", "Frames_LeftCamera", "LeftCamera")
 
-__all__ = ["LayoutError", "find_dir"]
 
 
 def read_label_file(text: str, path: str = "") -> dict[int, int]:
@@ -105,7 +106,6 @@ def read_landmarks(path: str) -> Optional[np.ndarray]:
   """`[66, 2]` float32 (x, y) of one frame's .mat (`pts`) as stored: MATLAB
   1-based pixels, like BP4D's (the reader subtracts 1); None when it is
   unreadable or not 66 finite points."""
-  import scipy.io  # pylint: disable=g-import-not-at-top
   try:
     pts = np.asarray(scipy.io.loadmat(path)["pts"], np.float64)
   except (OSError, ValueError, KeyError, TypeError):
@@ -117,7 +117,6 @@ def read_landmarks(path: str) -> Optional[np.ndarray]:
 
 def write_landmarks(path: str, pts: np.ndarray) -> None:
   """Writes `pts` as DISFA stores them: MATLAB 1-based pixels, key `pts`."""
-  import scipy.io  # pylint: disable=g-import-not-at-top
   scipy.io.savemat(path, {"pts": np.asarray(pts, np.float64)})
 
 

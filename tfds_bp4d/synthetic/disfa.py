@@ -19,14 +19,17 @@ import argparse
 import os
 import sys
 
+import av
+import cv2
 import numpy as np
 from scipy.special import ndtri
 
+from sfae_jax.face import media
 from sfae_jax.face import schemes
-from tfds_bp4d.bp4d.layout import SYNTHETIC_MARKER
 from tfds_bp4d.disfa import layout
+from tfds_bp4d.layout import SYNTHETIC_MARKER
 from tfds_bp4d.synthetic import labels as bp4d_labels
-from tfds_bp4d.synthetic import _size as size_arg, poses  # pylint: disable=protected-access
+from tfds_bp4d.synthetic.bp4d import _size as size_arg, poses  # pylint: disable=protected-access
 from tfds_bp4d.synthetic.face import Identity, deform, neutral_landmarks
 from tfds_bp4d.synthetic.render import render
 
@@ -70,7 +73,6 @@ def pick_subjects(n: int) -> list[str]:
 
 def write_subject(root: str, s: int, subject: str, frames: int, size_wh,
                   seed: int) -> None:
-  import av  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng([seed, 7, s])
   idn = Identity.sample(np.random.default_rng([seed, 8, s]))
   level = intensities(rng, frames)
@@ -114,8 +116,6 @@ def to_jpeg_frames(root: str, subject: str) -> None:
   """Replaces a subject's video by its frames, `Images_LeftCamera/SNxxx/<N>.jpg`
   (N from 1): the layout of users who extracted frames (and of dummy_data/, which
   commits no video)."""
-  import cv2  # pylint: disable=g-import-not-at-top
-  from sfae_jax import media  # pylint: disable=g-import-not-at-top
   video = layout.video_path(root, subject)
   folder = os.path.join(root, "Images_LeftCamera", subject)
   os.makedirs(folder, exist_ok=True)

@@ -1,0 +1,115 @@
+"""The whole analysis as one function, `run_analysis`: manifest -> tracks ->
+speaker features -> tests, classifier (and the temporal model) -> report."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import pandas as pd
+
+from sfae_jax.analyze import (classify, features, figures, report, stats,
+                              temporal, tracks)
+from sfae_jax.training import provenance
+
+
+def video_table(manifest: pd.DataFrame, track_map: dict) -> pd.DataFrame:
+  rows = []
+  for _, m in manifest.iterrows():
+    if m["video"] not in track_map:
+      continue
+    feats, counts = features.video_features(track_map[m["video"]])
+    rows.append({**m.to_dict(), **counts, **feats})
+  return pd.DataFrame(rows)
+
+
+def run_analysis(manifest_path: str, out_dir: str, workdir: str | None = None,
+                 every: int = 1, backend: str = "auto", mixed: bool = False,
+                 n_permutations: int = 200, n_boot: int = 1000,
+                 min_per_group: int = stats.MIN_PER_GROUP, seed: int = 0,
+                 temporal_model: bool = False, temporal_permutations: int = 99,
+                 temporal_config: temporal.TemporalConfig | None = None) -> dict:
+  """Writes stats.csv, speakers.csv, videos.csv, the PNGs and report.html into
+  `out_dir` (with `temporal_model`, also temporal_speakers.csv); returns
+  {'stats', 'speakers', 'videos', 'classifier', 'temporal', 'errors', ...}."""
+  os.makedirs(out_dir, exist_ok=True)
+  manifest = tracks.read_manifest(manifest_path)
+  track_map, errors, sources = tracks.load_tracks(manifest, out_dir, workdir, every,
+                                                 backend)
+  origin = provenance_summary(sources)
+  with open(os.path.join(out_dir, "provenance.json"), "w") as f:
+    json.dump(origin, f, indent=1, sort_keys=True)
+  if origin["warning"]:
+    print(origin["warning"], file=sys.stderr)
+  videos = video_table(manifest, track_map)
+  if videos.empty:
+    raise ValueError("no video of the manifest could be analysed: "
+                     + "; ".join(errors))
+  speakers = features.speaker_table(videos)
+  table = pd.concat([stats.group_tests(speakers, kind, min_per_group, n_boot, seed)
+                     for kind in (*features.PER_AU, features.LEAD)],
+                    ignore_index=True)
+  videos.to_csv(os.path.join(out_dir, "videos.csv"), index=False)
+  speakers.to_csv(os.path.join(out_dir, "speakers.csv"), index=False)
+  table.to_csv(os.path.join(out_dir, "stats.csv"), index=False)
+  mixed_table = (stats.mixed_models(videos, "rate", tracks.covariates(manifest))
+                 if mixed else None)
+
+  cols = [c for c in videos.columns if c.startswith(("AU", "co_"))]
+  result, why = None, ""
+  try:
+    result = classify.classify(videos, cols, n_permutations=n_permutations,
+                               seed=seed)
+  except ValueError as e:
+    why = str(e)
+  deep, deep_why = None, ""
+  if temporal_model:
+    try:
+      deep = temporal.classify(manifest, track_map, temporal_config,
+                               temporal_permutations, seed,
+                               progress=_progress("temporal model"))
+      deep.speaker_predictions.to_csv(
+          os.path.join(out_dir, "temporal_speakers.csv"), index=False)
+    except ValueError as e:
+      deep_why = str(e)
+  report.write(out_dir, manifest, videos, speakers, table, mixed_table, result,
+               why, errors, origin, temporal=(deep, deep_why) if temporal_model
+               else None)
+  return {"stats": table, "speakers": speakers, "videos": videos,
+          "classifier": result, "temporal": deep, "errors": errors,
+          "mixed": mixed_table, "provenance": origin}
+
+
+def _progress(what: str):
+  """Progress lines with an ETA on stderr, for the long jobs."""
+  start = time.time()
+
+  def report_(done: int, total: int) -> None:
+    eta = (time.time() - start) / done * (total - done) / 60
+    print(f"{what}: {done}/{total} trainings, ETA {eta:.1f} min",
+          file=sys.stderr, flush=True)
+  return report_
+
+
+def provenance_summary(sources: dict) -> dict:
+  """The report's record of where its AU tracks came from: per video, the
+  predict provenance (None for a track CSV without one); the distinct runs; and
+  the synthetic-training warning when any track came from such a run."""
+  runs = {}
+  for record in sources.values():
+    if record:
+      runs[(record["run"], record["step"])] = {
+          k: record.get(k) for k in ("run", "step", "model", "trained_on_synthetic",
+                                     "training_dataset", "landmark_backend",
+                                     "sfae_jax_version")}
+  synthetic = any(r["trained_on_synthetic"] for r in runs.values())
+  unknown = sorted(v for v, r in sources.items() if not r)
+  return {"videos": sources, "runs": list(runs.values()),
+          "unknown_provenance": unknown,
+          "warning": provenance.SYNTHETIC_WARNING if synthetic else None}
+
+
+__all__ = ["run_analysis", "classify", "features", "figures", "report", "stats",
+           "tracks"]

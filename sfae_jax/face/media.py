@@ -1,0 +1,172 @@
+"""Reading frames from images, folders and videos (PyAV), with clear errors.
+
+`frames(path, every)` yields `Frame(index, timestamp, rgb)`; an image is one frame
+at t=0. Videos are decoded with PyAV (FFmpeg); a file that does not open, fails to
+decode part-way, or yields clearly fewer frames than its container declares raises
+`MediaError` naming the file, so a truncated video never passes for a short one.
+A video frame that FFmpeg decodes with errors (concealed: damaged data patched from
+its neighbours) comes with `corrupt=True`, for the caller to flag.
+A JPEG is checked for its end-of-image marker before it is decoded (`jpeg_problem`):
+OpenCV grey-fills a truncated JPEG and reports nothing, so a cut file would pass
+for a face with a grey lower half.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Iterator, Optional
+
+import av
+import cv2
+import numpy as np
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+class MediaError(RuntimeError):
+  """An input that cannot be read; the message names the file."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+  index: int          # 0-based frame number in the file
+  timestamp: float    # seconds
+  rgb: np.ndarray     # [H, W, 3] uint8
+  corrupt: bool = False  # the decoder reported errors (a concealed frame)
+
+
+def expand_inputs(paths) -> list[str]:
+  """Files as given; folders expanded to their images and videos, sorted. A
+  folder with none is a MediaError (it would otherwise give no rows, silently)."""
+  out = []
+  for p in paths:
+    if os.path.isdir(p):
+      found = sorted(os.path.join(p, f) for f in os.listdir(p)
+                     if f.lower().endswith(IMAGE_EXTS + VIDEO_EXTS))
+      if not found:
+        raise MediaError(f"{p}: a folder with no image or video (looked for "
+                         f"{', '.join(IMAGE_EXTS + VIDEO_EXTS)}).")
+      out += found
+    else:
+      out.append(p)
+  return out
+
+
+def is_video(path: str) -> bool:
+  return path.lower().endswith(VIDEO_EXTS)
+
+
+def frames(path: str, every: int = 1) -> Iterator[Frame]:
+  if not os.path.exists(path):
+    raise MediaError(f"{path}: no such file.")
+  if is_video(path):
+    yield from _video_frames(path, every)
+    return
+  yield Frame(0, 0.0, np.ascontiguousarray(read_image(path)[..., ::-1]))
+
+
+def read_image(path: str) -> np.ndarray:
+  """BGR uint8 `[H, W, 3]` (OpenCV's reader, EXIF orientation applied); a
+  MediaError naming the file for an unreadable, truncated or corrupt image."""
+  with open(path, "rb") as f:
+    data = f.read()
+  problem = jpeg_problem(data) if data[:2] == b"\xff\xd8" else None
+  if problem:
+    raise MediaError(f"{path}: corrupt or truncated JPEG ({problem}); re-export "
+                     "or re-download the file.")
+  bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+  if bgr is None:
+    raise MediaError(f"{path}: not a readable image (corrupt, or not an image "
+                     f"format OpenCV reads: {', '.join(IMAGE_EXTS)}).")
+  return bgr
+
+
+_STANDALONE = frozenset([0x01] + list(range(0xD0, 0xD8)))  # TEM, RST0-7: no length
+
+
+def jpeg_problem(data: bytes) -> Optional[str]:
+  """None for a complete JPEG; otherwise what is wrong with it. Walks the marker
+  segments and the entropy-coded scans to the end-of-image marker (data after it,
+  e.g. a camera's trailer, is allowed); a file that ends first is truncated."""
+  n, pos = len(data), 2
+  if data[:2] != b"\xff\xd8":
+    return "no start-of-image marker"
+  while True:
+    while pos < n and data[pos] != 0xFF:  # junk between segments: tolerated
+      pos += 1
+    while pos < n and data[pos] == 0xFF:  # fill bytes
+      pos += 1
+    if pos >= n:
+      return f"the file ends after {n} bytes, before its end-of-image marker"
+    marker, pos = data[pos], pos + 1
+    if marker == 0xD9:
+      return None
+    if marker in _STANDALONE:
+      continue
+    if pos + 2 > n:
+      return f"the file ends inside a segment header at byte {pos}"
+    length = int.from_bytes(data[pos:pos + 2], "big")
+    if length < 2 or pos + length > n:
+      return f"segment 0xFF{marker:02X} at byte {pos - 2} runs past the end of the file"
+    pos += length
+    if marker != 0xDA:  # not start-of-scan
+      continue
+    while True:  # entropy-coded data: ends at a marker other than FF00 and RSTn
+      pos = data.find(b"\xff", pos)
+      if pos < 0 or pos + 1 >= n:
+        return (f"the file ends after {n} bytes, inside its image data (cut or "
+                "incompletely downloaded)")
+      nxt = data[pos + 1]
+      if nxt == 0x00 or 0xD0 <= nxt <= 0xD7 or nxt == 0xFF:
+        pos += 1 if nxt == 0xFF else 2
+        continue
+      break
+
+
+def video_info(path: str) -> tuple[float, int]:
+  """(frames per second, declared frame count or 0)."""
+  try:
+    with av.open(path) as container:
+      if not container.streams.video:
+        raise MediaError(_no_video_stream(path, container))
+      stream = container.streams.video[0]
+      return float(stream.average_rate or 0), int(stream.frames or 0)
+  except av.error.FFmpegError as e:
+    raise MediaError(f"{path}: cannot open as a video ({e}).") from None
+
+
+def _no_video_stream(path: str, container) -> str:
+  kinds = sorted({s.type for s in container.streams}) or ["no"]
+  return (f"{path}: has no video stream (it holds {', '.join(kinds)} streams "
+          "only), so there are no faces to read.")
+
+
+def _video_frames(path: str, every: int) -> Iterator[Frame]:
+  try:
+    container = av.open(path)
+  except av.error.FFmpegError as e:
+    raise MediaError(f"{path}: cannot open as a video ({e}).") from None
+  with container:
+    if not container.streams.video:
+      raise MediaError(_no_video_stream(path, container))
+    stream = container.streams.video[0]
+    declared = int(stream.frames or 0)
+    fps = float(stream.average_rate or 0)
+    index = 0
+    try:
+      for frame in container.decode(stream):
+        if index % every == 0:
+          t = float(frame.time) if frame.time is not None else index / max(fps, 1e-9)
+          yield Frame(index, t, frame.to_ndarray(format="rgb24"),
+                      bool(frame.is_corrupt))
+        index += 1
+    except av.error.FFmpegError as e:
+      raise MediaError(f"{path}: decoding failed after {index} frames ({e}); the "
+                       "file is corrupt or truncated.") from None
+  if declared and index < 0.95 * declared:
+    raise MediaError(f"{path}: decoded {index} of the {declared} frames its "
+                     "container declares; the file is truncated or corrupt.")
+  if index == 0:
+    raise MediaError(f"{path}: no frame could be decoded.")

@@ -1,0 +1,136 @@
+"""`Detector`: a trained run plus a face backend, photos and videos -> AU table.
+
+  from sfae_jax.predict import Detector
+  df = Detector("runs/synthetic").detect("clip.mp4")     # pandas.DataFrame
+  Detector(...).provenance                               # where the numbers came from
+
+The rows and columns are `sfae_jax.predict.rows`'s (the command's docstring,
+`python -m sfae_jax.predict --help`, describes them).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional, Sequence
+
+import jax
+import numpy as np
+
+from sfae_jax.data import augment
+from sfae_jax.face import align, detectors, media, schemes
+from sfae_jax.predict import rows
+from sfae_jax.training import provenance, train_step, trained_run
+
+
+def predict_forward(model, config):
+  """jit((variables, aligned faces `[B, 200, 200, 3]` uint8) -> (probabilities
+  `[B, A]`, attention maps)): the inference forward, as `Detector` runs it."""
+  forward = train_step.make_inference_fn(
+      model, augment.AugmentSpec.from_config(config, model.landmark_scheme))
+
+  def probabilities_and_attention(variables, images):
+    probs, out = forward(variables, images)
+    return probs, out.attention
+  return jax.jit(probabilities_and_attention)
+
+
+class Detector:
+  """A trained run plus a face backend: `detect(paths) -> DataFrame`."""
+
+  def __init__(self, workdir: str, backend: str | detectors.Backend | None = "auto",
+               batch_size: int = 32, threshold: Optional[float] = None,
+               step: Optional[int] = None, detect_every: int = 5):
+    if batch_size < 1:
+      raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    if threshold is not None and not 0.0 < threshold < 1.0:
+      raise ValueError(f"threshold is a probability in (0, 1), got {threshold}.")
+    self.workdir = workdir
+    self.info, self._model, self._variables, self.step = trained_run.load(
+        workdir, step)
+    self.config = self.info.config
+    self.au_ids = list(self.info.au_ids)
+    self.threshold = self.info.threshold if threshold is None else threshold
+    self.batch_size = batch_size
+    # Videos: run the face detector on every detect_every-th decoded frame and
+    # refit the landmarks in the tracked boxes in between (backends with refit).
+    self.detect_every = detect_every
+    self._forward = predict_forward(self._model, self.config)
+    self._backend_spec = backend
+    self._backend = backend if not isinstance(backend, (str, type(None))) else None
+    self.failures: list[str] = []
+
+  @property
+  def trained_on_synthetic(self) -> bool:
+    return provenance.is_synthetic(self.info)
+
+  @property
+  def provenance(self) -> dict:
+    """Where this detector's numbers come from: run, checkpoint step, training
+    dataset and config, landmark backend, package version, date (and a warning
+    when the run was trained on the synthetic dataset)."""
+    backend = self._backend or self._backend_spec
+    name = getattr(backend, "name", None) or (
+        backend if isinstance(backend, str) else type(backend).__name__)
+    return provenance.prediction_record(self.workdir, self.info, self.step,
+                                        str(name), self.threshold)
+
+  @property
+  def backend(self) -> detectors.Backend:
+    if self._backend is None:
+      self._backend = detectors.load_backend(self._backend_spec or "auto")
+    return self._backend
+
+  def predict_aligned(self, faces: np.ndarray, with_attention: bool = False):
+    """AU probabilities `[N, A]` for aligned 200x200 faces `[N, 200, 200, 3]`."""
+    probs, maps = [], []
+    for i in range(0, len(faces), self.batch_size):
+      chunk = faces[i:i + self.batch_size]
+      pad = self.batch_size - len(chunk)  # fixed shape: one compilation
+      batch = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], np.uint8)])
+      p, a = self._forward(self._variables, batch)
+      probs.append(np.asarray(p)[:len(chunk)])
+      if with_attention and a is not None:
+        maps.append(np.asarray(a)[:len(chunk)])
+    n = len(self.au_ids)
+    probs = np.concatenate(probs) if probs else np.zeros((0, n), np.float32)
+    return (probs, np.concatenate(maps) if maps else None) if with_attention else probs
+
+  def predict_faces(self, images: Sequence[np.ndarray],
+                    landmarks: Sequence[np.ndarray],
+                    scheme: str = schemes.IBUG68) -> np.ndarray:
+    """AU probabilities for faces given by their landmarks (e.g. ground truth):
+    the same alignment and model path as `detect`, without the detector."""
+    aligned = np.stack([align.align_face(im, lm, scheme).image
+                        for im, lm in zip(images, landmarks)])
+    return self.predict_aligned(aligned)
+
+  def detect(self, inputs, every: int = 1, progress: bool = False,
+             overlays: Optional[str] = None, on_error: str = "raise"):
+    """Rows for every frame of every input (a path or a list; folders expand to
+    their images and videos). An input that cannot be read (missing, corrupt,
+    truncated, a folder without media) raises media.MediaError naming it
+    (`on_error='raise'`, the default), or with `on_error='skip'` is reported on
+    stderr, recorded in `self.failures` and gives no rows while the other inputs
+    are read."""
+    if on_error not in ("raise", "skip"):
+      raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}.")
+    self.failures = []
+    tables = []
+    def failed(e):
+      if on_error == "raise":
+        raise e
+      print(f"error: {e}", file=sys.stderr, flush=True)
+      self.failures.append(str(e))
+    paths = []
+    for item in [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs:
+      try:
+        paths += media.expand_inputs([os.fspath(item)])
+      except media.MediaError as e:
+        failed(e)
+    for path in paths:
+      try:
+        tables.append(rows.run_input(self, path, every, progress, overlays))
+      except media.MediaError as e:
+        failed(e)
+    return rows.concat(tables, self.au_ids)

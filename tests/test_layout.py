@@ -1,0 +1,41 @@
+"""The package's layering, as pyproject.toml's import-linter contracts state it,
+and imports at module level only (except the optional landmark backends)."""
+
+import ast
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Optional heavy dependencies, imported where they are used (each says why).
+OPTIONAL = {("sfae_jax/face/detectors.py", "dlib"),
+            ("sfae_jax/face/detectors.py", "face_alignment")}
+
+
+def test_import_contracts_hold():
+  lint = os.path.join(os.path.dirname(sys.executable), "lint-imports")
+  r = subprocess.run([lint], cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0 and "0 broken" in r.stdout, r.stdout[-3000:] + r.stderr
+
+
+def _function_level_imports(path):
+  tree = ast.parse(open(path).read())
+  for node in ast.walk(tree):
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+      for inner in ast.walk(node):
+        if isinstance(inner, ast.Import):
+          yield from (a.name for a in inner.names)
+        elif isinstance(inner, ast.ImportFrom):
+          yield inner.module or "."
+
+
+def test_no_function_level_imports_but_the_optional_backends():
+  found = set()
+  for package in ("sfae_jax", "tfds_bp4d"):
+    for folder, _, names in os.walk(os.path.join(ROOT, package)):
+      for name in names:
+        if name.endswith(".py"):
+          path = os.path.join(folder, name)
+          rel = os.path.relpath(path, ROOT)
+          found |= {(rel, m.split(".")[0]) for m in _function_level_imports(path)}
+  assert found == OPTIONAL, sorted(found - OPTIONAL)

@@ -1,0 +1,31 @@
+"""`python -m sfae_jax.tools.summary`: the config's model (49 points for BP4D)."""
+
+import functools
+import importlib
+
+import jax
+import jax.numpy as jnp
+
+from sfae_jax.models import SFAENetTiny
+
+cli = importlib.import_module("sfae_jax.tools.summary")
+
+
+def _params(model, size):
+  _, v = jax.eval_shape(functools.partial(model.init_with_output, train=False),
+                        jax.random.key(0), jnp.zeros((1, size, size, 3)))
+  return sum(x.size for x in jax.tree.leaves(v["params"]))
+
+
+def test_summary_prints_the_49_point_model_of_the_default_config(capsys):
+  cli.main(["--tiny", "--size", "64"])
+  out = capsys.readouterr().out
+  assert "49 landmarks, 12 AUs, 64x64 input" in out
+  rows = {l.split()[0]: l.split()[1:] for l in out.splitlines()[2:]}
+  assert set(rows) == set(cli.SUMMARY_VARIANTS)
+  want = _params(SFAENetTiny(landmark_scheme="bp4d49"), 64)
+  assert rows["full"][0] == f"{want:,}"
+  assert rows["full"][0] != f"{_params(SFAENetTiny(), 64):,}"  # not the 68-point
+  light = _params(SFAENetTiny(landmark_scheme="bp4d49", local_branch="light"), 64)
+  assert rows["light_local"][0] == f"{light:,}"
+  assert float(rows["stem_only"][1]) < float(rows["full"][1])
