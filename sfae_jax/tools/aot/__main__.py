@@ -196,7 +196,7 @@ def main(argv):
   except ValueError:
     raise app.UsageError(f"--batch takes whole numbers, got {FLAGS.batch}.")
   record = {"config": config_flags.get_config_filename(FLAGS["config"]),
-            "dtype": config.get("dtype", "float32"),
+            "dtype": config.dtype,
             "global_batches": global_batches,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"),

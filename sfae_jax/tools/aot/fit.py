@@ -151,7 +151,7 @@ def check(config, target: targets.Target, program: str, batch: int,
   with conv.target_platform(target.platform):
     built = programs.BUILDERS[program](config, devices, batch)
     out = Check(program, target.name, built.devices, batch, compiled=False,
-                dtype=config.get("dtype", "float32"),
+                dtype=config.dtype,
                 usable_bytes=usable_bytes(target))
     t0 = time.perf_counter()
     try:
