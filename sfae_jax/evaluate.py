@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 
 from sfae_jax.data import loader, registry, sources
-from sfae_jax.runtime import distributed, sharding
+from sfae_jax.runtime import distributed, files, sharding
 from sfae_jax.training import checkpoints, metrics, run_info, trained_run
 from sfae_jax.training import train_step
 
@@ -152,9 +152,9 @@ def _report(workdir, name: str, result: dict, table: str) -> None:
   if jax.process_index() == 0:
     print(table, flush=True)
     base = epath.Path(workdir) / name
-    base.with_suffix(".json").write_text(
-        json.dumps(_jsonable(result), indent=1, sort_keys=True))
-    base.with_suffix(".md").write_text(table + "\n")
+    files.write_atomically(base.with_suffix(".json"),
+                           json.dumps(_jsonable(result), indent=1, sort_keys=True))
+    files.write_atomically(base.with_suffix(".md"), table + "\n")
 
 
 def _aus(ids) -> str:

@@ -154,8 +154,7 @@ class WorkdirLock:
     while not self._stop.wait(RENEW_S):
       self._record["renewed"] = time.time()
       try:
-        files.write_atomically(self.path, json.dumps(self._record, indent=1),
-                               suffix=".renew")
+        files.write_atomically(self.path, json.dumps(self._record, indent=1))
       except OSError:
         pass  # a full disk or a network blip: the next renewal tries again
 
