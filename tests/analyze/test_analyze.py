@@ -12,7 +12,7 @@ import pytest
 from sfae_jax.analyze import classify, features, stats, tracks
 from sfae_jax.analyze import run as analyze_run
 from sfae_jax.analyze import synthetic as st
-import sfae_jax.analyze.__main__  # noqa: F401  (the CLI)
+from sfae_jax.analyze import __main__ as analyze_cli
 
 
 def _run(tmp_path, seed, **kw):
@@ -129,9 +129,9 @@ def test_demo_manifest_over_real_media_end_to_end(trained_run, faces_dir, tmp_pa
   path = tmp_path / "demo.csv"
   manifest.to_csv(path, index=False)
   out_dir = tmp_path / "report"
-  rc = analyze.__main__.main(["--manifest", str(path), "--out", str(out_dir),
-                              "--workdir", trained_run[0], "--every", "6",
-                              "--backend", "dlib", "--permutations", "10"])
+  rc = analyze_cli.main(["--manifest", str(path), "--out", str(out_dir),
+                         "--workdir", trained_run[0], "--every", "6",
+                         "--backend", "dlib", "--permutations", "10"])
   assert rc == 0
   html = (out_dir / "report.html").read_text()
   pngs = re.findall(r"src='([^']+\.png)'", html)
