@@ -240,12 +240,13 @@ def test_landmark_head_regresses_pixels_from_the_image_centre():
   """Zero-initialised last layer: every point starts at the centre; one unit of
   the FC output is one pixel (JAA-Net), whatever the input size."""
   model, variables = _tiny()
-  out = jax.jit(functools.partial(model.apply, train=False))(variables, _images())
+  forward = jax.jit(functools.partial(model.apply, train=False))
+  out = forward(variables, _images())
   np.testing.assert_allclose(out.landmarks, (S - 1) / 2, atol=1e-5)
   params = jax.tree.map(lambda x: x, variables["params"])
   bias = params["landmark_branch"]["fc_landmarks"]["bias"]
   params["landmark_branch"]["fc_landmarks"]["bias"] = bias.at[0].set(3.0)
-  moved = model.apply({**variables, "params": params}, _images(), train=False)
+  moved = forward({**variables, "params": params}, _images())
   np.testing.assert_allclose(moved.landmarks[:, 0, 0], (S - 1) / 2 + 3.0, atol=1e-4)
 
 
