@@ -14,3 +14,11 @@ def pytest_collection_modifyitems(config, items):
   if drop:
     config.hook.pytest_deselected(items=drop)
     items[:] = keep
+  # The longest files first (measured in CI: 1-3 minutes a test), in their own
+  # order: on pytest-xdist workers they then start at once instead of ending the
+  # run on one worker while the other waits.
+  first = ("tests/test_multiprocess.py", "tests/tools/test_aot.py",
+           "tests/training/test_train_step.py", "tests/tools/test_ablate.py",
+           "tests/models/test_conv.py")
+  items.sort(key=lambda item: next(
+      (i for i, f in enumerate(first) if item.nodeid.startswith(f)), len(first)))
