@@ -19,6 +19,7 @@ def pytest_collection_modifyitems(config, items):
   # run on one worker while the other waits.
   first = ("tests/test_multiprocess.py", "tests/tools/test_aot.py",
            "tests/training/test_train_step.py", "tests/tools/test_ablate.py",
-           "tests/models/test_conv.py")
+           "tests/models/test_conv.py",
+           "tests/predict/test_stream.py")
   items.sort(key=lambda item: next(
       (i for i, f in enumerate(first) if item.nodeid.startswith(f)), len(first)))

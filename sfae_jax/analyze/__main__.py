@@ -4,6 +4,7 @@ import argparse
 import sys
 
 from sfae_jax.analyze import run as analyze_run
+from sfae_jax.predict import stream
 
 
 def main(argv=None) -> int:
@@ -16,6 +17,9 @@ def main(argv=None) -> int:
   parser.add_argument("--workdir", help="trained run, for media files")
   parser.add_argument("--every", type=int, default=1, help="every N-th frame")
   parser.add_argument("--backend", default="auto", help="face backend for predict")
+  parser.add_argument("--workers", type=int, default=stream.default_workers(),
+                      help="face-detection processes for media files (default: one "
+                      "per core available, here %(default)s; 0: in this process)")
   parser.add_argument("--mixed", action="store_true",
                       help="also fit video-level mixed models (statsmodels)")
   parser.add_argument("--permutations", type=int, default=200)
@@ -29,12 +33,15 @@ def main(argv=None) -> int:
                       help="its permutation test's label shuffles (each retrains "
                            "every fold; see docs/analysis.md for the time)")
   args = parser.parse_args(argv)
+  if args.workers < 0:
+    parser.error("--workers must be >= 0")
   try:
     out = analyze_run.run_analysis(args.manifest, args.out, args.workdir, args.every,
                                args.backend, args.mixed, args.permutations,
                                min_per_group=args.min_speakers, seed=args.seed,
                                temporal_model=args.temporal,
-                               temporal_permutations=args.temporal_permutations)
+                               temporal_permutations=args.temporal_permutations,
+                               workers=args.workers)
   except (FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1

@@ -15,8 +15,7 @@ import sys
 
 import pandas as pd
 
-from sfae_jax.predict import Detector
-from sfae_jax.runtime import files
+from sfae_jax.predict import Detector, outputs
 from sfae_jax.training import provenance
 
 REQUIRED = ("video", "speaker", "first_language")
@@ -83,12 +82,14 @@ def _cache_key(path: str, workdir: str, every: int) -> str:
 
 
 def load_tracks(manifest: pd.DataFrame, out_dir: str, workdir: str | None,
-                every: int = 1, backend: str = "auto"
+                every: int = 1, backend: str = "auto", workers: int = 0
                 ) -> tuple[dict, list[str], dict]:
   """{video path: track DataFrame}, the errors of videos that failed, and
   {video path: provenance record} (`sfae_jax.training.provenance`; None for a track CSV
-  that has none beside it)."""
-  tracks, errors, detector, sources = {}, [], None, {}
+  that has none beside it). Media not yet cached go through predict's streamed
+  path together (`workers` face-detection processes); an interrupted run
+  continues from its chunks in `<out>/tracks/`."""
+  tracks, errors, sources, todo = {}, [], {}, {}
   cache = os.path.join(out_dir, "tracks")
   for path in dict.fromkeys(manifest["video"]):
     if path.lower().endswith(".csv"):
@@ -104,22 +105,29 @@ def load_tracks(manifest: pd.DataFrame, out_dir: str, workdir: str | None,
     if workdir is None:
       raise ValueError(f"{path} is a media file: pass --workdir RUN to run predict "
                        "on it (or give its track CSV instead).")
-    cached = os.path.join(cache, f"{os.path.basename(path)}.{_cache_key(path, workdir, every)}.csv")
+    cached = os.path.join(cache, f"{os.path.basename(path)}."
+                          f"{_cache_key(path, workdir, every)}.csv")
     if os.path.exists(cached) and provenance.read_for(cached) is not None:
       tracks[path] = pd.read_csv(cached)
       sources[path] = provenance.read_for(cached)
-      continue
-    if detector is None:
-      detector = Detector(workdir, backend)
-    table = detector.detect(path, every=every, progress=True, on_error="skip")
-    if detector.failures:
-      errors += detector.failures
-      continue
+    else:
+      todo[path] = os.path.basename(cached)
+  if todo:
+    detector = Detector(workdir, backend)
+    store = outputs.ChunkStore(cache, todo.__getitem__)
+    for path in todo:  # a cache made with other settings is redone, not refused
+      try:
+        store.resume(path, detector.settings(every))
+      except outputs.SettingsMismatch:
+        store.resume(path, detector.settings(every), fresh=True)
     os.makedirs(cache, exist_ok=True)
-    files.write_atomically(cached, table.to_csv(index=False))
-    sources[path] = detector.provenance
-    provenance.write(cached, sources[path])
-    tracks[path] = table
+    report = detector.run(list(todo), every, store=store, workers=workers,
+                          progress=True, on_error="skip")
+    errors += detector.failures
+    for path, result in report.inputs.items():
+      if result.csv:
+        tracks[path] = pd.read_csv(result.csv)
+        sources[path] = provenance.read_for(result.csv)
   for e in errors:
     print(f"error: {e}", file=sys.stderr)
   return tracks, errors, sources

@@ -58,13 +58,16 @@ def is_video(path: str) -> bool:
   return path.lower().endswith(VIDEO_EXTS)
 
 
-def frames(path: str, every: int = 1) -> Iterator[Frame]:
+def frames(path: str, every: int = 1, start: int = 0) -> Iterator[Frame]:
+  """Every `every`-th frame, from the `start`-th of those on (a video's earlier
+  frames are decoded, to be checked, but not converted)."""
   if not os.path.exists(path):
     raise MediaError(f"{path}: no such file.")
   if is_video(path):
-    yield from _video_frames(path, every)
+    yield from _video_frames(path, every, start * every)
     return
-  yield Frame(0, 0.0, np.ascontiguousarray(read_image(path)[..., ::-1]))
+  if start == 0:
+    yield Frame(0, 0.0, np.ascontiguousarray(read_image(path)[..., ::-1]))
 
 
 def read_image(path: str) -> np.ndarray:
@@ -143,7 +146,7 @@ def _no_video_stream(path: str, container) -> str:
           "only), so there are no faces to read.")
 
 
-def _video_frames(path: str, every: int) -> Iterator[Frame]:
+def _video_frames(path: str, every: int, first: int) -> Iterator[Frame]:
   try:
     container = av.open(path)
   except av.error.FFmpegError as e:
@@ -157,7 +160,7 @@ def _video_frames(path: str, every: int) -> Iterator[Frame]:
     index = 0
     try:
       for frame in container.decode(stream):
-        if index % every == 0:
+        if index % every == 0 and index >= first:
           t = float(frame.time) if frame.time is not None else index / max(fps, 1e-9)
           yield Frame(index, t, frame.to_ndarray(format="rgb24"),
                       bool(frame.is_corrupt))

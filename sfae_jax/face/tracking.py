@@ -27,8 +27,11 @@ class IoUTracker:
 
   def update(self, boxes: Sequence[Sequence[float]]) -> list[int]:
     self._frame += 1
-    live = {i: b for i, (b, t) in self._tracks.items()
-            if self._frame - t <= self.max_gap}
+    # A track unseen for more than max_gap frames can never match again: dropped,
+    # so hours of video with many passers-by keep a short list.
+    self._tracks = {i: bt for i, bt in self._tracks.items()
+                    if self._frame - bt[1] <= self.max_gap}
+    live = {i: b for i, (b, _) in self._tracks.items()}
     pairs = sorted(((iou(box, tb), k, tid) for k, box in enumerate(boxes)
                     for tid, tb in live.items()), reverse=True)
     ids: list = [None] * len(boxes)
@@ -44,3 +47,16 @@ class IoUTracker:
       self._tracks[ids[k]] = (tuple(box), self._frame)
     return [int(i) for i in ids]
 
+
+  def state(self) -> dict:
+    """What the next `update` depends on, as JSON-able values (resume)."""
+    return {"frame": self._frame, "next": self._next,
+            "tracks": [[i, list(b), t] for i, (b, t) in sorted(self._tracks.items())]}
+
+  @classmethod
+  def from_state(cls, state: dict, **kwargs) -> "IoUTracker":
+    tracker = cls(**kwargs)
+    tracker._frame, tracker._next = int(state["frame"]), int(state["next"])
+    tracker._tracks = {int(i): (tuple(float(v) for v in b), int(t))
+                       for i, b, t in state["tracks"]}
+    return tracker

@@ -2,7 +2,8 @@
 
   python -m sfae_jax.predict --workdir runs/synthetic VIDEO_OR_IMAGE... --out out.csv
       [--every N] [--detect-every K] [--backend auto|dlib|face_alignment]
-      [--overlays DIR]
+      [--workers N] [--batch-size B] [--overlays DIR]
+  python -m sfae_jax.predict --workdir RUN VIDEOS... --out tracks/   # one CSV per input
 
   from sfae_jax.predict import Detector                  # the same, as an API
   df = Detector("runs/synthetic").detect("clip.mp4")     # pandas.DataFrame
@@ -12,28 +13,44 @@ or one with success=0 when no face is found. Faces are aligned exactly as the
 training data were (JAA-Net's similarity transform to 200x200, centre crop), and
 keep a stable `face_id` across frames (IoU tracking). In videos the face detector
 runs on every K-th decoded frame (5 by default) and on every frame after one
-without a face; in between, the 68 landmarks are refit in the tracked boxes. Columns, OpenFace/py-feat
-style: input, frame, timestamp, face_id, success, confidence, face_x, face_y,
-face_w, face_h, x_0..x_67, y_0..y_67, AU01..AU24 (probability), AU01_c..AU24_c
-(occurrence at the run's threshold).
+without a face; in between, the 68 landmarks are refit in the tracked boxes.
+Columns, OpenFace/py-feat style: input, frame, timestamp, face_id, success,
+confidence, face_x, face_y, face_w, face_h, x_0..x_67, y_0..y_67, AU01..AU24
+(probability), AU01_c..AU24_c (occurrence at the run's threshold), decode_error.
 
-Beside the CSV, `OUT.provenance.json` records the run, checkpoint step, training
-dataset and config, landmark backend, package version and date; a run trained on
-the synthetic dataset is flagged there and on stderr (its AU values on real faces
-mean nothing). An unreadable or truncated input is named on stderr, gives no rows,
-and makes the exit status 1; the other inputs are still written.
+The work is streamed (docs/predict.md): --workers processes detect faces while the
+model runs on batches of --batch-size faces, and rows are written in chunks as
+they come, so memory stays flat however long the video. Killed or stopped
+(Ctrl-C, SIGTERM: the run ends at the next segment and keeps what it did), the
+same command continues where it stopped; inputs already complete are skipped. An
+output made with other settings (run, step, backend, threshold, --every,
+--detect-every) is refused, naming what differs; --fresh redoes it.
+
+`--out DIR/` (a folder) gives `DIR/<input>.csv` per input, each with its
+`.provenance.json`; `--out table.csv` joins them into one CSV at the end (its
+chunks wait in `table.csv.parts/` until then). The provenance records the run,
+checkpoint step, training dataset and config, landmark backend, the settings,
+package version and date; a run trained on the synthetic dataset is flagged there
+and on stderr (its AU values on real faces mean nothing). An unreadable or
+truncated input is named on stderr, gives no rows, and makes the exit status 1;
+the other inputs are still written.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import signal
 import sys
-import time
+import threading
+
+import jax
 
 from sfae_jax.face import detectors
+from sfae_jax.predict import outputs, stream
 from sfae_jax.predict.detector import Detector
-from sfae_jax.runtime import compilation_cache, files
+from sfae_jax.runtime import compilation_cache, devices
 from sfae_jax.training import checkpoints, provenance
 
 
@@ -42,7 +59,9 @@ def main(argv=None) -> int:
                                    description=__doc__.splitlines()[0])
   parser.add_argument("inputs", nargs="+", help="images, videos or folders")
   parser.add_argument("--workdir", required=True, help="a training run folder")
-  parser.add_argument("--out", required=True, help="CSV to write")
+  parser.add_argument("--out", required=True,
+                      help="a CSV to write, or a folder (ending in /, or existing) "
+                      "for one CSV per input")
   parser.add_argument("--every", type=int, default=1, help="every N-th frame")
   parser.add_argument("--detect-every", type=int, default=5,
                       help="videos: run the face detector on every N-th decoded "
@@ -51,62 +70,139 @@ def main(argv=None) -> int:
                       "is always followed by a detection)")
   parser.add_argument("--backend", default="auto",
                       choices=("auto",) + detectors.BACKENDS)
-  parser.add_argument("--batch-size", type=int, default=32)
+  parser.add_argument("--workers", type=int, default=stream.default_workers(),
+                      help="face-detection processes (default: one per core "
+                      "available, here %(default)s; 0: in this process)")
+  parser.add_argument("--batch-size", type=int, default=None,
+                      help="faces per model batch (default: 32 on a CPU, 256 on "
+                      "an accelerator)")
   parser.add_argument("--threshold", type=float, help="default: the run's")
   parser.add_argument("--step", type=int,
                       help="checkpoint step (default: the newest readable)")
   parser.add_argument("--overlays", help="folder for PNG overlays per frame")
+  parser.add_argument("--fresh", action="store_true",
+                      help="redo inputs whose output exists (finished or not) "
+                      "instead of continuing or skipping them")
+  parser.add_argument("--chunk-frames", type=int, default=stream.CHUNK_FRAMES,
+                      help="decoded frames per written chunk: what a rerun after "
+                      "a kill may redo at most")
   args = parser.parse_args(argv)
-  if args.every < 1:
-    parser.error("--every must be >= 1")
-  if args.detect_every < 1:
-    parser.error("--detect-every must be >= 1")
-  if args.batch_size < 1:
+  for flag in ("every", "detect_every", "chunk_frames"):
+    if getattr(args, flag) < 1:
+      parser.error(f"--{flag.replace('_', '-')} must be >= 1")
+  if args.batch_size is not None and args.batch_size < 1:
     parser.error("--batch-size must be >= 1")
+  if args.workers < 0:
+    parser.error("--workers must be >= 0")
   if args.threshold is not None and not 0.0 < args.threshold < 1.0:
     parser.error(f"--threshold is a probability in (0, 1), got {args.threshold}")
-  if os.path.isdir(args.out):
-    parser.error(f"--out {args.out} is a folder; name the CSV file to write, "
-                 f"e.g. {os.path.join(args.out, 'aus.csv')}")
+  folder = args.out.endswith(os.sep) or os.path.isdir(args.out)
+  if not folder and not args.out.lower().endswith(".csv"):
+    parser.error(f"--out {args.out}: name a .csv file, or a folder ending in "
+                 f"{os.sep} for one CSV per input")
   compilation_cache.enable()
+  print(f"model on {devices.describe()}", file=sys.stderr)
+  warning = devices.unused_accelerator_warning()
+  if warning:
+    print(warning, file=sys.stderr)
+  batch_size = args.batch_size or (32 if jax.default_backend() == "cpu" else 256)
   try:
-    det = Detector(args.workdir, args.backend, args.batch_size, args.threshold,
+    det = Detector(args.workdir, args.backend, batch_size, args.threshold,
                    step=args.step, detect_every=args.detect_every)
     det.backend  # pylint: disable=pointless-statement  (fail before reading media)
   except (FileNotFoundError, detectors.BackendUnavailable, ValueError,
           checkpoints.CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
-  print(f"{args.workdir}: checkpoint step {det.step}", file=sys.stderr)
+  print(f"{args.workdir}: checkpoint step {det.step}; {args.workers} face "
+        f"worker(s), batches of {batch_size}", file=sys.stderr)
   if det.trained_on_synthetic:
     print(provenance.SYNTHETIC_WARNING, file=sys.stderr)
-  start = time.perf_counter()
-  table = det.detect(args.inputs, args.every, progress=True, overlays=args.overlays,
-                     on_error="skip")
-  if len(table):
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    try:
-      files.write_atomically(args.out, table.to_csv(index=False,
-                                                    float_format="%.4f"))
-    except OSError as e:
-      print(f"error: cannot write {args.out}: {e.strerror or e}", file=sys.stderr)
-      return 1
-    provenance.write(args.out, det.provenance)
-    took = time.perf_counter() - start
-    frames = table.groupby("input")["frame"].nunique().sum()
-    print(f"wrote {len(table)} rows ({frames} frames, {frames / took:.1f} frames/s "
-          "end to end: decoding, alignment, the model's compile and forward) "
-          f"to {args.out} (provenance: {provenance.path_for(args.out)})",
-          file=sys.stderr)
-  elif not det.failures:
+  paths = det.expand(args.inputs, on_error="skip")
+  if not paths and not det.failures:
     print("error: no image or video among the inputs: nothing to write.",
           file=sys.stderr)
     return 1
+  root = args.out if folder else args.out + outputs.PARTS
+  store = outputs.ChunkStore(root, outputs.names_for(paths).__getitem__,
+                             float_format="%.4f")
+  stop = threading.Event()
+  try:
+    os.makedirs(root, exist_ok=True)
+    with _stopped_by_signals(stop):
+      report = det.run(paths, args.every, store=store, workers=args.workers,
+                       progress=True, overlays=args.overlays, on_error="skip",
+                       fresh=args.fresh, stop=stop, chunk_frames=args.chunk_frames)
+    if not folder and not report.stopped:
+      _join(args.out, root, report, det, args.every)
+  except outputs.SettingsMismatch as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  except OSError as e:
+    print(f"error: cannot write {e.filename or args.out}: {e.strerror or e}",
+          file=sys.stderr)
+    return 1
+  _summary(report, args.out)
+  if report.stopped:
+    print(f"stopped: what was done is kept in {root}; run the same command to "
+          "continue.", file=sys.stderr)
+    return 128 + (stop.signum or signal.SIGINT)
   if det.failures:
     print(f"{len(det.failures)} input(s) failed:\n  " + "\n  ".join(det.failures),
           file=sys.stderr)
     return 1
   return 0
+
+
+def _join(out, root, report, det, every) -> None:
+  """The per-input CSVs in input order as one CSV, then its provenance; the
+  parts folder goes once the CSV is in place."""
+  parts = [r.csv for r in report.inputs.values() if r.csv]
+  if not parts:
+    shutil.rmtree(root, ignore_errors=True)
+    return
+  outputs.join_csvs(out, parts)
+  provenance.write(out, dict(det.provenance, settings=det.settings(
+      every), inputs=[r.path for r in report.inputs.values() if r.csv]))
+  shutil.rmtree(root, ignore_errors=True)
+
+
+def _summary(report, out) -> None:
+  took = report.seconds.get("total", 0.0)
+  frames = sum(r.frames for r in report.inputs.values())
+  skipped = sum(r.status == "skipped" for r in report.inputs.values())
+  breakdown = ", ".join(f"{k} {report.seconds[k]:.1f}" for k in (
+      "decode", "detect", "wait", "forward", "rows", "write") if k in report.seconds)
+  print(f"{frames} frames in {took:.1f} s ({frames / max(took, 1e-9):.1f} frames/s "
+        f"end to end){f', {skipped} input(s) already complete' if skipped else ''}"
+        f" -> {out}\nseconds: {breakdown}", file=sys.stderr)
+
+
+class _stopped_by_signals:  # pylint: disable=invalid-name
+  """SIGINT/SIGTERM set `stop` (the run ends at the next segment); a second one
+  stops at once."""
+
+  def __init__(self, stop):
+    self.stop, self.previous = stop, {}
+    stop.signum = None
+
+  def __enter__(self):
+    for sig in (signal.SIGINT, signal.SIGTERM):
+      self.previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.stop.is_set():
+      raise KeyboardInterrupt
+    self.stop.signum = signum
+    self.stop.set()
+    print(f"\n{signal.Signals(signum).name}: finishing the frames in flight, then "
+          "stopping (again to stop at once)", file=sys.stderr, flush=True)
+
+  def __exit__(self, *exc):
+    for sig, handler in self.previous.items():
+      signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import numpy as np
 
 from sfae_jax.data import augment
 from sfae_jax.face import align, detectors, media, schemes
-from sfae_jax.predict import rows
+from sfae_jax.predict import rows, stream
 from sfae_jax.training import provenance, train_step, trained_run
 
 
@@ -55,7 +55,7 @@ class Detector:
     # Videos: run the face detector on every detect_every-th decoded frame and
     # refit the landmarks in the tracked boxes in between (backends with refit).
     self.detect_every = detect_every
-    self._forward = predict_forward(self._model, self.config)
+    self.forward = predict_forward(self._model, self.config)
     self._backend_spec = backend
     self._backend = backend if not isinstance(backend, (str, type(None))) else None
     self.failures: list[str] = []
@@ -76,6 +76,22 @@ class Detector:
                                         str(name), self.threshold)
 
   @property
+  def variables(self):
+    return self._variables
+
+  @property
+  def backend_name(self) -> str:
+    """The face backend's name, as `detectors.load_backend` takes it."""
+    return self.backend.name
+
+  def settings(self, every: int) -> dict:
+    """What the rows depend on: a rerun continues an output only with these."""
+    return {"run": self.provenance["run"], "step": int(self.step),
+            "landmark_backend": self.backend_name, "threshold": float(self.threshold),
+            "every": int(every), "detect_every": int(self.detect_every),
+            "au_ids": list(self.au_ids)}
+
+  @property
   def backend(self) -> detectors.Backend:
     if self._backend is None:
       self._backend = detectors.load_backend(self._backend_spec or "auto")
@@ -88,7 +104,7 @@ class Detector:
       chunk = faces[i:i + self.batch_size]
       pad = self.batch_size - len(chunk)  # fixed shape: one compilation
       batch = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], np.uint8)])
-      p, a = self._forward(self._variables, batch)
+      p, a = self.forward(self._variables, batch)
       probs.append(np.asarray(p)[:len(chunk)])
       if with_attention and a is not None:
         maps.append(np.asarray(a)[:len(chunk)])
@@ -106,31 +122,54 @@ class Detector:
     return self.predict_aligned(aligned)
 
   def detect(self, inputs, every: int = 1, progress: bool = False,
-             overlays: Optional[str] = None, on_error: str = "raise"):
+             overlays: Optional[str] = None, on_error: str = "raise",
+             workers: int = 0):
     """Rows for every frame of every input (a path or a list; folders expand to
     their images and videos). An input that cannot be read (missing, corrupt,
     truncated, a folder without media) raises media.MediaError naming it
     (`on_error='raise'`, the default), or with `on_error='skip'` is reported on
     stderr, recorded in `self.failures` and gives no rows while the other inputs
-    are read."""
-    if on_error not in ("raise", "skip"):
-      raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}.")
+    are read. `workers`: face-detection processes (0: this one); the rows are
+    the same. For long videos, `python -m sfae_jax.predict --out DIR/` writes the
+    rows as they come instead of holding them."""
+    report = self.run(self.expand(inputs, on_error), every, progress=progress,
+                      overlays=overlays, on_error=on_error, workers=workers)
+    return rows.concat([r.table for r in report.inputs.values()
+                        if r.table is not None], self.au_ids)
+
+  def expand(self, inputs, on_error: str = "raise") -> list[str]:
+    """Files of `inputs` (a path or a list; folders expanded); see `detect`."""
+    self._check_on_error(on_error)
     self.failures = []
-    tables = []
-    def failed(e):
-      if on_error == "raise":
-        raise e
-      print(f"error: {e}", file=sys.stderr, flush=True)
-      self.failures.append(str(e))
     paths = []
     for item in [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs:
       try:
         paths += media.expand_inputs([os.fspath(item)])
       except media.MediaError as e:
-        failed(e)
-    for path in paths:
-      try:
-        tables.append(rows.run_input(self, path, every, progress, overlays))
-      except media.MediaError as e:
-        failed(e)
-    return rows.concat(tables, self.au_ids)
+        self._failed(e, on_error)
+    return paths
+
+  def run(self, paths, every: int = 1, *, store=None, workers: int = 0,
+          progress: bool = False, overlays: Optional[str] = None,
+          on_error: str = "raise", fresh: bool = False, stop=None,
+          chunk_frames: int = stream.CHUNK_FRAMES) -> stream.Report:
+    """`stream.run` over files, failures handled as `detect` says."""
+    self._check_on_error(on_error)
+    if workers > 0 and not isinstance(self._backend_spec, (str, type(None))):
+      raise ValueError("workers > 0 load the face backend by name in each worker "
+                       "process: give the backend's name, not an object.")
+    return stream.run(self, paths, every, store=store, workers=workers,
+                      progress=progress, overlays=overlays, fresh=fresh, stop=stop,
+                      chunk_frames=chunk_frames,
+                      on_failure=lambda path, e: self._failed(e, on_error))
+
+  @staticmethod
+  def _check_on_error(on_error):
+    if on_error not in ("raise", "skip"):
+      raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}.")
+
+  def _failed(self, e: Exception, on_error: str) -> None:
+    if on_error == "raise":
+      raise e
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    self.failures.append(str(e))

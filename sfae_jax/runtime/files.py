@@ -5,17 +5,28 @@ filesystem `etils.epath` knows (`gs://...`)."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from typing import Iterator, TextIO
 
 from etils import epath
 
 
 def write_atomically(path, text: str) -> None:
   """Writes `text` to `path` through a temporary file beside it, then renames it."""
+  with open_atomically(path) as f:
+    f.write(text)
+
+
+@contextlib.contextmanager
+def open_atomically(path) -> Iterator[TextIO]:
+  """A text file to write in pieces; it replaces `path` when the block ends
+  without an exception, and is removed otherwise."""
   target = epath.Path(path)
   tmp = target.parent / f"{target.name}.{uuid.uuid4().hex[:12]}.tmp"
   try:
-    tmp.write_text(text)
+    with tmp.open("w") as f:
+      yield f
     tmp.replace(target)
   except BaseException:
     if tmp.exists():

@@ -1,0 +1,106 @@
+"""The faces of a segment of frames: detection, landmark refit, alignment.
+
+A video is cut into segments that start on a detection frame (a multiple of
+`detect_every` decoded frames). Inside a segment the detector runs on every
+`detect_every`-th frame and on every frame after one without a face; in between,
+a backend with `refit` re-places the landmarks in the last boxes. Because the
+first frame of a segment always runs the detector, a segment's faces do not
+depend on the frames before it: segments can be computed in any order, by any
+process, and give the faces one sequential pass would. (Face ids, which do depend
+on the past, are assigned afterwards in frame order: `tracking.IoUTracker`.)
+
+`faces_in_segment(backend, frames, ...)` does the work here; `start_worker` and
+`in_worker` do it in worker processes (`concurrent.futures` with the spawn
+start method: this module imports neither JAX nor the model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import time
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+from sfae_jax.face import align, detectors
+from sfae_jax.face.media import Frame
+
+
+@dataclasses.dataclass(frozen=True)
+class FoundFace:
+  face: detectors.Face
+  aligned: Optional[np.ndarray]  # [200, 200, 3] uint8; None: degenerate landmarks
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameFaces:
+  index: int
+  timestamp: float
+  corrupt: bool                  # decoded with errors: flagged, not analysed
+  faces: tuple[FoundFace, ...]   # best detector score first
+
+
+def segment_length(detect_every: int, frames: int = 16) -> int:
+  """About `frames` decoded frames, a whole number of detection periods."""
+  return detect_every * max(1, round(frames / detect_every))
+
+
+def faces_in_segment(backend: detectors.Backend, frames: Sequence[Frame],
+                     detect_every: int, video: bool) -> list[FrameFaces]:
+  """The faces of consecutive decoded frames whose first one is a detection frame
+  (for a video, its position among the decoded frames is a multiple of
+  `detect_every`)."""
+  refit = getattr(backend, "refit", None) if video else None
+  out, found = [], []
+  for k, frame in enumerate(frames):
+    if frame.corrupt:  # its pixels are partly invented: not analysed
+      found = []
+      out.append(FrameFaces(frame.index, frame.timestamp, True, ()))
+      continue
+    if refit is not None and found and k % detect_every:
+      found = refit(frame.rgb, found)
+    else:
+      found = backend.detect(frame.rgb)
+    out.append(FrameFaces(frame.index, frame.timestamp, False,
+                          tuple(FoundFace(f, _aligned(frame.rgb, f)) for f in found)))
+  return out
+
+
+def _aligned(rgb: np.ndarray, face: detectors.Face) -> Optional[np.ndarray]:
+  try:
+    return align.align_face(rgb, face.landmarks).image
+  except ValueError:  # degenerate landmarks: the row is flagged, not dropped
+    return None
+
+
+_WORKER_BACKEND: Optional[detectors.Backend] = None
+
+
+def start_worker(backend: str) -> None:
+  """A worker process's initializer: load the named face backend once. One
+  thread per worker for OpenCV, whose own pool would compete with the others.
+  Ctrl-C and SIGTERM are the main process's to handle (it ends the run at a
+  segment boundary, which needs the workers alive until then)."""
+  global _WORKER_BACKEND
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+  signal.signal(signal.SIGTERM, signal.SIG_IGN)
+  cv2.setNumThreads(1)
+  _WORKER_BACKEND = detectors.load_backend(backend)
+
+
+def timed(backend: detectors.Backend, frames: Sequence[Frame], detect_every: int,
+          video: bool) -> tuple[list[FrameFaces], float]:
+  """`faces_in_segment` and the seconds it took."""
+  start = time.perf_counter()
+  found = faces_in_segment(backend, frames, detect_every, video)
+  return found, time.perf_counter() - start
+
+
+def in_worker(frames: Sequence[Frame], detect_every: int,
+              video: bool) -> tuple[list[FrameFaces], float]:
+  """`timed` with the worker's backend (see `start_worker`)."""
+  if _WORKER_BACKEND is None:
+    raise RuntimeError("start_worker(backend) must run in this process first.")
+  return timed(_WORKER_BACKEND, frames, detect_every, video)

@@ -1,0 +1,198 @@
+"""Where predict's rows go: one CSV per input, written in chunks as they come, so
+a killed run keeps its work and a rerun continues it.
+
+  OUT/                                  (`--out OUT/`, a folder)
+    clip1.mp4.csv                       a complete input, written atomically
+    clip1.mp4.csv.provenance.json       its run, step and settings
+    clip2.mp4.csv.partial/              an input in progress
+      settings.json                     the settings it was started with
+      000000.csv  000000.json           rows of whole segments; then (written
+      000001.csv  000001.json           last) where the next chunk starts
+
+A chunk counts once its `.json` exists. It records the decoded-frame position
+where the next chunk starts (always a detection frame, `face.segments`), the face
+tracker's state there and the frames flagged so far, which is all a rerun needs
+to continue with the rows an uninterrupted run would give.
+
+CSV rather than Parquet row groups: the output stays the CSV users read (as
+OpenFace's and py-feat's), chunks join into one file by copying bytes (bounded
+memory, no re-encoding), and a killed Parquet writer leaves a file without its
+footer, so resuming would need a file per chunk anyway.
+
+`--out table.csv` keeps its meaning: the chunks live in `table.csv.parts/` and are
+joined into `table.csv` (atomically) when every input is done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+import shutil
+from typing import Callable, Optional
+
+import pandas as pd
+
+from sfae_jax.runtime import files
+from sfae_jax.training import provenance
+
+PARTIAL = ".partial"
+PARTS = ".parts"
+
+
+class SettingsMismatch(ValueError):
+  """Existing output made with other settings; the message says what differs."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Resume:
+  """Where an input's work starts."""
+  done: bool = False
+  position: int = 0                    # decoded frames already written
+  tracker: Optional[dict] = None       # `IoUTracker.state()` there
+  flagged: tuple[int, ...] = ()        # frames decoded with errors so far
+
+
+def names_for(paths) -> dict[str, str]:
+  """A CSV name per input: its file name, plus a hash of its path where two
+  inputs share a file name."""
+  base = {p: os.path.basename(p) for p in paths}
+  counts = pd.Series(list(base.values())).value_counts()
+  out = {}
+  for p, name in base.items():
+    if counts[name] > 1:
+      digest = hashlib.sha1(os.path.abspath(p).encode()).hexdigest()[:8]
+      name = f"{name}-{digest}"
+    out[p] = f"{name}.csv"
+  return out
+
+
+def _differences(old: dict, new: dict) -> str:
+  keys = sorted(set(old) | set(new))
+  return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys
+                   if old.get(k) != new.get(k))
+
+
+class ChunkStore:
+  """Per-input CSVs under `root`, each written chunk by chunk."""
+
+  def __init__(self, root: str, csv_name: Callable[[str], str],
+               float_format: Optional[str] = None):
+    self.root, self._name, self.float_format = root, csv_name, float_format
+    self._next: dict[str, int] = {}
+
+  def csv_path(self, path: str) -> str:
+    return os.path.join(self.root, self._name(path))
+
+  def _partial(self, path: str) -> str:
+    return self.csv_path(path) + PARTIAL
+
+  def resume(self, path: str, settings: dict, fresh: bool = False) -> Resume:
+    """Where `path`'s work starts. Output made with other settings raises
+    SettingsMismatch naming it, unless `fresh` (then it is deleted)."""
+    out, partial = self.csv_path(path), self._partial(path)
+    settings = json.loads(json.dumps(settings))
+    if fresh:
+      self.discard(path)
+      for p in (out, provenance.path_for(out)):
+        if os.path.exists(p):
+          os.remove(p)
+      return Resume()
+    if os.path.exists(out):
+      old = (provenance.read_for(out) or {}).get("settings")
+      if old == settings:
+        return Resume(done=True)
+      raise SettingsMismatch(
+          f"{out} exists, made with other settings ("
+          f"{_differences(old or {}, settings) or 'no settings recorded'}); rerun "
+          "with the same settings, choose another --out, or pass --fresh to redo it.")
+    if not os.path.isdir(partial):
+      return Resume()
+    settings_file = os.path.join(partial, "settings.json")
+    old = _read_json(settings_file)
+    if old != settings:
+      raise SettingsMismatch(
+          f"{partial} holds a part-done run with other settings ("
+          f"{_differences(old or {}, settings) or 'none recorded'}); rerun with "
+          "the same settings, choose another --out, or pass --fresh to start over.")
+    chunks = self._chunks(path)
+    if not chunks:
+      return Resume()
+    state = _read_json(chunks[-1][1])
+    return Resume(False, int(state["position"]), state["tracker"],
+                  tuple(state["flagged"]))
+
+  def _chunks(self, path: str) -> list[tuple[str, str]]:
+    """(csv, json) of the complete chunks, in order; a chunk whose json is
+    missing (killed while writing it) and everything after it are removed."""
+    partial = self._partial(path)
+    out = []
+    for csv in sorted(glob.glob(os.path.join(partial, "[0-9]*.csv"))):
+      state = csv[:-len(".csv")] + ".json"
+      if not os.path.exists(state) or len(out) != int(os.path.basename(csv)[:-4]):
+        break
+      out.append((csv, state))
+    if os.path.isdir(partial):
+      for name in os.listdir(partial):
+        stem = name.split(".")[0]
+        if name != "settings.json" and (name.endswith(".tmp") or not stem.isdigit()
+                                        or int(stem) >= len(out)):
+          os.remove(os.path.join(partial, name))
+    return out
+
+  def start(self, path: str, settings: dict) -> None:
+    """Before the first `append` of a run: records the settings of a new input."""
+    partial = self._partial(path)
+    os.makedirs(partial, exist_ok=True)
+    self._next[path] = len(self._chunks(path))
+    settings_file = os.path.join(partial, "settings.json")
+    if not os.path.exists(settings_file):
+      files.write_atomically(settings_file, json.dumps(settings, indent=1,
+                                                       sort_keys=True))
+
+  def append(self, path: str, table: pd.DataFrame, state: dict) -> None:
+    """One chunk of rows, and the state after them (written last)."""
+    n = self._next[path]
+    stem = os.path.join(self._partial(path), f"{n:06d}")
+    files.write_atomically(stem + ".csv", table.to_csv(
+        index=False, float_format=self.float_format))
+    files.write_atomically(stem + ".json", json.dumps(state))
+    self._next[path] = n + 1
+
+  def finish(self, path: str, record: dict) -> str:
+    """Joins the chunks into the input's CSV (atomically), writes its
+    provenance, removes the chunks. Returns the CSV's path."""
+    out = self.csv_path(path)
+    join_csvs(out, [csv for csv, _ in self._chunks(path)])
+    provenance.write(out, record)
+    self.discard(path)
+    return out
+
+  def discard(self, path: str) -> None:
+    shutil.rmtree(self._partial(path), ignore_errors=True)
+
+
+def join_csvs(out: str, parts, header: Optional[str] = None) -> None:
+  """`parts` (CSVs with one header line, the same columns) as one CSV at `out`,
+  written atomically, a part at a time. `header` is written when there is no part."""
+  with files.open_atomically(out) as dst:
+    first = True
+    for part in parts:
+      with open(part) as src:
+        line = src.readline()
+        if first:
+          dst.write(line)
+          first = False
+        shutil.copyfileobj(src, dst)
+    if first and header is not None:
+      dst.write(header)
+
+
+def _read_json(path: str) -> Optional[dict]:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None

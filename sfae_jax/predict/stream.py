@@ -1,0 +1,440 @@
+"""Inputs -> rows, streamed: decoding, face detection and the model overlap, and
+memory stays flat whatever the videos' length.
+
+  decoder thread ──segments──> face workers ──faces──> model (batches) ──> rows
+  (PyAV, in order)   (bounded)   (processes:     (this   (async dispatch)  (chunks,
+                                 `face.segments`) thread)                   in order)
+
+* The decoder cuts each input into segments (`segments.segment_length`: about 16
+  frames, starting on a detection frame) and hands them to `workers` processes
+  (0: this process). At most `workers + 2` segments are in flight.
+* This thread takes their faces in input and frame order, gives face ids
+  (`IoUTracker`), and fills batches of aligned faces. A full batch is sent to the
+  device at once; its probabilities are read back only after the next one is
+  sent (JAX's asynchronous dispatch), so the device and the CPU stages overlap.
+* A segment whose faces all have probabilities becomes rows; rows go to the sink
+  a chunk at a time (`outputs.ChunkStore`, or memory for `Detector.detect`).
+* `stop` (a threading.Event, set by SIGINT/SIGTERM in the command) ends the run
+  at the next segment: what was decoded is finished and written as a chunk.
+
+The rows are those of one sequential pass (the order, `success`, `decode_error`
+and face ids included), whatever `workers` and `batch_size` are.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import multiprocessing
+import os
+import queue
+import sys
+import threading
+import time
+from typing import Callable, Optional
+
+import numpy as np
+import pandas as pd
+import tqdm
+
+from sfae_jax.face import media, segments, tracking
+from sfae_jax.predict import outputs, overlays as overlay_pngs, rows
+
+CHUNK_FRAMES = 512     # decoded frames per written chunk: the resume granularity
+_MAX_WAITING = 32      # segments waiting for a partial batch before it is sent
+_MAX_WAITING_OVERLAYS = 4  # ... when they hold their frames for the overlays
+
+
+def default_workers() -> int:
+  """Face-detection processes: one per core this process may use."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # macOS
+    return os.cpu_count() or 1
+
+
+@dataclasses.dataclass
+class InputResult:
+  path: str
+  status: str = "pending"      # done | skipped (complete before) | failed | stopped
+  frames: int = 0              # rows' frames produced by this run
+  faces: int = 0
+  error: Optional[str] = None
+  table: Optional[pd.DataFrame] = None   # memory sink only
+  csv: Optional[str] = None              # chunk store only
+
+
+@dataclasses.dataclass
+class Report:
+  inputs: dict[str, InputResult]
+  seconds: dict[str, float]    # where the time went (see `run`)
+  stopped: bool = False
+
+  @property
+  def failures(self) -> list[str]:
+    return [r.error for r in self.inputs.values() if r.status == "failed"]
+
+
+@dataclasses.dataclass
+class _Segment:
+  path: str
+  n_frames: int
+  rows: list                    # row dicts, frame order
+  aligned: list                 # aligned faces, `_face` order (overlays only)
+  probs: np.ndarray             # [faces, A], filled as batches come back
+  maps: Optional[list]          # attention maps (overlays only)
+  waiting: int                  # faces without probabilities yet
+  position: int                 # decoded frames of the input after this segment
+  tracker: dict                 # the tracker's state after it
+  frames: Optional[dict]        # {index: rgb} for the overlays
+
+
+@dataclasses.dataclass
+class _Marker:
+  path: str
+  kind: str                     # end | error | stopped
+  error: Optional[Exception] = None
+
+
+class _Batches:
+  """Aligned faces -> fixed-size device batches, two in flight at most."""
+
+  def __init__(self, forward, variables, batch_size, with_maps, timing):
+    self._forward, self._variables = forward, variables
+    self._size, self._with_maps, self._timing = batch_size, with_maps, timing
+    self._images, self._slots = [], []
+    self._flight = collections.deque()
+
+  def add(self, image, segment, k):
+    self._images.append(image)
+    self._slots.append((segment, k))
+    if len(self._images) == self._size:
+      self.send()
+
+  @property
+  def partial(self) -> bool:
+    return bool(self._images)
+
+  def send(self):
+    if not self._images:
+      return
+    start = time.perf_counter()
+    batch = np.stack(self._images)
+    if len(batch) < self._size:  # fixed shape: one compilation
+      batch = np.concatenate([batch, np.zeros((self._size - len(batch),)
+                                              + batch.shape[1:], np.uint8)])
+    self._flight.append((self._forward(self._variables, batch), self._slots))
+    self._images, self._slots = [], []
+    self._timing["forward"] += time.perf_counter() - start
+    while len(self._flight) > 1:
+      self._receive()
+
+  def finish(self):
+    self.send()
+    while self._flight:
+      self._receive()
+
+  def _receive(self):
+    start = time.perf_counter()
+    (probs, maps), slots = self._flight.popleft()
+    probs = np.asarray(probs)
+    maps = np.asarray(maps) if self._with_maps and maps is not None else None
+    for i, (segment, k) in enumerate(slots):
+      segment.probs[k] = probs[i]
+      if segment.maps is not None and maps is not None:
+        segment.maps[k] = maps[i]
+      segment.waiting -= 1
+    self._timing["forward"] += time.perf_counter() - start
+
+
+class _InputState:
+  def __init__(self, path, resume: outputs.Resume, total: int, bar):
+    self.path = path
+    self.tracker = (tracking.IoUTracker.from_state(resume.tracker)
+                    if resume.tracker else tracking.IoUTracker())
+    self.flagged = list(resume.flagged)
+    self.position = resume.position        # decoded frames in finished rows
+    self.arrived = resume.position         # ... in segments taken so far
+    self.chunk_tracker = resume.tracker    # the tracker's state at `position`
+    self.tables: list[pd.DataFrame] = []   # rows not yet in a chunk
+    self.buffered = 0                      # their frames
+    self.bar = bar
+    self.total = total
+
+
+def run(det, paths, every: int = 1, *, store: Optional[outputs.ChunkStore] = None,
+        workers: int = 0, progress: bool = False, overlays: Optional[str] = None,
+        fresh: bool = False, stop: Optional[threading.Event] = None,
+        chunk_frames: int = CHUNK_FRAMES,
+        on_failure: Optional[Callable[[str, Exception], None]] = None) -> Report:
+  """Rows for `paths` (files) with `det` (a `Detector`). With a `store`, each
+  input's rows go to its CSV there, a chunk of `chunk_frames` at a time, and a
+  rerun continues where the last one stopped; without one, they are returned in
+  memory (`Report.inputs[path].table`). An input that cannot be read gives no
+  rows: `on_failure(path, error)` is called (raise there to stop the run).
+
+  `Report.seconds`: decode (decoder thread), detect (face workers: detection,
+  refit and alignment, summed over processes), wait (this thread waiting for
+  faces), forward (sending batches and reading them back), rows (tracking and
+  tables), write (chunks and overlays)."""
+  stop, abort = stop or threading.Event(), threading.Event()
+  settings = det.settings(every)
+  plans = {p: store.resume(p, settings, fresh) if store else outputs.Resume()
+           for p in paths}
+  results = {p: InputResult(p) for p in paths}
+  for p, plan in plans.items():
+    if plan.done:
+      results[p].status = "skipped"
+      results[p].csv = store.csv_path(p)
+  todo = [p for p in paths if not plans[p].done]
+  timing = collections.defaultdict(float)
+  report = Report(results, timing)
+  if not todo:
+    return report
+  totals = {p: _frames_to_do(p, every, plans[p].position) for p in todo}
+  interval = 0.5 if sys.stderr.isatty() else 15  # a log file gets a line a while
+  overall = tqdm.tqdm(total=sum(totals.values()) or None, unit="frame",
+                      desc="all inputs", disable=not progress, position=0,
+                      dynamic_ncols=True, mininterval=interval)
+  detect_every = max(1, det.detect_every)
+  pool = _pool(det, workers)
+  items: queue.Queue = queue.Queue(maxsize=max(workers, 1) + 2)
+  feeder = threading.Thread(
+      target=_feed, daemon=True, name="predict-decoder",
+      args=(det, todo, plans, every, detect_every, pool, items, stop, abort,
+            overlays is not None, timing))
+  batches = _Batches(det.forward, det.variables, det.batch_size,
+                     overlays is not None, timing)
+  waiting: collections.deque = collections.deque()
+  states: dict[str, _InputState] = {}
+  max_waiting = _MAX_WAITING_OVERLAYS if overlays else _MAX_WAITING
+
+  def finish_ready():
+    while waiting and (isinstance(waiting[0], _Marker) or not waiting[0].waiting):
+      item = waiting.popleft()
+      if isinstance(item, _Marker):
+        _close(item, states.pop(item.path), results[item.path], store, det,
+               settings, on_failure, timing)
+        continue
+      state = states[item.path]
+      start = time.perf_counter()
+      table = rows.table(item.rows, item.probs, det.au_ids, det.threshold)
+      if overlays:
+        overlay_pngs.write(overlays, item.path, table, item.frames, item.aligned,
+                           np.stack(item.maps) if item.maps else None, det.au_ids)
+      timing["rows"] += time.perf_counter() - start
+      state.tables.append(table)
+      state.buffered += item.n_frames
+      state.position = item.position
+      state.chunk_tracker = item.tracker
+      if store is not None and state.buffered >= chunk_frames:
+        _write_chunk(store, state, timing)
+      results[item.path].frames += item.n_frames
+      results[item.path].faces += int(table["success"].sum())
+
+  started = time.perf_counter()
+  feeder.start()
+  try:
+    while True:
+      start = time.perf_counter()
+      item = items.get()
+      if item is None:
+        break
+      if isinstance(item, Exception):
+        raise item
+      timing["wait"] += time.perf_counter() - start
+      if isinstance(item, _Marker):
+        waiting.append(item)
+      elif isinstance(item, tuple) and item[0] == "start":
+        _, path = item
+        bar = tqdm.tqdm(total=totals[path] or None, unit="frame", leave=False,
+                        desc=os.path.basename(path), position=1, dynamic_ncols=True,
+                        disable=not progress or not media.is_video(path),
+                        mininterval=interval)
+        states[path] = _InputState(path, plans[path], totals[path], bar)
+        if store is not None:
+          store.start(path, settings)
+      else:
+        path, future, frames = item
+        start = time.perf_counter()
+        found, seconds = future.result()
+        timing["wait"] += time.perf_counter() - start
+        timing["detect"] += seconds
+        start = time.perf_counter()
+        segment = _segment(states[path], found, frames, overlays is not None,
+                           len(det.au_ids))
+        for k, image in enumerate(segment.aligned):
+          batches.add(image, segment, k)
+        if not overlays:
+          segment.aligned = []
+        timing["rows"] += time.perf_counter() - start
+        waiting.append(segment)
+        states[path].bar.update(len(found))
+        overall.update(len(found))
+        overall.set_postfix(faces=sum(r.faces for r in results.values()),
+                            failed=len(report.failures), refresh=False)
+        if sum(isinstance(w, _Segment) for w in waiting) > max_waiting:
+          batches.send()
+      finish_ready()
+    batches.finish()
+    finish_ready()
+  finally:
+    abort.set()
+    _drain(items)
+    feeder.join(timeout=60)
+    if pool is not None:
+      pool.shutdown(wait=True, cancel_futures=True)
+    for state in states.values():
+      state.bar.close()
+    overall.close()
+  report.stopped = any(r.status == "stopped" for r in results.values())
+  timing["total"] = time.perf_counter() - started
+  return report
+
+
+def _segment(state: _InputState, found, frames, keep_aligned, n_aus) -> _Segment:
+  """Rows (ids from the input's tracker) for one segment's faces."""
+  out, aligned = [], []
+  for ff in found:
+    if ff.corrupt:
+      state.flagged.append(ff.index)
+      state.tracker.update([])
+      out.append(rows.row(state.path, ff, -1, None, None, decode_error=1))
+      continue
+    ids = state.tracker.update([f.face.box for f in ff.faces])
+    if not ff.faces:
+      out.append(rows.row(state.path, ff, -1, None, None))
+    for face_id, f in zip(ids, ff.faces):
+      if f.aligned is None:
+        out.append(rows.row(state.path, ff, face_id, f.face, None))
+        continue
+      out.append(rows.row(state.path, ff, face_id, f.face, len(aligned)))
+      aligned.append(f.aligned)
+  n = len(aligned)
+  state.arrived += len(found)
+  return _Segment(state.path, len(found), out, aligned,
+                  np.full((n, n_aus), np.nan, np.float32),
+                  [None] * n if keep_aligned else None, n, state.arrived,
+                  state.tracker.state(), frames)
+
+
+def _write_chunk(store, state: _InputState, timing) -> None:
+  if not state.tables:
+    return
+  start = time.perf_counter()
+  store.append(state.path, pd.concat(state.tables, ignore_index=True),
+               {"position": state.position, "tracker": state.chunk_tracker,
+                "flagged": state.flagged})
+  state.tables, state.buffered = [], 0
+  timing["write"] += time.perf_counter() - start
+
+
+def _close(marker: _Marker, state: _InputState, result: InputResult, store, det,
+           settings, on_failure, timing) -> None:
+  """An input's last segment is done: finish, fail or keep it for a rerun."""
+  state.bar.close()
+  if marker.kind == "error":
+    result.status, result.error = "failed", str(marker.error)
+    if store is not None:
+      store.discard(state.path)
+    if on_failure is not None:
+      on_failure(state.path, marker.error)
+    return
+  if store is not None:
+    _write_chunk(store, state, timing)
+  if marker.kind == "stopped":
+    result.status = "stopped"
+    return
+  if state.flagged:
+    shown = ", ".join(map(str, state.flagged[:10]))
+    tqdm.tqdm.write(
+        f"warning: {state.path}: {len(state.flagged)} frame(s) decoded with errors "
+        f"(frames {shown}{' ...' if len(state.flagged) > 10 else ''}): rows "
+        "flagged decode_error=1, success=0, not analysed.", file=sys.stderr)
+  result.status = "done"
+  if store is None:
+    result.table = rows.concat(state.tables, det.au_ids)
+  else:
+    start = time.perf_counter()
+    result.csv = store.finish(state.path, dict(det.provenance, settings=settings))
+    timing["write"] += time.perf_counter() - start
+
+
+def _frames_to_do(path, every, position) -> int:
+  if not media.is_video(path):
+    return 1
+  try:
+    return max(0, -(-media.video_info(path)[1] // every) - position)
+  except media.MediaError:
+    return 0  # reported when it is read
+
+
+def _pool(det, workers):
+  if workers <= 0:
+    return None
+  return concurrent.futures.ProcessPoolExecutor(
+      max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+      initializer=segments.start_worker, initargs=(det.backend_name,))
+
+
+def _feed(det, paths, plans, every, detect_every, pool, items, stop, abort,
+          keep_frames, timing):
+  """The decoder thread: segments of every input, in order, into `items`; after
+  each input a `_Marker`. `stop`: end after the current segment; `abort`: the
+  consumer is gone, end now."""
+  def put(item):
+    while not abort.is_set():
+      try:
+        items.put(item, timeout=0.2)
+        return True
+      except queue.Full:
+        continue
+    return False
+
+  try:
+    for path in paths:
+      if stop.is_set() or not put(("start", path)):
+        break
+      video = media.is_video(path)
+      length = segments.segment_length(detect_every) if video else 1
+      frames, kind, error = [], "end", None
+      try:
+        decoded = media.frames(path, every, plans[path].position)
+        while True:
+          start = time.perf_counter()
+          frame = next(decoded, None)
+          timing["decode"] += time.perf_counter() - start
+          if frame is not None:
+            frames.append(frame)
+          if frames and (frame is None or len(frames) == length):
+            if pool is None:
+              future = concurrent.futures.Future()
+              future.set_result(segments.timed(det.backend, frames, detect_every,
+                                               video))
+            else:
+              future = pool.submit(segments.in_worker, frames, detect_every, video)
+            if not put((path, future, {f.index: f.rgb for f in frames}
+                        if keep_frames else None)):
+              return
+            frames = []
+            if frame is not None and stop.is_set():
+              kind = "stopped"
+              break
+          if frame is None:
+            break
+      except media.MediaError as e:
+        kind, error = "error", e
+      if not put(_Marker(path, kind, error)) or kind == "stopped":
+        break
+  except Exception as e:  # pylint: disable=broad-except  (re-raised by the consumer)
+    put(e)
+  put(None)
+
+
+def _drain(items):
+  try:
+    while True:
+      items.get_nowait()
+  except queue.Empty:
+    pass

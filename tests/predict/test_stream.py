@@ -1,0 +1,211 @@
+"""Streamed predict: the rows of one sequential pass, bounded memory, resume after
+a kill, SIGTERM at a chunk boundary, parallel face workers."""
+
+import glob
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sfae_jax.face import align, detectors, media, tracking
+from sfae_jax.predict import Detector, rows
+from sfae_jax.tools import synthetic_video
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def sequential_rows(det, path, every=1):
+  """The frame-by-frame loop predict ran before it was streamed: decode, detect
+  (or refit between detections), track, align, then the model on all faces."""
+  tracker, out, faces, found = tracking.IoUTracker(), [], [], []
+  refit = getattr(det.backend, "refit", None) if media.is_video(path) else None
+  for k, frame in enumerate(media.frames(path, every)):
+    if frame.corrupt:
+      found = []
+      tracker.update([])
+      out.append(rows.row(path, frame, -1, None, None, decode_error=1))
+      continue
+    if refit is not None and found and k % det.detect_every:
+      found = refit(frame.rgb, found)
+    else:
+      found = det.backend.detect(frame.rgb)
+    ids = tracker.update([f.box for f in found])
+    if not found:
+      out.append(rows.row(path, frame, -1, None, None))
+    for face_id, face in zip(ids, found):
+      try:
+        aligned = align.align_face(frame.rgb, face.landmarks).image
+      except ValueError:
+        out.append(rows.row(path, frame, face_id, face, None))
+        continue
+      out.append(rows.row(path, frame, face_id, face, len(faces)))
+      faces.append(aligned)
+  probs = det.predict_aligned(np.stack(faces)) if faces else np.zeros((0, 12))
+  return rows.table(out, probs, det.au_ids, det.threshold)
+
+
+@pytest.fixture(scope="module")
+def detector(trained_run):
+  return Detector(trained_run[0], backend="dlib")
+
+
+@pytest.fixture(scope="module")
+def clip(faces_dir, tmp_path_factory):
+  """600 frames of a real face moving a little (240x200, cheap to detect)."""
+  out = str(tmp_path_factory.mktemp("clip") / "talking.mp4")
+  return synthetic_video.write(os.path.join(faces_dir, "single_face.jpg"), 600, out)
+
+
+def _cli(trained_run, *args):
+  return [sys.executable, "-m", "sfae_jax.predict", "--workdir", trained_run[0],
+          "--backend", "dlib", *map(str, args)]
+
+
+@pytest.fixture(scope="module")
+def whole_run(trained_run, clip, tmp_path_factory):
+  """An uninterrupted CLI run on `clip`: its CSV's text."""
+  out = tmp_path_factory.mktemp("whole") / "rows.csv"
+  r = subprocess.run(_cli(trained_run, clip, "--out", out, "--workers", 2),
+                     capture_output=True, text=True, cwd=ROOT)
+  assert r.returncode == 0, r.stderr[-2000:]
+  return out.read_text()
+
+
+def test_rows_equal_the_sequential_loop_on_the_shared_clips(detector, faces_dir):
+  """Row order, face ids, landmarks, success and AU values as the frame-by-frame
+  loop gives them, for a video with tracking, a several-face photo and a video
+  without faces; every 2nd frame keeps the file's frame numbers."""
+  for name, every in (("WolfgangLanger_Pexels.mp4", 1), ("multi_face.jpg", 1),
+                      ("no_face.mp4", 1), ("single_face.mp4", 2)):
+    path = os.path.join(faces_dir, name)
+    got = detector.detect(path, every=every)
+    want = sequential_rows(detector, path, every)
+    assert len(got) == len(want) > 0, name
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), want, atol=1e-5,
+                                  check_dtype=False, obj=name)
+
+
+def test_parallel_workers_give_the_rows_of_one(detector, faces_dir, trained_run):
+  paths = [os.path.join(faces_dir, n) for n in
+           ("WolfgangLanger_Pexels.mp4", "multi_face.jpg", "single_face.mp4")]
+  one = detector.detect(paths, workers=0)
+  two = Detector(trained_run[0], backend="dlib", batch_size=7).detect(
+      paths, workers=2)
+  assert one["face_id"].max() >= 1  # several faces: ids are exercised
+  pd.testing.assert_frame_equal(one, two, atol=1e-5)
+
+
+def _partial_chunks(out_dir):
+  return sorted(glob.glob(os.path.join(out_dir, "*.partial", "[0-9]*.json")))
+
+
+def _start_and_wait_for_a_chunk(cmd, out_dir, timeout=240):
+  proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + timeout
+  while not _partial_chunks(out_dir):
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    assert time.time() < deadline, "no chunk written in time"
+    time.sleep(0.05)
+  return proc
+
+
+def test_killed_mid_input_the_rerun_continues_to_the_same_rows(
+    trained_run, clip, whole_run, tmp_path):
+  out = tmp_path / "rows.csv"
+  cmd = _cli(trained_run, clip, "--out", out, "--workers", 2, "--chunk-frames", 64)
+  proc = _start_and_wait_for_a_chunk(cmd, str(out) + ".parts")
+  proc.kill()  # SIGKILL: no handler runs
+  proc.wait()
+  assert not out.exists()
+  done = json.load(open(_partial_chunks(str(out) + ".parts")[-1]))["position"]
+  assert 0 < done < 600
+  r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert out.read_text() == whole_run
+  # the rerun decoded only what was left (its summary counts the frames it made)
+  made = int(r.stderr.split(" frames in ")[0].split()[-1])
+  assert made <= 600 - done, r.stderr[-500:]
+  assert not os.path.exists(str(out) + ".parts")
+
+
+def test_sigterm_ends_at_a_chunk_boundary_and_keeps_the_rows(
+    trained_run, clip, whole_run, tmp_path):
+  out = tmp_path / "tracks"
+  cmd = _cli(trained_run, clip, "--out", f"{out}/", "--workers", 1,
+             "--chunk-frames", 64)
+  proc = _start_and_wait_for_a_chunk(cmd, str(out))
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+  assert "run the same command to continue" in err
+  chunks = sorted(glob.glob(str(out / "*.partial" / "[0-9]*.csv")))
+  kept = pd.concat([pd.read_csv(c) for c in chunks], ignore_index=True)
+  position = json.load(open(_partial_chunks(str(out))[-1]))["position"]
+  # every decoded frame before the boundary has its row, none after it
+  assert list(kept["frame"]) == list(range(position))
+  assert position % 5 == 0  # a detection frame: the rerun starts exactly there
+  whole = pd.read_csv(io.StringIO(whole_run))
+  pd.testing.assert_frame_equal(kept, whole.iloc[:position].reset_index(drop=True))
+  assert not (out / "talking.mp4.csv").exists()
+  r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert (out / "talking.mp4.csv").read_text() == whole_run
+  record = json.loads((out / "talking.mp4.csv.provenance.json").read_text())
+  assert record["settings"]["detect_every"] == 5 and record["step"] == 6
+
+
+def test_other_settings_are_refused_naming_them_and_fresh_redoes(
+    trained_run, clip, whole_run, tmp_path):
+  out = tmp_path / "tracks"
+  (out / "talking.mp4.csv").parent.mkdir()
+  first = subprocess.run(_cli(trained_run, clip, "--out", f"{out}/", "--every", 3),
+                         capture_output=True, text=True, cwd=ROOT)
+  assert first.returncode == 0, first.stderr[-2000:]
+  again = subprocess.run(_cli(trained_run, clip, "--out", f"{out}/", "--every", 3),
+                         capture_output=True, text=True, cwd=ROOT)
+  assert again.returncode == 0 and "1 input(s) already complete" in again.stderr
+  other = subprocess.run(_cli(trained_run, clip, "--out", f"{out}/"),
+                         capture_output=True, text=True, cwd=ROOT)
+  assert other.returncode == 1
+  error = [l for l in other.stderr.splitlines() if l.startswith("error:")]
+  assert len(error) == 1 and "every 3 -> 1" in error[0] and "--fresh" in error[0]
+  fresh = subprocess.run(_cli(trained_run, clip, "--out", f"{out}/", "--fresh"),
+                         capture_output=True, text=True, cwd=ROOT)
+  assert fresh.returncode == 0, fresh.stderr[-2000:]
+  assert (out / "talking.mp4.csv").read_text() == whole_run
+
+
+def _peak_rss_mb(cmd):
+  """The largest resident set of the command's processes, in MiB (the kernel's
+  figure for the waited-for children: `getrusage(RUSAGE_CHILDREN)`)."""
+  probe = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+           "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+           "sys.exit(r.returncode)")
+  r = subprocess.run([sys.executable, "-c", probe, *cmd], capture_output=True,
+                     text=True, cwd=ROOT)
+  assert r.returncode == 0, r.stderr[-2000:]
+  return int(r.stdout.split()[-1]) / 1024
+
+
+def test_memory_is_flat_in_the_video_length(trained_run, faces_dir, tmp_path):
+  """Peak RSS for 1,000 and 5,000 frames: the same, within 60 MiB. Holding the
+  aligned faces alone (120 KB each) would add about 480 MB."""
+  face = os.path.join(faces_dir, "single_face.jpg")
+  peaks = {}
+  for n in (1000, 5000):
+    video = synthetic_video.write(face, n, str(tmp_path / f"v{n}.mp4"), (160, 128))
+    peaks[n] = _peak_rss_mb(_cli(trained_run, video, "--out", f"{tmp_path / str(n)}/",
+                                 "--workers", 1, "--detect-every", 10))
+    rows_written = pd.read_csv(tmp_path / f"{n}" / f"v{n}.mp4.csv",
+                               usecols=["frame", "success"])
+    assert len(rows_written) == n and rows_written["success"].mean() > 0.9
+  print(f"peak RSS: {peaks}")
+  assert peaks[5000] - peaks[1000] < 60, peaks
