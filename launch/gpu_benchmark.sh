@@ -11,8 +11,10 @@
 #   1. train images/s, GFLOP/s and MFU, float32 and bfloat16, global batch 64 and 256;
 #   2. end to end through the grain pipeline on a synthetic BP4D built here, and its
 #      ratio to the step alone (grain_workers from the host's cores);
-#   3. predict frames/s on a video ($CLIP, default ../shared/faces/WolfgangLanger_Pexels.mp4;
-#      skipped with a message if absent), from a 2-step run of the full model.
+#   3. predict frames/s end to end on a video ($CLIP, default
+#      ../shared/faces/WolfgangLanger_Pexels.mp4; skipped with a message if absent)
+#      and on a long video generated from $FACE ($LONG frames, default 20000),
+#      from a 2-step run of the full model, batches of 256, a worker per core.
 # Everything it writes goes under $OUT_DIR (default a temporary folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,10 +22,13 @@ cd "$(dirname "$0")/.."
 : "${OUT_DIR:=$(mktemp -d -t sfae_gpu_bench.XXXXXX)}"
 : "${CLIP:=../shared/faces/WolfgangLanger_Pexels.mp4}"
 : "${STEPS:=10}"
+: "${FACE:=../shared/faces/single_face.jpg}"
+: "${LONG:=20000}"
 mkdir -p "$OUT_DIR"
 
 if [[ "$SMOKE" == 1 ]]; then
   CONFIG=configs/test.py; BATCHES="8"; EVAL=16; STEPS=2; SUBJECTS=3; FRAMES=8
+  LONG=300
   FIT_CONFIG=configs/test.py; FIT_TARGETS=local
 else
   CONFIG=configs/default.py; BATCHES="64 256"; EVAL=256; SUBJECTS=6; FRAMES=40
@@ -52,7 +57,7 @@ done
 echo "== 2. end to end through grain (synthetic BP4D: $SUBJECTS subjects x 2 tasks x $FRAMES frames)"
 python - "$OUT_DIR" "$SUBJECTS" "$FRAMES" <<'EOF'
 import sys
-from sfae_jax.data import prepare
+from tfds_bp4d import prepare
 from tfds_bp4d.synthetic import bp4d as synthetic
 out, subjects, frames = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 synthetic.generate(f"{out}/manual", subjects=subjects, tasks=2, frames=frames,
@@ -71,11 +76,23 @@ if [[ -f "$CLIP" ]]; then
     --config.batch_size 8 --config.eval_batch_size 8 > "$OUT_DIR/train.log" 2>&1 \
     || { tail -20 "$OUT_DIR/train.log"; exit 1; }
   for run in first second; do  # the second run loads the compiled forward from cache
-    start=$(date +%s.%N)
-    python -m sfae_jax.predict --workdir "$OUT_DIR/run" "$CLIP" \
-      --out "$OUT_DIR/predict.csv" 2>&1 | tr '\r' '\n' | grep -E "frames/s" | tail -2
-    echo "predict ($run run): whole command $(python -c "import time,sys; print(f'{time.time()-float(sys.argv[1]):.1f}')" "$start") s"
+    rm -f "$OUT_DIR/predict.csv"
+    python -m sfae_jax.predict --workdir "$OUT_DIR/run" "$CLIP" --batch-size 256 \
+      --out "$OUT_DIR/predict.csv" 2>&1 | tr '\r' '\n' | grep -E "model on|frames in|seconds:"
   done
+  if [[ -f "$FACE" ]]; then
+    python -m sfae_jax.tools.synthetic_video --face "$FACE" --frames "$LONG" \
+      --out "$OUT_DIR/long.mp4"
+    rm -rf "$OUT_DIR/long"
+    python -c "import resource, subprocess, sys, time; t = time.time(); \
+r = subprocess.run(sys.argv[1:]); print(f'long video: whole command {time.time() - t:.1f} s, \
+peak RSS {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MiB', flush=True); \
+sys.exit(r.returncode)" python -m sfae_jax.predict --workdir "$OUT_DIR/run" "$OUT_DIR/long.mp4" \
+      --batch-size 256 --out "$OUT_DIR/long/" 2>&1 | tr '\r' '\n' \
+      | grep -E "frames in|seconds:|whole command"
+  else
+    echo "long video skipped: no face photo at $FACE (set FACE=...)"
+  fi
 else
   echo "predict skipped: no video at $CLIP (set CLIP=...)"
 fi

@@ -264,11 +264,11 @@ def run(det, paths, every: int = 1, *, store: Optional[outputs.ChunkStore] = Non
         start = time.perf_counter()
         segment = _segment(states[path], found, frames, overlays is not None,
                            len(det.au_ids))
+        timing["rows"] += time.perf_counter() - start
         for k, image in enumerate(segment.aligned):
-          batches.add(image, segment, k)
+          batches.add(image, segment, k)  # timed as forward when a batch is sent
         if not overlays:
           segment.aligned = []
-        timing["rows"] += time.perf_counter() - start
         waiting.append(segment)
         states[path].bar.update(len(found))
         overall.update(len(found))
