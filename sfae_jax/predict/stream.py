@@ -288,7 +288,8 @@ def run(det, paths, every: int = 1, *, store: Optional[outputs.ChunkStore] = Non
     for state in states.values():
       state.bar.close()
     overall.close()
-  report.stopped = any(r.status == "stopped" for r in results.values())
+  report.stopped = stop.is_set() and any(r.status in ("pending", "stopped")
+                                         for r in results.values())
   timing["total"] = time.perf_counter() - started
   return report
 
