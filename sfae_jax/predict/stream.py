@@ -93,7 +93,7 @@ class _Segment:
 @dataclasses.dataclass
 class _Marker:
   path: str
-  kind: str                     # end | error | stopped
+  kind: str                     # start | end | error | stopped
   error: Optional[Exception] = None
 
 
@@ -149,7 +149,7 @@ class _Batches:
 
 
 class _InputState:
-  def __init__(self, path, resume: outputs.Resume, total: int, bar):
+  def __init__(self, path, resume: outputs.Resume, bar):
     self.path = path
     self.tracker = (tracking.IoUTracker.from_state(resume.tracker)
                     if resume.tracker else tracking.IoUTracker())
@@ -160,7 +160,6 @@ class _InputState:
     self.tables: list[pd.DataFrame] = []   # rows not yet in a chunk
     self.buffered = 0                      # their frames
     self.bar = bar
-    self.total = total
 
 
 def run(det, paths, every: int = 1, *, store: Optional[outputs.ChunkStore] = None,
@@ -244,17 +243,17 @@ def run(det, paths, every: int = 1, *, store: Optional[outputs.ChunkStore] = Non
       if isinstance(item, Exception):
         raise item
       timing["wait"] += time.perf_counter() - start
-      if isinstance(item, _Marker):
-        waiting.append(item)
-      elif isinstance(item, tuple) and item[0] == "start":
-        _, path = item
+      if isinstance(item, _Marker) and item.kind == "start":
+        path = item.path
         bar = tqdm.tqdm(total=totals[path] or None, unit="frame", leave=False,
                         desc=os.path.basename(path), position=1, dynamic_ncols=True,
                         disable=not progress or not media.is_video(path),
                         mininterval=interval)
-        states[path] = _InputState(path, plans[path], totals[path], bar)
+        states[path] = _InputState(path, plans[path], bar)
         if store is not None:
           store.start(path, settings)
+      elif isinstance(item, _Marker):
+        waiting.append(item)
       else:
         path, future, frames = item
         start = time.perf_counter()
@@ -337,6 +336,7 @@ def _close(marker: _Marker, state: _InputState, result: InputResult, store, det,
   state.bar.close()
   if marker.kind == "error":
     result.status, result.error = "failed", str(marker.error)
+    result.frames = result.faces = 0  # its rows are discarded
     if store is not None:
       store.discard(state.path)
     if on_failure is not None:
@@ -381,8 +381,8 @@ def _pool(det, workers):
 
 def _feed(det, paths, plans, every, detect_every, pool, items, stop, abort,
           keep_frames, timing):
-  """The decoder thread: segments of every input, in order, into `items`; after
-  each input a `_Marker`. `stop`: end after the current segment; `abort`: the
+  """The decoder thread: segments of every input, in order, into `items`, each
+  input between a start `_Marker` and an end, error or stopped one. `stop`: end after the current segment; `abort`: the
   consumer is gone, end now."""
   def put(item):
     while not abort.is_set():
@@ -395,7 +395,7 @@ def _feed(det, paths, plans, every, detect_every, pool, items, stop, abort,
 
   try:
     for path in paths:
-      if stop.is_set() or not put(("start", path)):
+      if stop.is_set() or not put(_Marker(path, "start")):
         break
       video = media.is_video(path)
       length = segments.segment_length(detect_every) if video else 1
