@@ -81,7 +81,8 @@ class _Segment:
   path: str
   n_frames: int
   rows: list                    # row dicts, frame order
-  aligned: list                 # aligned faces, `_face` order (overlays only)
+  aligned: list                 # aligned faces, `_face` order; kept after
+                                # batching only for the overlays
   probs: np.ndarray             # [faces, A], filled as batches come back
   maps: Optional[list]          # attention maps (overlays only)
   waiting: int                  # faces without probabilities yet
