@@ -83,13 +83,14 @@ def align_and_encode(image: np.ndarray, landmarks: np.ndarray, scheme: str
 
 
 def source_record(root: str, landmarks: str, au_ids: Sequence[int],
-                  dataset: str) -> dict:
+                  dataset: str, intensity_au_ids: Sequence[int] = ()) -> dict:
   """What a build read (`source.json` beside the dataset): the manual_dir,
-  whether it is a synthetic generator's (its marker file), AU ids, scheme."""
+  whether it is a synthetic generator's (its marker file), the occurrence AU ids,
+  the AUs with intensity labels in this build, the landmark scheme."""
   return {"dataset": dataset,
           "synthetic": os.path.exists(os.path.join(root, SYNTHETIC_MARKER)),
           "manual_dir": os.path.abspath(root), "au_ids": list(au_ids),
-          "landmarks": landmarks}
+          "intensity_au_ids": list(intensity_au_ids), "landmarks": landmarks}
 
 
 def split_by_part(items: dict, subject_of, subject_part: dict, parts, root: str,

@@ -115,3 +115,55 @@ def test_unparsable_csv_and_empty_manual_dir_are_one_line_errors(tmp_path):
     err = [l for l in r.stderr.splitlines() if l.startswith("error:")]
     assert r.returncode == 1 and len(err) == 1 and named in err[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_dummy_data_intensities_a_missing_file_and_a_copy_without_them(
+    tmp_path, capsys):
+  """The built `intensity` is the intensity files' codes (the removed
+  F012 AU17 file: -1); source.json lists the AUs with intensity. The same copy
+  without its intensity folder builds the same examples, intensity -1, and says
+  so; a malformed intensity line stops the build naming the file and line."""
+  import json, os, shutil  # pylint: disable=g-import-not-at-top,multiple-imports
+  manual = tmp_path / "manual"
+  shutil.copytree(os.path.join(os.path.dirname(layout.__file__), "dummy_data"),
+                  manual)
+  builder = _build(manual, tmp_path / "tfds")
+  source_json = json.loads((builder.data_path / "source.json").read_text())
+  assert source_json["intensity_au_ids"] == [6, 10, 12, 14, 17]
+  src = tfds.data_source("bp4d", split="part1+part2+part3",
+                         data_dir=str(tmp_path / "tfds"))
+  int_dir = manual / "AUCoding" / "AU_INT"
+  seen = 0
+  for i in range(len(src)):
+    ex = src[i]
+    subject, task = ex["subject"].decode(), ex["task"].decode()
+    for k, au in enumerate(layout.INTENSITY_AUS):
+      f = int_dir / f"AU{au:02d}" / f"{subject}_{task}_AU{au:02d}.csv"
+      want = -1
+      if f.exists():
+        want = int(dict(l.split(",") for l in f.read_text().split())[
+            str(int(ex["frame"]))])
+        want = -1 if want == 9 else want
+      assert ex["intensity"][k] == want, (subject, au)
+      seen += f.exists()
+  assert seen == 5 * len(src) - 3          # F012's three frames lack AU17
+  assert "no AU intensity folder" not in capsys.readouterr().out
+
+  shutil.rmtree(int_dir)
+  builder = _build(manual, tmp_path / "tfds2")
+  assert "has no AU intensity folder" in capsys.readouterr().out
+  assert json.loads((builder.data_path / "source.json").read_text())[
+      "intensity_au_ids"] == []
+  bare = tfds.data_source("bp4d", split="part1+part2+part3",
+                          data_dir=str(tmp_path / "tfds2"))
+  assert len(bare) == len(src)
+  for i in range(len(bare)):
+    assert np.all(bare[i]["intensity"] == -1)
+    np.testing.assert_array_equal(bare[i]["au"], src[i]["au"])
+
+  bad = int_dir / "AU12" / "M007_T1_AU12.csv"
+  shutil.copytree(os.path.join(os.path.dirname(layout.__file__), "dummy_data",
+                               "AUCoding", "AU_INT"), int_dir)
+  bad.write_text("7,1\n8,one\n")
+  with pytest.raises(layout.LayoutError, match=rf"{bad}: line 2 is not"):
+    _build(manual, tmp_path / "tfds3")

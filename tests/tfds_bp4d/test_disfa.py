@@ -35,7 +35,7 @@ def test_label_lines_and_landmark_names():
   assert layout.read_label_file("1,0\n2,3\n\n3,5\n") == {1: 0, 2: 3, 3: 5}
   with pytest.raises(layout.LayoutError, match=r"x\.txt: line 2"):
     layout.read_label_file("1,0\n2;3\n", "x.txt")
-  with pytest.raises(layout.LayoutError, match="outside 0..5"):
+  with pytest.raises(layout.LayoutError, match=r"line 1: intensity 7 is not one of \[0, 1, 2, 3, 4, 5\]"):
     layout.read_label_file("1,7\n", "x.txt")
   assert layout.landmark_file_number("SN001_0000_lm.mat") == 0
   assert layout.landmark_file_number("l01234_lm.mat") == 1234

@@ -51,13 +51,14 @@ def tiny_bp4d(tmp_path_factory):
   return root, ids
 
 
-def _build(root, subject, opts=reader.ReadOptions()):
+def _build(root, subject, opts=reader.ReadOptions(), intensity=None):
   files = reader.find_label_files(root)
   with open(files[(subject, "T1")]) as f:
     labels = layout.read_occurrence_csv(f.read())
   summary = reader.new_summary()
   out = list(reader.task_examples(root, os.path.join(root, "Sequences"), subject,
-                                    "T1", labels, opts, summary))
+                                  "T1", labels, opts, summary,
+                                  intensity=intensity))
   return labels, out, summary
 
 
@@ -112,3 +113,59 @@ def test_skip_reasons_are_a_closed_set():
   assert summary.as_json()["skipped"] == {"F001_T1": {"no_image": 2}}
   with pytest.raises(ValueError, match="no_imge"):
     summary.skip("F001", "T1", "no_imge")  # a typo would split the counts
+
+
+def test_intensity_lines_9_is_not_coded_and_a_bad_line_names_the_file():
+  assert layout.read_intensity_csv("7,0\n8,3\n\n9,9\n10,5\n") == {
+      7: 0, 8: 3, 9: -1, 10: 5}
+  with pytest.raises(layout.LayoutError, match=r"F001_T1_AU06\.csv: line 2 is not"):
+    layout.read_intensity_csv("7,0\n8;3\n", "AU06/F001_T1_AU06.csv")
+  with pytest.raises(layout.LayoutError, match=r"x\.csv: line 1: intensity 6"):
+    layout.read_intensity_csv("7,6\n", "x.csv")
+  assert layout.intensity_file_key("F001_T1_AU06.csv") == ("F001", "T1", 6)
+  assert layout.intensity_file_key("M012_T8_AU17.CSV") == ("M012", "T8", 17)
+  assert layout.intensity_file_key("F001_T1.csv") is None
+
+
+def test_intensity_follows_the_csv_frame_and_is_minus_1_where_not_coded(tmp_path):
+  """FERA 2015's folder name is found; each AU's code lands in its column by the
+  occurrence CSV's frame number; an AU without a file, a frame without a line and
+  a 9 are -1; the occurrence labels are untouched."""
+  root = tmp_path / "bp4d"
+  ids = synthetic.generate(str(root), subjects=1, tasks=1, frames=5,
+                           size_wh=(160, 160), seed=2, progress=False)
+  s = ids[0]
+  os.rename(root / "AUCoding" / "AU_INT", root / "AU Intensity Codes3.0")
+  int_dir = root / "AU Intensity Codes3.0"
+  os.remove(int_dir / "AU14" / f"{s}_T1_AU14.csv")
+  lines = (int_dir / "AU12" / f"{s}_T1_AU12.csv").read_text().splitlines()
+  first = int(lines[0].split(",")[0])
+  lines[1] = f"{first + 1},9"
+  (int_dir / "AU12" / f"{s}_T1_AU12.csv").write_text(
+      "\n".join(lines[:-1]) + "\n")                    # the last frame uncoded
+  (int_dir / "AU06" / f"{s}_T1_AU06.csv").write_text(
+      "".join(f"{first + k},{k}\n" for k in range(5)))
+  files = reader.find_intensity_files(str(root))
+  assert set(files[(s, "T1")]) == {6, 10, 12, 17}
+  intensity = reader.read_intensities(files[(s, "T1")])
+  labels, out, _ = _build(str(root), s, intensity=intensity)
+  assert len(out) >= 4
+  col = {au: k for k, au in enumerate(layout.INTENSITY_AUS)}
+  for _, ex in out:
+    frame = int(ex["frame"])
+    k = frame - first
+    assert ex["intensity"].dtype == np.int8 and ex["intensity"].shape == (5,)
+    assert ex["intensity"][col[6]] == k
+    assert ex["intensity"][col[14]] == -1
+    assert ex["intensity"][col[12]] == (-1 if k in (1, 4) else
+                                        intensity[frame][col[12]])
+    np.testing.assert_array_equal(ex["au"], labels[frame])
+
+
+def test_a_copy_without_intensity_has_none_to_find(tmp_path):
+  root = tmp_path / "bp4d"
+  synthetic.generate(str(root), subjects=1, tasks=1, frames=2, size_wh=(160, 160),
+                     progress=False)
+  shutil.rmtree(root / "AUCoding" / "AU_INT")
+  assert reader.find_intensity_files(str(root)) is None
+  assert reader.read_intensities({}) == {}

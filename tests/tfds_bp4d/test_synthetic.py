@@ -1,5 +1,7 @@
 import hashlib
 import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -125,3 +127,46 @@ def test_worker_processes_write_the_same_bytes(tmp_path):
   assert len(files) > 10
   _, mismatch, errors = filecmp.cmpfiles(a, b, files, shallow=False)
   assert not mismatch and not errors
+
+
+def test_intensity_codes_come_from_the_occurrence_drive(tmp_path):
+  """0 exactly where absent, 1..5 where present and rising with the rendered
+  drive, 9 where the occurrence is not coded; the CLI writes them in BP4D's
+  intensity layout beside unchanged occurrence files."""
+  rng = np.random.default_rng(4)
+  occ, drive = synthetic_labels.sample_task(rng, 4000)
+  codes = synthetic_labels.intensity_codes(occ, drive)
+  assert np.all(codes[occ == 0] == 0) and np.all(codes[occ == 9] == 9)
+  present = occ == 1
+  assert set(np.unique(codes[present])) == {1, 2, 3, 4, 5}
+  order = np.argsort(drive[present])
+  assert np.all(np.diff(codes[present][order]) >= 0)   # monotone in the drive
+  out = tmp_path / "cli"
+  r = subprocess.run([sys.executable, "-m", "tfds_bp4d.synthetic.bp4d", "--out",
+                      str(out), "--subjects", "1", "--tasks", "1", "--frames", "3",
+                      "--size", "160x160"], capture_output=True, text=True,
+                     check=False)
+  assert r.returncode == 0, r.stderr
+  occ_file = next((out / "AUCoding" / "AU_OCC").iterdir())
+  au12 = sorted((out / "AUCoding" / "AU_INT" / "AU12").iterdir())
+  assert [p.name for p in au12] == [occ_file.stem + "_AU12.csv"]
+  rows = [l.split(",") for l in occ_file.read_text().splitlines()]
+  col = rows[0].index("12")
+  want = {int(r[0]): r[col] for r in rows[1:]}
+  got = dict(l.split(",") for l in au12[0].read_text().splitlines())
+  assert {int(f) for f in got} == set(want)
+  for f, code in got.items():
+    assert (code == "0") == (want[int(f)] == "0") and (code == "9") == (
+        want[int(f)] == "9")
+
+
+def test_the_generator_still_writes_the_committed_dummy_data(tmp_path):
+  """dummy_data/ was written before intensity codes existed (but its AU_INT/): the
+  same seed still gives its frames, landmarks and occurrence labels byte for
+  byte, and the intensity files beside them."""
+  dummy = os.path.join(os.path.dirname(layout.__file__), "dummy_data")
+  out = str(tmp_path / "again")
+  synthetic.generate(out, subjects=3, tasks=1, frames=3, size_wh=(160, 160), seed=1,
+                     progress=False)
+  os.remove(os.path.join(out, "AUCoding", "AU_INT", "AU17", "F012_T1_AU17.csv"))
+  assert _digest(out) == _digest(dummy)

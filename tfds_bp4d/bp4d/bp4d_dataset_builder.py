@@ -1,4 +1,5 @@
-"""BP4D-Spontaneous: aligned faces, landmarks and 12 AU occurrences, 3 subject folds."""
+"""BP4D-Spontaneous: aligned faces, landmarks, 12 AU occurrences and 5 AU
+intensities, 3 subject folds."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ root of your copy as --manual_dir; it must contain
   Sequences/<subject>/<task>/<frame>.jpg     (or Sequences_2D+3D/)
   AUCoding/AU_OCC/<subject>_<task>.csv       (or Labels/OCC/)
   2DFeatures/<subject>_<task>.mat            (for the default bp4d49 config)
+
+and, for AU intensities (optional: without them every intensity is -1),
+
+  AUCoding/AU_INT/AU06/<subject>_<task>_AU06.csv   (or AU Intensity Codes3.0/)
 
 To try the pipeline without BP4D, generate a synthetic copy in the same layout:
   python -m tfds_bp4d.synthetic.bp4d --out scratch/bp4d_syn
@@ -65,8 +70,10 @@ def _default_landmark_fn() -> reader.LandmarkFn:
 class Builder(common.ManualBuild, tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for BP4D-Spontaneous (manual download)."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Aligned 200x200 faces, landmarks, 12 AUs, 3 parts."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "Aligned 200x200 faces, landmarks, 12 AUs, 3 parts.",
+                   "1.1.0": "AU intensities 0-5 of AUs 6, 10, 12, 14, 17 (-1 not "
+                            "coded)."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
   # Only the config that BP4D alone can build is listed, so that a plain
   # `tfds build` (which builds every listed config) succeeds. The variants are
@@ -93,6 +100,8 @@ class Builder(common.ManualBuild, tfds.core.GeneratorBasedBuilder):
                                          encoding_format="jpeg"),
             "landmarks": tfds.features.Tensor(shape=(n, 2), dtype=np.float32),
             "au": tfds.features.Tensor(shape=(len(layout.AUS),), dtype=np.int8),
+            "intensity": tfds.features.Tensor(shape=(len(layout.INTENSITY_AUS),),
+                                              dtype=np.int8),
             "subject": tfds.features.Text(),
             "task": tfds.features.Text(),
             "frame": tfds.features.Scalar(dtype=np.int32),
@@ -112,23 +121,34 @@ class Builder(common.ManualBuild, tfds.core.GeneratorBasedBuilder):
     by_part = common.split_by_part(
         label_files, lambda k: k[0], layout.SUBJECT_PART, layout.PARTS, root,
         "BP4D", "AU occurrence CSVs", "F001..F023, M001..M018")
+    intensity_files = reader.find_intensity_files(root)
+    if intensity_files is None:
+      print(f"BP4D: {root} has no AU intensity folder (looked for "
+            f"{', '.join(layout.INT_DIRS)}): building occurrence labels only, "
+            "every intensity -1 (not coded).")
+    elif not intensity_files:
+      print(f"BP4D: the AU intensity folder of {root} has no "
+            "<subject>_<task>_AU<NN>.csv files of AUs "
+            f"{', '.join(map(str, layout.INTENSITY_AUS))}: every intensity is -1.")
+    intensity_files = intensity_files or {}
     unlabelled = reader.unlabelled_tasks(sequences, label_files)
     if unlabelled:
       print("BP4D: task folders with frames but no AU occurrence CSV are left out "
             "(counted as no_label_file): " + ", ".join(
                 f"{s}/{t} ({n} frames)" for (s, t), n in unlabelled.items()))
     common.write_source(self.data_path, reader.source_record(
-        root, self.builder_config.landmarks))
+        root, self.builder_config.landmarks,
+        layout.INTENSITY_AUS if intensity_files else ()))
     return {
         part: self._generate_examples(
             root, sequences, by_part[part], part, landmark_fn,
             {k: n for k, n in unlabelled.items()
-             if layout.SUBJECT_PART.get(k[0]) == part})
+             if layout.SUBJECT_PART.get(k[0]) == part}, intensity_files)
         for part in by_part
     }
 
   def _generate_examples(self, root, sequences, label_files, part, landmark_fn,
-                         unlabelled=None):
+                         unlabelled=None, intensity_files=None):
     cfg = self.builder_config
     opts = reader.ReadOptions(cfg.landmarks, cfg.frame_offset, cfg.landmark_rows)
     summary = reader.new_summary()
@@ -136,6 +156,8 @@ class Builder(common.ManualBuild, tfds.core.GeneratorBasedBuilder):
       summary.skip(subject, task, "no_label_file", n)
     for (subject, task), path in sorted(label_files.items()):
       labels = reader.read_labels(path)
+      intensity = reader.read_intensities(
+          (intensity_files or {}).get((subject, task), {}))
       yield from reader.task_examples(root, sequences, subject, task, labels,
-                                        opts, summary, landmark_fn)
+                                      opts, summary, landmark_fn, intensity)
     common.report_summary(self.data_path, "BP4D", part, summary)

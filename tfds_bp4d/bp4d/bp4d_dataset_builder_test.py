@@ -3,7 +3,8 @@
 dummy_data/ is BP4D's layout written by our own generator:
   python -m tfds_bp4d.synthetic.bp4d --out tfds_bp4d/bp4d/dummy_data --subjects 3 \
       --tasks 1 --frames 3 --size 160x160 --seed 1
-one subject per part (M007 part1, M002 part2, F012 part3), 3 coded frames each.
+one subject per part (M007 part1, M002 part2, F012 part3), 3 coded frames each;
+then AUCoding/AU_INT/AU17/F012_T1_AU17.csv removed (a missing intensity file).
 """
 
 import tensorflow_datasets as tfds

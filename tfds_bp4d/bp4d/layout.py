@@ -1,8 +1,10 @@
-"""BP4D-Spontaneous on disk: folds, AU-occurrence CSVs, 2D-landmark .mat files, frames.
+"""BP4D-Spontaneous on disk: folds, AU-occurrence CSVs, AU-intensity CSVs, 2D-landmark
+.mat files, frames.
 
 Layout (see the builder's README): `Sequences/<subject>/<task>/<frame>.jpg` (or
 `Sequences_2D+3D/`), `AUCoding/AU_OCC/<subject>_<task>.csv` (or `Labels/OCC/`),
-`2DFeatures/<subject>_<task>.mat` (MATLAB v7.3). Frame names are numbers, zero-padded
+`AUCoding/AU_INT/AU06/<subject>_<task>_AU06.csv` (or `AU Intensity Codes3.0/`, FERA
+2015's name; optional), `2DFeatures/<subject>_<task>.mat` (MATLAB v7.3). Frame names are numbers, zero-padded
 to 3 or 4 digits: the number is read, never the string.
 """
 
@@ -18,9 +20,10 @@ import h5py
 import numpy as np
 
 from sfae_jax.face import action_units
-from tfds_bp4d.layout import LayoutError, find_dir  # noqa: F401 (this layout's errors and finder)
+from tfds_bp4d.layout import LayoutError, find_dir, read_frame_values  # noqa: F401 (this layout's errors and finder)
 
 AUS = action_units.BP4D
+INTENSITY_AUS = action_units.BP4D_INTENSITY
 PARTS = {
     "part1": "F001 M007 F018 F008 F002 M004 F010 F009 M012 M001 F016 M014 F023 M008",
     "part2": "M011 F003 M010 M002 F005 F022 M018 M017 F013 M016 F020 F011 M013 M005",
@@ -30,6 +33,9 @@ PARTS = {k: tuple(v.split()) for k, v in PARTS.items()}
 SUBJECT_PART = {s: p for p, subjects in PARTS.items() for s in subjects}
 SEQUENCE_DIRS = ("Sequences", "Sequences_2D+3D")
 OCC_DIRS = ("AUCoding/AU_OCC", "Labels/OCC", "AUCoding/AUCoding/AU_OCC")
+INT_DIRS = ("AUCoding/AU_INT", "AU Intensity Codes3.0", "Labels/INT",
+            "AUCoding/AUCoding/AU_INT")
+NOT_CODED = 9   # BP4D's code for a frame the coders did not code
 MAT_HEADER = (b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: "
               b"Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 .")
 
@@ -74,6 +80,19 @@ def read_occurrence_csv(text: str, aus: Iterable[int] = AUS
     values[values == 9] = -1
     labels[int(float(row[frame_col]))] = values
   return labels
+
+
+def read_intensity_csv(text: str, path: str = "") -> dict[int, int]:
+  """An AU-intensity file's `frame,intensity` lines -> {frame: 0..5, or -1 where
+  it says 9 (not coded)}; a LayoutError naming `path` for a malformed line."""
+  values = read_frame_values(text, path, (*range(6), NOT_CODED))
+  return {f: -1 if v == NOT_CODED else v for f, v in values.items()}
+
+
+def intensity_file_key(name: str) -> Optional[tuple[str, str, int]]:
+  """`'F001_T1_AU06.csv' -> ('F001', 'T1', 6)`; None for other names."""
+  m = re.fullmatch(r"([FM]\d{3})_(T\d+)_AU(\d+)\.csv", name, re.IGNORECASE)
+  return (m.group(1).upper(), m.group(2).upper(), int(m.group(3))) if m else None
 
 
 def read_landmarks_mat(path: str) -> list[Optional[np.ndarray]]:

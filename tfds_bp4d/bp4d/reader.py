@@ -4,6 +4,9 @@ Pure Python (no TFDS), so the reading rules are unit-tested directly:
 
 * a task's examples are the rows of its AU-occurrence CSV; CSV frame N is image
   N + `frame_offset` (0 by default, as JAA-Net and ME-GraphAU; -1 for N-1);
+* intensity (AUs 6, 10, 12, 14, 17, where the copy has FERA 2015's intensity
+  files) is read by the same CSV frame number; a frame or AU without a code, or
+  coded 9, is -1 (not coded) and keeps its occurrence labels;
 * 2DFeatures row i is the task's i-th image in frame-number order
   (`landmark_rows='position'`, the default) or frame number i + 1
   (`landmark_rows='frame'`), landmarks are MATLAB pixels (1-based, so minus 1);
@@ -66,8 +69,13 @@ def _task_landmarks(root: str, subject: str, task: str, frames: dict[int, str],
 def task_examples(root: str, sequences: str, subject: str, task: str,
                   labels: dict[int, np.ndarray], opts: ReadOptions,
                   summary: common.BuildSummary,
-                  landmark_fn: Optional[LandmarkFn] = None) -> Iterator[tuple]:
-  """Yields (key, example) for one task's labelled frames."""
+                  landmark_fn: Optional[LandmarkFn] = None,
+                  intensity: Optional[dict[int, np.ndarray]] = None
+                  ) -> Iterator[tuple]:
+  """Yields (key, example) for one task's labelled frames; `intensity` (from
+  `read_intensities`) gives their intensity codes, -1 where absent."""
+  intensity = intensity or {}
+  not_coded = np.full(len(layout.INTENSITY_AUS), -1, np.int8)
   task_dir = os.path.join(sequences, subject, task)
   if not os.path.isdir(task_dir):
     summary.skip(subject, task, "no_sequence_dir", len(labels))
@@ -109,6 +117,7 @@ def task_examples(root: str, sequences: str, subject: str, task: str,
         "image": jpeg,
         "landmarks": face.landmarks.astype(np.float32),
         "au": labels[csv_frame],
+        "intensity": intensity.get(csv_frame, not_coded),
         "subject": subject, "task": task, "frame": np.int32(csv_frame),
         "interocular": np.float32(align.interocular_distance(face.landmarks,
                                                              opts.landmarks)),
@@ -143,8 +152,43 @@ def unlabelled_tasks(sequences: str, label_files) -> dict[tuple[str, str], int]:
   return out
 
 
-def source_record(root: str, landmarks: str) -> dict:
-  return common.source_record(root, landmarks, layout.AUS, "bp4d")
+def source_record(root: str, landmarks: str, intensity_aus=()) -> dict:
+  return common.source_record(root, landmarks, layout.AUS, "bp4d", intensity_aus)
+
+
+def find_intensity_files(root: str
+                         ) -> Optional[dict[tuple[str, str], dict[int, str]]]:
+  """(subject, task) -> {AU: intensity CSV} from the copy's intensity folder
+  (`AU06/F001_T1_AU06.csv`, files of BP4D's intensity AUs only); None when the
+  copy has no intensity folder."""
+  try:
+    int_dir = layout.find_dir(root, layout.INT_DIRS, "AU intensity")
+  except layout.LayoutError:
+    return None
+  out = {}
+  for folder, _, names in os.walk(int_dir):
+    for name in sorted(names):
+      key = layout.intensity_file_key(name)
+      if key is not None and key[2] in layout.INTENSITY_AUS:
+        out.setdefault(key[:2], {})[key[2]] = os.path.join(folder, name)
+  return out
+
+
+def read_intensities(files: dict[int, str]) -> dict[int, np.ndarray]:
+  """A task's intensity CSVs ({AU: path}) -> CSV frame -> int8
+  `[len(INTENSITY_AUS)]` codes 0..5, -1 where not coded or without a file."""
+  per_au = {}
+  for au, path in files.items():
+    try:
+      with open(path, encoding="utf-8", errors="strict") as f:
+        text = f.read()
+    except UnicodeDecodeError:
+      raise layout.LayoutError(f"{path}: not a text AU intensity CSV. Restore it "
+                               "from the distribution.") from None
+    per_au[au] = layout.read_intensity_csv(text, path)
+  frames = sorted(set().union(*per_au.values())) if per_au else []
+  return {f: np.array([per_au.get(au, {}).get(f, -1)
+                       for au in layout.INTENSITY_AUS], np.int8) for f in frames}
 
 
 def find_label_files(root: str) -> dict[tuple[str, str], str]:

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.io
 
 from sfae_jax.face import action_units
-from tfds_bp4d.layout import LayoutError, find_dir
+from tfds_bp4d.layout import LayoutError, find_dir, read_frame_values
 
 AUS = action_units.DISFA
 CODED_AUS = action_units.DISFA_CODED
@@ -38,25 +38,10 @@ VIDEO_DIRS = ("Videos_LeftCamera",)
 FRAME_DIRS = ("Images_LeftCamera", "Frames_LeftCamera", "LeftCamera")
 
 
-
 def read_label_file(text: str, path: str = "") -> dict[int, int]:
-  """`frame,intensity` lines -> {frame: intensity}; a LayoutError naming `path`
-  for a line that is not two integers or an intensity outside 0..5."""
-  out = {}
-  for k, line in enumerate(text.splitlines(), 1):
-    line = line.strip()
-    if not line:
-      continue
-    parts = [p.strip() for p in line.split(",")]
-    try:
-      frame, value = int(float(parts[0])), int(float(parts[1]))
-    except (ValueError, IndexError):
-      raise LayoutError(f"{path}: line {k} is not 'frame,intensity': {line!r}.") \
-          from None
-    if not 0 <= value <= 5:
-      raise LayoutError(f"{path}: line {k}: intensity {value} is outside 0..5.")
-    out[frame] = value
-  return out
+  """`frame,intensity` lines -> {frame: intensity 0..5}; a LayoutError naming
+  `path` for a malformed line or an intensity outside 0..5."""
+  return read_frame_values(text, path, range(6))
 
 
 def label_files(root: str) -> dict[str, dict[int, str]]:

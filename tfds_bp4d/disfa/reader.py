@@ -37,7 +37,9 @@ SKIP_REASONS = ("no_image", "corrupt_image", "no_landmark_file", "no_landmarks",
 
 
 def source_record(root: str, landmarks: str) -> dict:
-  return common.source_record(root, landmarks, layout.AUS, "disfa")
+  """DISFA's intensity labels are its label files: all 12 coded AUs."""
+  return common.source_record(root, landmarks, layout.AUS, "disfa",
+                              layout.CODED_AUS)
 
 
 def new_summary() -> common.BuildSummary:

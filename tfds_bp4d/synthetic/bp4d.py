@@ -4,8 +4,10 @@
 
 Writes `Sequences/<subject>/<task>/<frame>.jpg` (frames 1..n; every fourth subject
 uses 3-digit names as some BP4D copies do), `AUCoding/AU_OCC/<subject>_<task>.csv`
-(header 0..99, values 0/1/9, the coded segment starting a few frames in) and
-`2DFeatures/<subject>_<task>.mat` (MATLAB v7.3, 49 points, 1-based; about 1 % of
+(header 0..99, values 0/1/9, the coded segment starting a few frames in),
+`AUCoding/AU_INT/AUNN/<subject>_<task>_AUNN.csv` for AUs 6, 10, 12, 14, 17 (lines
+`frame,intensity`, codes 0..5 from the same latent as the occurrence, 9 where the
+occurrence is 9) and `2DFeatures/<subject>_<task>.mat` (MATLAB v7.3, 49 points, 1-based; about 1 % of
 frames lost by the "tracker"). Subjects are BP4D's own IDs, taken in turn from the
 three parts so the folds split them as they split BP4D. The same seed gives the same
 bytes. Labels: `labels`; faces: `face` and `render` (this package's modules).
@@ -30,6 +32,7 @@ from tfds_bp4d.synthetic import labels as synthetic_labels
 from tfds_bp4d.synthetic.face import Identity, Pose, deform, neutral_landmarks
 from tfds_bp4d.synthetic.render import render
 
+INTENSITY_DIR = layout.INT_DIRS[0]
 LOST_FRAME_PROB = 0.01
 TRACKER_NOISE_PX = 0.5
 
@@ -95,6 +98,13 @@ def write_task(root: str, subject: str, task: str, idn: Identity, n_coded: int,
   with open(os.path.join(root, "AUCoding", "AU_OCC", f"{subject}_{task}.csv"),
             "w") as f:
     f.write("\n".join(rows) + "\n")
+  codes = synthetic_labels.intensity_codes(occ, intensity)
+  for au in layout.INTENSITY_AUS:
+    i = synthetic_labels.AUS.index(au)
+    folder = os.path.join(root, INTENSITY_DIR, f"AU{au:02d}")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, f"{subject}_{task}_AU{au:02d}.csv"), "w") as f:
+      f.write("".join(f"{t + 1},{codes[t, i]}\n" for t in range(lead, n)))
   return n
 
 
@@ -188,3 +198,7 @@ def main(argv=None) -> None:
     generate(args.out, args.subjects, args.tasks, args.frames, args.size, args.seed)
   except ValueError as e:
     parser.error(str(e))
+
+
+if __name__ == "__main__":
+  main()

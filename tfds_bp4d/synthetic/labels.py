@@ -6,6 +6,12 @@ so AUs persist over frames and the usual pairs co-occur (1+2, 6+12+10, 17+24). T
 AU is present when z exceeds the normal quantile of BP4D's base rate, so marginal
 rates match BP4D's. The rendered intensity is sigmoid(6 * (z - threshold)): 0.5 at
 the threshold, so near-threshold frames look alike whichever side they fall.
+
+The intensity code (0-5, as FACS coders give it) follows from the same drive: 0
+where the AU is absent, and where present 1 + the number of `INTENSITY_STEPS` the
+rendered intensity exceeds, so a stronger code is a stronger rendered movement.
+It draws no random numbers: the occurrence labels and the frames of a seed are
+what they were before intensity codes existed.
 """
 
 from __future__ import annotations
@@ -19,6 +25,17 @@ BASE_RATES = {1: .211, 2: .171, 4: .203, 6: .461, 7: .549, 10: .594, 12: .562,
 # Shared latent factors: (AUs, loading rho).
 FACTORS = (((1, 2), 0.85), ((6, 12, 10), 0.75), ((17, 24), 0.7))
 INTENSITY_SLOPE = 6.0
+# Rendered intensity (0.5 at the occurrence threshold) at which codes 2..5 begin.
+INTENSITY_STEPS = (0.7, 0.85, 0.93, 0.97)
+
+
+def intensity_codes(occurrence: np.ndarray, rendered: np.ndarray) -> np.ndarray:
+  """FACS-style codes `[n, A]` int8: 0 where absent, 1..5 by the rendered
+  intensity where present, 9 where the occurrence is not coded (9)."""
+  level = 1 + (rendered[..., None] > np.asarray(INTENSITY_STEPS)).sum(-1)
+  codes = np.where(occurrence == 1, level, 0).astype(np.int8)
+  codes[occurrence == 9] = 9
+  return codes
 
 
 def ar1(rng, n: int, phi: float, k: int) -> np.ndarray:
