@@ -83,6 +83,11 @@ def get_config(arg=None):
   c.dice_divide_by_batch = False    # True: JAA-Net's code (dice ratio / batch size)
   c.landmark_weight = 0.5
   c.refine_weight = 2e-4            # JAA-Net's lambda_refine
+  # AU intensity (0-5): a second head on the fused feature for the AUs the
+  # training data codes intensity for (BP4D: 6, 10, 12, 14, 17; DISFA: its 12),
+  # + intensity_weight * masked squared error on the 0-1 scale.
+  c.intensity = "auto"              # auto (on when the data has intensity) | on | off
+  c.intensity_weight = 1.0
 
   # Optimisation: SGD + Nesterov, lr 0.01 x 0.3 every 2 epochs, 12 epochs.
   c.batch_size = 16                 # global batch (all devices, all hosts)

@@ -9,14 +9,17 @@ Restores the parameters and BatchNorm statistics from the workdir alone (its
 run.json and checkpoints), evaluates centre crops with the model's own landmarks
 placing the attention, and prints and writes `eval_<split>_<step>.json` and `.md`:
 per-AU F1 and accuracy (threshold from the run, 0.5 by default; labels not coded
-excluded) and their means. The end of training calls the same `evaluate_state`, so
+excluded) and their means, and for a run with an intensity head per-AU ICC(3,1),
+Pearson correlation and MAE of intensity over the coded frames (`intensity` in
+the JSON, a second table in the .md). The end of training calls the same `evaluate_state`, so
 the two agree exactly. In a multi-process job every process evaluates its shard
 and every frame of the split is counted exactly once (checked); process 0 prints
 and writes the files.
 
 Cross-dataset (`--dataset` other than the run's): the run's model on another
 dataset's split (all three parts by default), scored on the AUs both have (BP4D
-and DISFA: 1, 2, 4, 6, 12); the AUs left out, and why, are printed and written
+and DISFA: 1, 2, 4, 6, 12), and intensity on the intensity AUs both have (BP4D's
+6, 12, 17 in DISFA); the AUs left out, and why, are printed and written
 (`eval_<dataset>_<split>_<step>.json` and `.md`).
 """
 
@@ -26,7 +29,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 from etils import epath
 import jax
@@ -39,22 +42,34 @@ from sfae_jax.training import checkpoints, metrics, run_info, trained_run
 from sfae_jax.training import train_step
 
 
-def predict_split(model, config, variables, source, mesh):
-  """(probs `[N, A]`, labels `[N, A]`) for every example of `source`, in order,
-  on every process (each process predicts its shard; the shards are gathered)."""
+class SplitPredictions(NamedTuple):
+  """A split's predictions and labels, one row per example in split order."""
+  probs: np.ndarray                 # [N, A] occurrence probabilities
+  labels: np.ndarray                # [N, A] occurrence labels, -1 not coded
+  intensity: np.ndarray             # [N, K] 0-5 (K = 0 without intensity head)
+  intensity_labels: Optional[np.ndarray]  # [N, K'] 0-5, -1; None: split has none
+
+
+def predict_split(model, config, variables, source, mesh) -> SplitPredictions:
+  """The model's predictions for every example of `source`, in order, on every
+  process (each process predicts its shard; the shards are gathered)."""
   eval_step = train_step.make_eval_step(model, config, mesh)
   # Rounded up to a multiple of the devices: padding rows are masked out, so the
   # result does not depend on the batch, and any number of hosts can evaluate.
   global_batch = -(-config.eval_batch_size // mesh.size) * mesh.size
   host_batch = sharding.local_batch_size(global_batch, mesh, "eval_batch_size")
-  probs, labels, ids = [], [], []
+  probs, labels, ids, intensity, intensity_labels = [], [], [], [], []
   for batch in loader.eval_batches(source, host_batch, config.grain_workers):
     mask = batch.pop("mask")
     ids.append(np.where(mask, batch.pop("id"), -1))
+    if "intensity" in batch:
+      intensity_labels.append(batch.pop("intensity"))
     batch = sharding.put_batch(batch, mesh)
     if not probs:
       eval_step = distributed.compiled(eval_step, variables, batch, name="eval")
-    probs.append(sharding.host_local(eval_step(variables, batch)))
+    p, i = eval_step(variables, batch)
+    probs.append(sharding.host_local(p))
+    intensity.append(sharding.host_local(i))
     labels.append(sharding.host_local(batch["au"]))
   # Every host ran the same number of batches: gather the padded arrays, then
   # drop the padding and order by example id.
@@ -63,14 +78,18 @@ def predict_split(model, config, variables, source, mesh):
     rows = np.concatenate(parts)
     return sharding.gather_hosts(rows).reshape(-1, *rows.shape[1:])
   probs, labels, ids = everyone(probs), everyone(labels), everyone(ids)
+  intensity = everyone(intensity)
+  intensity_labels = everyone(intensity_labels) if intensity_labels else None
   keep = ids >= 0
   order = np.argsort(ids[keep], kind="stable")
-  ids, probs, labels = ids[keep][order], probs[keep][order], labels[keep][order]
+  in_order = lambda x: None if x is None else x[keep][order]  # noqa: E731
+  ids = in_order(ids)
   if not np.array_equal(ids, np.arange(len(source))):
     raise RuntimeError(
         f"Evaluation covered {len(np.unique(ids))} distinct examples of "
         f"{len(source)} ({len(ids)} rows): each must be counted exactly once.")
-  return probs, labels
+  return SplitPredictions(in_order(probs), in_order(labels), in_order(intensity),
+                          in_order(intensity_labels))
 
 
 def evaluate_state(workdir, config, info: run_info.RunInfo, variables, mesh,
@@ -80,12 +99,18 @@ def evaluate_state(workdir, config, info: run_info.RunInfo, variables, mesh,
   source = sources.open_split(data_dir, config.dataset_config, split,
                                dataset=registry.of_config(config).name)
   model = trained_run.model_of(info)
-  probs, labels = predict_split(model, config, variables, source, mesh)
-  result = metrics.au_metrics(probs, labels, info.threshold)
-  result.update(split=split, step=step, num_examples=int(len(labels)),
+  pred = predict_split(model, config, variables, source, mesh)
+  result = metrics.au_metrics(pred.probs, pred.labels, info.threshold)
+  result.update(split=split, step=step, num_examples=int(len(pred.labels)),
                 threshold=info.threshold, au_ids=list(info.au_ids))
   title = f"{os.path.basename(os.path.normpath(str(workdir)))}: {split}, step {step}"
   table = metrics.markdown_table(result, info.au_ids, title)
+  if info.intensity_au_ids and pred.intensity_labels is not None:
+    result["intensity"] = dict(
+        metrics.intensity_metrics(pred.intensity, pred.intensity_labels),
+        au_ids=list(info.intensity_au_ids))
+    table += "\n\n" + metrics.intensity_table(
+        result["intensity"], info.intensity_au_ids, f"{title}: intensity (0-5)")
   _report(workdir, f"eval_{split}_{step}", result, table)
   return result
 
@@ -126,23 +151,34 @@ def evaluate_cross_dataset(workdir, dataset: str, split: Optional[str] = None,
                      f"{list(data_aus)}: none in common, nothing to score.")
   source = sources.open_split(data_dir, data_config.dataset_config, split,
                                dataset=dataset)
-  probs, labels = predict_split(model, config, variables, source, mesh)
+  pred = predict_split(model, config, variables, source, mesh)
   model_cols = [list(info.au_ids).index(a) for a in shared]
   data_cols = [list(data_aus).index(a) for a in shared]
-  result = metrics.au_metrics(probs[:, model_cols], labels[:, data_cols],
+  result = metrics.au_metrics(pred.probs[:, model_cols], pred.labels[:, data_cols],
                               info.threshold)
   not_coded = [a for a in info.au_ids if a not in shared]
   not_detected = [a for a in data_aus if a not in shared]
   why = (f"Left out: {_aus(not_coded) or 'none'} (the model detects them, "
          f"{dataset} does not code them); {_aus(not_detected) or 'none'} ({dataset} "
          "codes them, the model does not detect them).")
-  result.update(split=split, step=step, num_examples=int(len(labels)),
+  result.update(split=split, step=step, num_examples=int(len(pred.labels)),
                 threshold=info.threshold, au_ids=shared, dataset=dataset,
                 left_out_not_in_dataset=not_coded,
                 left_out_not_in_model=not_detected)
   title = (f"{os.path.basename(os.path.normpath(str(workdir)))} on {dataset} "
            f"{split}, step {step} (shared AUs)")
   table = metrics.markdown_table(result, shared, title) + "\n\n" + why
+  data_int = sources.dataset_record(data_dir, data_config, split)["intensity_au_ids"]
+  shared_int = [a for a in info.intensity_au_ids if a in data_int]
+  if shared_int and pred.intensity_labels is not None:
+    result["intensity"] = dict(metrics.intensity_metrics(
+        pred.intensity[:, [list(info.intensity_au_ids).index(a) for a in shared_int]],
+        pred.intensity_labels[:, [list(data_int).index(a) for a in shared_int]]),
+        au_ids=shared_int)
+    table += "\n\n" + metrics.intensity_table(
+        result["intensity"], shared_int, f"{title}: intensity (0-5)")
+    table += (f"\n\nIntensity on {_aus(shared_int)}, the intensity AUs both "
+              "have.")
   _report(workdir, f"eval_{dataset}_{split}_{step}", result, table)
   return result
 
@@ -174,9 +210,13 @@ def average_workdirs(workdirs: Sequence[str], step=None, split=None,
 
 def _jsonable(result: dict) -> dict:
   def conv(v):
+    if isinstance(v, dict):
+      return _jsonable(v)
     if isinstance(v, np.ndarray):
       return [None if isinstance(x, float) and np.isnan(x) else x
               for x in v.tolist()]
+    if isinstance(v, float) and np.isnan(v):
+      return None
     return v
   return {k: conv(v) for k, v in result.items()}
 

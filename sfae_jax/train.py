@@ -90,6 +90,7 @@ def _run_info(workdir, config, data_dir, train_split, train_examples: int,
     co = np.nan_to_num(sources.cooccurrence(labels), nan=0.0)
     dataset = sources.dataset_record(data_dir, config, train_split)
     au_ids = dataset["au_ids"]  # from the dataset, not the model's constant
+    intensity_aus = _intensity_aus(config, dataset)
     for au, r, k in zip(au_ids, rates, known):
       if k == 0 or r == 0:
         logging.warning("AU%02d has no positive training label (known %d): its "
@@ -103,9 +104,25 @@ def _run_info(workdir, config, data_dir, train_split, train_examples: int,
         au_weights=tuple(losses.au_class_weights(rates).tolist()),
         threshold=config.threshold, train_examples=len(labels),
         data_dir=os.path.abspath(data_dir) if "://" not in data_dir else data_dir,
-        dataset=dataset))
+        dataset=dataset, intensity_au_ids=tuple(intensity_aus)))
   distributed.run_on_main("sfae_run_info", decide)
   return run_info.read(workdir)
+
+
+def _intensity_aus(config, dataset: dict) -> list[int]:
+  """The AUs the intensity head estimates (`config.intensity`): the build's
+  intensity AUs for 'auto' and 'on', none for 'off'; 'on' with a build that has
+  none is refused."""
+  aus = list(dataset.get("intensity_au_ids") or [])
+  if config.intensity == "off":
+    return []
+  if config.intensity == "on" and not aus:
+    raise config_checks.ConfigError(
+        f"config.intensity='on', but the {dataset['name']} build at "
+        f"{dataset['path']} has no intensity labels (its source.json lists no "
+        "intensity_au_ids): rebuild it from a copy with intensity files, or set "
+        "--config.intensity=auto.")
+  return aus
 
 
 def _prepare_data(config) -> str:
@@ -180,7 +197,8 @@ def _train_and_evaluate(config, workdir: str) -> dict:
   info = _run_info(workdir, config, data_dir, train_split, len(train_src),
                    resume_step)
   record = info.to_json()
-  model = create_model(config, info.au_ids, info.landmark_scheme)
+  model = create_model(config, info.au_ids, info.landmark_scheme,
+                       intensity_au_ids=info.intensity_au_ids)
   setup = train_step.train_setup(model, config, steps_per_epoch)
 
   start_step = 0
@@ -228,6 +246,8 @@ def _train_and_evaluate(config, workdir: str) -> dict:
     for step in range(start_step, total):
       batch = next(data_iter)
       batch.pop("id")
+      if not info.intensity_au_ids:
+        batch.pop("intensity", None)
       batch = sharding.put_batch(batch, mesh)
       if step == start_step:
         step_fn = distributed.compiled(step_fn, state, batch, key, name="train_step")

@@ -12,11 +12,10 @@ import pytest
 from sfae_jax import evaluate
 from sfae_jax.data import sources
 from sfae_jax.face import detectors
-from sfae_jax.models import create_model
 from sfae_jax.predict import Detector
 from sfae_jax.predict import __main__ as predict_cli
 from sfae_jax.runtime import sharding
-from sfae_jax.training import run_info
+from sfae_jax.training import run_info, trained_run
 from tfds_bp4d.bp4d import layout
 
 
@@ -150,9 +149,9 @@ def test_ground_truth_landmarks_through_detector_match_evaluation(trained_run,
   probs = det.predict_faces(images, lms, scheme="bp4d49")
   info = run_info.read(workdir)
   config = info.config
-  model = create_model(config, info.au_ids, info.landmark_scheme)
-  ref, _ = evaluate.predict_split(model, config, det._variables, source,  # pylint: disable=protected-access
-                                  sharding.make_mesh(jax.devices()[:1]))
+  ref = evaluate.predict_split(trained_run.model_of(info), config,
+                               det._variables, source,  # pylint: disable=protected-access
+                               sharding.make_mesh(jax.devices()[:1])).probs
   assert len(keep) >= 15
   np.testing.assert_allclose(probs, ref[keep], atol=0.05)
   assert np.corrcoef(probs.ravel(), ref[keep].ravel())[0, 1] > 0.95

@@ -9,6 +9,10 @@ success=0 are excluded and counted. Per AU:
 * `duration`  mean episode duration, seconds (a run of consecutive analysed frames
               with the AU on; 0 when it never occurs)
 * `onsets`    onsets (off -> on) per second of analysed video
+* `intensity` mean intensity (AUxx_r, 0-5) over the frames with the AU on: how
+              strongly it moves when it does (0 when it never occurs)
+* `peak`      95th percentile of the intensity over analysed frames
+              (the last two for the AUs a track has AUxx_r columns for)
 * `co_AAxBB`  co-occurrence: fraction of frames with both AUs on
 * `lead_AAxBB_<L>ms`  lead-lag asymmetry of the two AUs' probabilities at lag L
               (`lead_lag`): positive when AU AA tends to move L before AU BB,
@@ -27,6 +31,8 @@ import numpy as np
 import pandas as pd
 
 PER_AU = ("rate", "prob", "duration", "onsets")
+INTENSITY = ("intensity", "peak")  # per AU with intensity (AUxx_r)
+PEAK_PERCENTILE = 95
 LEAD = "lead"
 LAGS_S = (0.1, 0.25, 0.5)  # speech-scale timing: phones, syllables
 
@@ -37,6 +43,12 @@ def au_ids_of(track: pd.DataFrame) -> list[int]:
   if not ids:
     raise ValueError("the track has no AUxx_c columns: is it a sfae_jax.predict CSV?")
   return ids
+
+
+def intensity_au_ids_of(track: pd.DataFrame) -> list[int]:
+  """AUs with an intensity column (AUxx_r); none in occurrence-only tracks."""
+  return [int(m.group(1)) for c in track.columns
+          if (m := re.fullmatch(r"AU(\d+)_r", c))]
 
 
 def _episodes(on: np.ndarray, frames: np.ndarray) -> list[int]:
@@ -97,6 +109,11 @@ def video_features(track: pd.DataFrame) -> tuple[dict, dict]:
     feats[f"{name}_duration"] = float(np.mean(eps) * dt) if eps else 0.0
     onsets = int(on[a][0]) + int(np.sum(on[a][1:] & ~on[a][:-1]))
     feats[f"{name}_onsets"] = onsets / seconds
+  for a in intensity_au_ids_of(track):
+    r = face[f"AU{a:02d}_r"].to_numpy(float)
+    present = on[a] if a in on else r >= 1.0  # FACS trace level A and up
+    feats[f"AU{a:02d}_intensity"] = float(r[present].mean()) if present.any() else 0.0
+    feats[f"AU{a:02d}_peak"] = float(np.percentile(r, PEAK_PERCENTILE))
   for a, b in itertools.combinations(aus, 2):
     feats[f"co_{a:02d}x{b:02d}"] = float((on[a] & on[b]).mean())
   if dt > 0:

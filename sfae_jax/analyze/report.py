@@ -56,6 +56,32 @@ def _stats_section(table, mixed_table) -> str:
   return body
 
 
+def _intensity_section(table) -> str:
+  """How strongly each AU moves when it does, by language (AUxx_r tracks)."""
+  rows = table[table["kind"].isin(features.INTENSITY)]
+  if rows.empty:
+    return note("The tracks have no intensity columns (AUxx_r): the run that "
+                "made them has no intensity head.")
+  tested = rows[rows["test"] != "none"]
+  if tested.empty:
+    return note("No intensity test was run: " + rows["note"].iloc[0] + ".")
+  found = []
+  for kind, what in (("intensity", "mean intensity while present"),
+                     ("peak", f"{features.PEAK_PERCENTILE}th-percentile intensity")):
+    sig = rows[(rows["kind"] == kind) & (rows["q"] < 0.05)]["au"].tolist()
+    found.append(f"{what}: {', '.join(sig) if sig else 'no AU'}")
+  body = ("<p>Per AU with intensity (0-5): a speaker's mean intensity over the "
+          "frames the AU is on, and their peak intensity, tested between "
+          "languages with speakers as the unit, BH-FDR across AUs within each. "
+          "Differs at q &lt; 0.05 in " + "; ".join(found) + ". An AU used as "
+          "often but more strongly shows here, not in the occurrence rate.</p>")
+  rows = rows.assign(feature_kind=rows["kind"])
+  shown = ["au", "feature_kind", "test", "p", "q", "effect", "effect_lo",
+           "effect_hi", "note"]
+  shown += [c for c in rows.columns if c.startswith("median_")]
+  return body + table_html(rows[[c for c in shown if c in rows.columns]])
+
+
 def _lead_section(table) -> str:
   """Which pair of AUs, at which lag, moves in another order by language."""
   lead = table[table["kind"] == features.LEAD]
@@ -178,6 +204,7 @@ def write(out_dir, manifest, videos, speakers, table, mixed_table, result, why,
                                      errors)),
               ("AU use by language", figs),
               ("Group differences per AU", _stats_section(table, mixed_table)),
+              ("AU intensity by language", _intensity_section(table)),
               ("Classifier: first language from AU features",
                _classifier_section(out_dir, result, why))]
   if temporal is None:

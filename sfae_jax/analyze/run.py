@@ -50,7 +50,8 @@ def run_analysis(manifest_path: str, out_dir: str, workdir: str | None = None,
                      + "; ".join(errors))
   speakers = features.speaker_table(videos)
   table = pd.concat([stats.group_tests(speakers, kind, min_per_group, n_boot, seed)
-                     for kind in (*features.PER_AU, features.LEAD)],
+                     for kind in (*features.PER_AU, *features.INTENSITY,
+                                  features.LEAD)],
                     ignore_index=True)
   videos.to_csv(os.path.join(out_dir, "videos.csv"), index=False)
   speakers.to_csv(os.path.join(out_dir, "speakers.csv"), index=False)

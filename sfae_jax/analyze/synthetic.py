@@ -4,6 +4,8 @@ The analysis is proven on these: planted differences between two first languages
 that it must find, and nulls on which it must stay quiet.
 
 * `study`: per-speaker AU rates, language B with more of some AUs.
+* `intensity_study`: equal rates, language B moving one AU more strongly
+  (`AUxx_r` columns, as a run with an intensity head writes them).
 * `temporal_study`: a half-second onset order of two AUs, slow episodes.
 * `pair_timing_study`: onset order or lag of two AUs at phonetic scales: once per
   speech unit both fire, one `lag_s` before the other, for `episode_s`; the grid
@@ -63,6 +65,32 @@ def study(seed: int, planted=(6, 12), shift: float = 0.25, speakers: int = 12,
         rows.append({"video": name, "speaker": speaker, "first_language": lang,
                      "task": f"t{v}"})
   return pd.DataFrame(rows), tracks
+
+
+def intensity_study(seed: int, planted: bool = True, au: int = 12,
+                    boost: float = 0.8, speakers: int = 12, videos: int = 2,
+                    frames: int = 200, intensity_aus=(6, 10, 12, 14, 17)):
+  """(manifest rows, {video: track}) of two languages whose AU rates are equal
+  in distribution (`study` without a planted rate) and whose intensity columns
+  `AUxx_r` are a speaker's own level (N(2, 0.4)) plus frame noise while the AU is
+  on, under 0.5 while off; with `planted`, language B's level of `au` is `boost`
+  higher. The null (`planted=False`): every level from the same distribution."""
+  manifest, tracks = study(seed, planted=(), speakers=speakers, videos=videos,
+                           frames=frames)
+  rng = np.random.default_rng([seed, 1])
+  level = {}
+  for speaker, lang in manifest.groupby("speaker")["first_language"].first().items():
+    level[speaker] = {a: rng.normal(2.0, 0.4) + (
+        boost if planted and lang == "B" and a == au else 0.0)
+                      for a in intensity_aus}
+  for _, row in manifest.iterrows():
+    df = tracks[row["video"]]
+    for a in intensity_aus:
+      on = df[f"AU{a:02d}_c"].to_numpy() == 1
+      r = np.where(on, level[row["speaker"]][a] + rng.normal(0, 0.5, len(df)),
+                   rng.uniform(0, 0.5, len(df)))
+      df[f"AU{a:02d}_r"] = np.where(df["success"] == 1, np.clip(r, 0, 5), np.nan)
+  return manifest, tracks
 
 
 def write(tmp_path, manifest, tracks):

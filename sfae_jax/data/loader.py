@@ -7,7 +7,8 @@ evaluation. The host only decodes JPEG: crops, flips and rotations happen on the
 accelerator (`sfae_jax.data.augment`).
 
 Batches are dicts of numpy arrays: `image` `[b, 200, 200, 3]` uint8, `landmarks`
-`[b, L, 2]` float32 (stored-face pixels), `au` `[b, A]` int8 (-1 = not coded), `id`
+`[b, L, 2]` float32 (stored-face pixels), `au` `[b, A]` int8 (-1 = not coded),
+`intensity` `[b, K]` int8 (0-5, -1 = not coded; where the dataset has it), `id`
 `[b]` int64 (the example's index in the split) and, for evaluation, `mask` `[b]`
 bool (False on padding rows).
 """
@@ -124,10 +125,13 @@ class _Select(grain.MapTransform):
   """Keeps the fields training uses, with fixed dtypes."""
 
   def map(self, element):
-    return {"image": np.asarray(element["image"], np.uint8),
-            "landmarks": np.asarray(element["landmarks"], np.float32),
-            "au": np.asarray(element["au"], np.int8),
-            "id": np.asarray(element.get("id", -1), np.int64)}
+    out = {"image": np.asarray(element["image"], np.uint8),
+           "landmarks": np.asarray(element["landmarks"], np.float32),
+           "au": np.asarray(element["au"], np.int8),
+           "id": np.asarray(element.get("id", -1), np.int64)}
+    if "intensity" in element:
+      out["intensity"] = np.asarray(element["intensity"], np.int8)
+    return out
 
 
 class GlobalBatchSlice:
@@ -316,6 +320,8 @@ def _pad(batch, size: int, template) -> dict:
   out = {k: np.concatenate([v, np.zeros((size - b,) + v.shape[1:], v.dtype)])
          for k, v in batch.items()}
   out["au"][b:] = -1
+  if "intensity" in out:
+    out["intensity"][b:] = -1
   out["id"][b:] = -1
   out["mask"] = np.arange(size) < b
   return out

@@ -23,11 +23,14 @@ class Dataset:
   name: str                  # the TFDS name, `tfds_bp4d/<name>/`
   au_ids: tuple[int, ...]    # its occurrence labels, in the builder's order
   default_config: str        # builder config when none is named
+  # its `intensity` feature's AUs, in order (a build says in source.json whether
+  # it has intensity labels at all)
+  intensity_au_ids: tuple[int, ...] = ()
 
 
 DATASETS = {d.name: d for d in (
-    Dataset("bp4d", action_units.BP4D, "bp4d49"),
-    Dataset("disfa", action_units.DISFA, "disfa49"),
+    Dataset("bp4d", action_units.BP4D, "bp4d49", action_units.BP4D_INTENSITY),
+    Dataset("disfa", action_units.DISFA, "disfa49", action_units.DISFA_CODED),
 )}
 
 

@@ -70,10 +70,11 @@ def _built_splits(version_dir) -> list[str]:
     return []
 
 
-def labels_of(source) -> np.ndarray:
-  """`[N, A]` AU labels of every example (-1 not coded). Open `source` with
-  `decode_images=False`: only the labels are read."""
-  return np.stack([np.asarray(source[i]["au"]) for i in range(len(source))])
+def labels_of(source, field: str = "au") -> np.ndarray:
+  """`[N, A]` AU labels of every example (-1 not coded): occurrence, or
+  `field="intensity"`. Open `source` with `decode_images=False`: only the labels
+  are read."""
+  return np.stack([np.asarray(source[i][field]) for i in range(len(source))])
 
 
 def occurrence_rates(labels) -> tuple[np.ndarray, np.ndarray]:
@@ -108,10 +109,10 @@ def _version_dir(data_dir: str, dataset_config: str, dataset: str
 
 
 def dataset_record(data_dir: str, config, split: str) -> dict[str, Any]:
-  """What a run trains on: name, config, version, folder, split, AU ids, landmark
-  scheme, and whether it is synthetic, from the builder's source.json (without
-  one: the registry's AU ids, the builder config's scheme, the config's
-  `synthetic.enabled`)."""
+  """What a run trains on: name, config, version, folder, split, AU ids, the AUs
+  with intensity labels, landmark scheme, and whether it is synthetic, from the
+  builder's source.json (without one: the registry's AU ids, no intensity, the
+  builder config's scheme, the config's `synthetic.enabled`)."""
   dataset = registry.of_config(config)
   version = _version_dir(data_dir, config.dataset_config, dataset.name)
   source = {}
@@ -128,4 +129,5 @@ def dataset_record(data_dir: str, config, split: str) -> dict[str, Any]:
           "path": str(version) if version is not None else None,
           "split": split, "synthetic": bool(synthetic),
           "au_ids": list(source.get("au_ids", dataset.au_ids)),
+          "intensity_au_ids": list(source.get("intensity_au_ids", [])),
           "manual_dir": source.get("manual_dir")}

@@ -26,9 +26,11 @@ def compute_dtype(config):
 
 
 def create_model(config, au_ids: Sequence[int], landmark_scheme: str,
-                 bn_axis_name: str | None = None) -> SFAENet:
+                 bn_axis_name: str | None = None,
+                 intensity_au_ids: Sequence[int] = ()) -> SFAENet:
   """The model `config.model_name` names, built with `config.model`'s fields, for
-  `au_ids` and the landmark scheme.
+  `au_ids`, the landmark scheme and the AUs it estimates intensity for (none: no
+  intensity head).
 
   Convolutions and matmuls run in `config.dtype`; parameters, BatchNorm
   statistics, attention maps and logits stay float32."""
@@ -38,7 +40,7 @@ def create_model(config, au_ids: Sequence[int], landmark_scheme: str,
   try:
     return MODELS[config.model_name](
         **config.model.to_dict(), au_ids=tuple(au_ids),
-        landmark_scheme=landmark_scheme, bn_axis_name=bn_axis_name,
+        intensity_au_ids=tuple(intensity_au_ids), landmark_scheme=landmark_scheme, bn_axis_name=bn_axis_name,
         dtype=compute_dtype(config), conv_impl=config.conv_impl)
   except TypeError as e:  # a field the model does not have
     raise ValueError(f"config.model: {e}") from None

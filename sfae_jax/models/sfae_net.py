@@ -1,4 +1,5 @@
-"""SFAE-Net: region-conv stem + LRL (f1, f2) + MSL (f3) -> FC -> one logit per AU."""
+"""SFAE-Net: region-conv stem + LRL (f1, f2) + MSL (f3) -> FC -> one logit per AU
+(and, with `intensity_au_ids`, a second FC -> one 0-5 intensity per such AU)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from sfae_jax.models.relation import AURelationHead
 # order), and the AU head: what `sfae_jax.training.transfer` maps between AU sets.
 PER_AU_MODULES = ("local_au", "attention_refine")
 AU_HEAD = "head"
+INTENSITY_HEAD = "intensity_head"
+MAX_INTENSITY = 5.0  # FACS intensity codes A..E as 1..5; 0 absent
 RELATION_HEAD = "relation_head"  # the AU-relation correction, when au_relation is on
 
 
@@ -38,12 +41,15 @@ class SFAEOutput:
     centres (LRL only); the refinement's target.
   relation: `[B, A, A]` the AU-relation head's attention across AU nodes (row i:
     how much AU i's node takes from each AU's), when `au_relation` is on.
+  intensity: `[B, K]` float32 in [0, 5], one per AU of `intensity_au_ids`, when
+    the model has them.
   """
   au_logits: jax.Array
   landmarks: Optional[jax.Array] = None
   attention: Optional[jax.Array] = None
   rule_attention: Optional[jax.Array] = None
   relation: Optional[jax.Array] = None
+  intensity: Optional[jax.Array] = None
 
 
 class SFAENet(nn.Module):
@@ -66,6 +72,7 @@ class SFAENet(nn.Module):
   pooled. `attention_refine` adds JAA-Net's attention refinement.
   """
   au_ids: Sequence[int] = action_units.BP4D
+  intensity_au_ids: Sequence[int] = ()
   landmark_scheme: str = schemes.IBUG68
   stem_features: Sequence[int] = (32, 64)
   region_grids: Sequence[int] = (8, 4, 2)
@@ -90,9 +97,11 @@ class SFAENet(nn.Module):
 
   # What `sfae_jax.training.transfer` maps between runs with other AU sets:
   # submodules whose parameters have one row per AU (leading axis, in `au_ids`
-  # order), and the heads, re-initialised when the AU sets differ.
+  # order), and the heads, re-initialised when the AU sets (the intensity head:
+  # the intensity AU sets) differ.
   per_au_modules: ClassVar[tuple[str, ...]] = ("local_au", "attention_refine")
   au_heads: ClassVar[tuple[str, ...]] = (AU_HEAD, RELATION_HEAD)
+  intensity_heads: ClassVar[tuple[str, ...]] = (INTENSITY_HEAD,)
 
   @property
   def num_points(self) -> int:
@@ -162,9 +171,13 @@ class SFAENet(nn.Module):
           len(self.au_ids), self.relation_features, self.relation_layers,
           dtype=self.dtype, name=RELATION_HEAD)(fused)
       logits = logits + correction
+    intensity = None
+    if self.intensity_au_ids:
+      intensity = MAX_INTENSITY * jax.nn.sigmoid(nn.Dense(
+          len(self.intensity_au_ids), dtype=jnp.float32, name=INTENSITY_HEAD)(fused))
     return SFAEOutput(au_logits=logits, landmarks=pred_landmarks,
                       attention=attention, rule_attention=rule_attention,
-                      relation=relation)
+                      relation=relation, intensity=intensity)
 
 
 LOCAL_BRANCHES = ("deep", "light")

@@ -16,7 +16,9 @@ runs on every K-th decoded frame (5 by default) and on every frame after one
 without a face; in between, the 68 landmarks are refit in the tracked boxes.
 Columns, OpenFace/py-feat style: input, frame, timestamp, face_id, success,
 confidence, face_x, face_y, face_w, face_h, x_0..x_67, y_0..y_67, AU01..AU24
-(probability), AU01_c..AU24_c (occurrence at the run's threshold), decode_error.
+(probability), AU01_c..AU24_c (occurrence at the run's threshold), decode_error,
+and for a run with an intensity head AU06_r.. (intensity, a float in [0, 5], for
+the AUs its training data coded intensity for: BP4D's 6, 10, 12, 14, 17).
 
 The work is streamed (docs/predict.md): --workers processes detect faces while the
 model runs on batches of --batch-size faces, and rows are written in chunks as
@@ -24,7 +26,7 @@ they come, so memory stays flat however long the video. Killed or stopped
 (Ctrl-C, SIGTERM: the run ends at the next segment and keeps what it did), the
 same command continues where it stopped; inputs already complete are skipped. An
 output made with other settings (run, step, backend, threshold, --every,
---detect-every) is refused, naming what differs; --fresh redoes it.
+--detect-every, AUs) is refused, naming what differs; --fresh redoes it.
 
 `--out DIR/` (a folder) gives `DIR/<input>.csv` per input, each with its
 `.provenance.json`; `--out table.csv` joins them into one CSV at the end (its

@@ -15,6 +15,7 @@ import sys
 from typing import Optional, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from sfae_jax.data import augment
@@ -24,15 +25,19 @@ from sfae_jax.training import provenance, train_step, trained_run
 
 
 def predict_forward(model, config):
-  """jit((variables, aligned faces `[B, 200, 200, 3]` uint8) -> (probabilities
-  `[B, A]`, attention maps)): the inference forward, as `Detector` runs it."""
+  """jit((variables, aligned faces `[B, 200, 200, 3]` uint8) -> (outputs
+  `[B, A + K]`: A probabilities then K intensities (none without an intensity
+  head), attention maps)): the inference forward, as `Detector` runs it. One
+  array, so a batch comes back in one transfer."""
   forward = train_step.make_inference_fn(
       model, augment.AugmentSpec.from_config(config, model.landmark_scheme))
 
-  def probabilities_and_attention(variables, images):
+  def outputs_and_attention(variables, images):
     probs, out = forward(variables, images)
+    if out.intensity is not None:
+      probs = jnp.concatenate([probs, out.intensity], axis=-1)
     return probs, out.attention
-  return jax.jit(probabilities_and_attention)
+  return jax.jit(outputs_and_attention)
 
 
 class Detector:
@@ -50,6 +55,8 @@ class Detector:
         workdir, step)
     self.config = self.info.config
     self.au_ids = list(self.info.au_ids)
+    # AUs with an intensity (`AUxx_r`) column: the run's intensity head's.
+    self.intensity_au_ids = list(self.info.intensity_au_ids)
     self.threshold = self.info.threshold if threshold is None else threshold
     self.batch_size = batch_size
     # Videos: run the face detector on every detect_every-th decoded frame and
@@ -89,7 +96,8 @@ class Detector:
     return {"run": self.provenance["run"], "step": int(self.step),
             "landmark_backend": self.backend_name, "threshold": float(self.threshold),
             "every": int(every), "detect_every": int(self.detect_every),
-            "au_ids": list(self.au_ids)}
+            "au_ids": list(self.au_ids),
+            "intensity_au_ids": list(self.intensity_au_ids)}
 
   @property
   def backend(self) -> detectors.Backend:
@@ -97,8 +105,15 @@ class Detector:
       self._backend = detectors.load_backend(self._backend_spec or "auto")
     return self._backend
 
-  def predict_aligned(self, faces: np.ndarray, with_attention: bool = False):
-    """AU probabilities `[N, A]` for aligned 200x200 faces `[N, 200, 200, 3]`."""
+  @property
+  def num_outputs(self) -> int:
+    """Values per face of `forward`: probabilities, then intensities."""
+    return len(self.au_ids) + len(self.intensity_au_ids)
+
+  def predict_aligned(self, faces: np.ndarray, with_attention: bool = False,
+                      with_intensity: bool = False):
+    """AU probabilities `[N, A]` for aligned 200x200 faces `[N, 200, 200, 3]`;
+    `with_intensity`: the outputs `[N, A + K]`, the K intensities after them."""
     probs, maps = [], []
     for i in range(0, len(faces), self.batch_size):
       chunk = faces[i:i + self.batch_size]
@@ -108,8 +123,10 @@ class Detector:
       probs.append(np.asarray(p)[:len(chunk)])
       if with_attention and a is not None:
         maps.append(np.asarray(a)[:len(chunk)])
-    n = len(self.au_ids)
-    probs = np.concatenate(probs) if probs else np.zeros((0, n), np.float32)
+    probs = (np.concatenate(probs) if probs
+             else np.zeros((0, self.num_outputs), np.float32))
+    if not with_intensity:
+      probs = probs[:, :len(self.au_ids)]
     return (probs, np.concatenate(maps) if maps else None) if with_attention else probs
 
   def predict_faces(self, images: Sequence[np.ndarray],
@@ -135,7 +152,8 @@ class Detector:
     report = self.run(self.expand(inputs, on_error), every, progress=progress,
                       overlays=overlays, on_error=on_error, workers=workers)
     return rows.concat([r.table for r in report.inputs.values()
-                        if r.table is not None], self.au_ids)
+                        if r.table is not None], self.au_ids,
+                       self.intensity_au_ids)
 
   def expand(self, inputs, on_error: str = "raise") -> list[str]:
     """Files of `inputs` (a path or a list; folders expanded); see `detect`."""

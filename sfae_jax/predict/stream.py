@@ -83,9 +83,10 @@ class _Segment:
   rows: list                    # row dicts, frame order
   aligned: list                 # aligned faces, `_face` order; kept after
                                 # batching only for the overlays
-  probs: np.ndarray             # [faces, A], filled as batches come back
+  outputs: np.ndarray           # [faces, A + K] (`Detector.forward`), filled as
+                                # batches come back
   maps: Optional[list]          # attention maps (overlays only)
-  waiting: int                  # faces without probabilities yet
+  waiting: int                  # faces without outputs yet
   position: int                 # decoded frames of the input after this segment
   tracker: dict                 # the tracker's state after it
   frames: Optional[dict]        # {index: rgb} for the overlays
@@ -138,11 +139,11 @@ class _Batches:
 
   def _receive(self):
     start = time.perf_counter()
-    (probs, maps), slots = self._flight.popleft()
-    probs = np.asarray(probs)
+    (outputs, maps), slots = self._flight.popleft()
+    outputs = np.asarray(outputs)
     maps = np.asarray(maps) if self._with_maps and maps is not None else None
     for i, (segment, k) in enumerate(slots):
-      segment.probs[k] = probs[i]
+      segment.outputs[k] = outputs[i]
       if segment.maps is not None and maps is not None:
         segment.maps[k] = maps[i]
       segment.waiting -= 1
@@ -219,7 +220,8 @@ def run(det, paths, every: int = 1, *, store: Optional[outputs.ChunkStore] = Non
         continue
       state = states[item.path]
       start = time.perf_counter()
-      table = rows.table(item.rows, item.probs, det.au_ids, det.threshold)
+      table = rows.table(item.rows, item.outputs, det.au_ids, det.threshold,
+                         det.intensity_au_ids)
       if overlays:
         overlay_pngs.write(overlays, item.path, table, item.frames, item.aligned,
                            np.stack(item.maps) if item.maps else None, det.au_ids)
@@ -263,7 +265,7 @@ def run(det, paths, every: int = 1, *, store: Optional[outputs.ChunkStore] = Non
         timing["detect"] += seconds
         start = time.perf_counter()
         segment = _segment(states[path], found, frames, overlays is not None,
-                           len(det.au_ids))
+                           det.num_outputs)
         timing["rows"] += time.perf_counter() - start
         for k, image in enumerate(segment.aligned):
           batches.add(image, segment, k)  # timed as forward when a batch is sent
@@ -294,7 +296,7 @@ def run(det, paths, every: int = 1, *, store: Optional[outputs.ChunkStore] = Non
   return report
 
 
-def _segment(state: _InputState, found, frames, keep_aligned, n_aus) -> _Segment:
+def _segment(state: _InputState, found, frames, keep_aligned, n_outputs) -> _Segment:
   """Rows (ids from the input's tracker) for one segment's faces."""
   out, aligned = [], []
   for ff in found:
@@ -315,7 +317,7 @@ def _segment(state: _InputState, found, frames, keep_aligned, n_aus) -> _Segment
   n = len(aligned)
   state.arrived += len(found)
   return _Segment(state.path, len(found), out, aligned,
-                  np.full((n, n_aus), np.nan, np.float32),
+                  np.full((n, n_outputs), np.nan, np.float32),
                   [None] * n if keep_aligned else None, n, state.arrived,
                   state.tracker.state(), frames)
 
@@ -356,7 +358,7 @@ def _close(marker: _Marker, state: _InputState, result: InputResult, store, det,
         "flagged decode_error=1, success=0, not analysed.", file=sys.stderr)
   result.status = "done"
   if store is None:
-    result.table = rows.concat(state.tables, det.au_ids)
+    result.table = rows.concat(state.tables, det.au_ids, det.intensity_au_ids)
   else:
     start = time.perf_counter()
     result.csv = store.finish(state.path, dict(det.provenance, settings=settings))

@@ -22,6 +22,7 @@ RANGES = {
     "dice_weight": (0, None, True, False),
     "landmark_weight": (0, None, True, False),
     "refine_weight": (0, None, True, False),
+    "intensity_weight": (0, None, True, False),
     "batch_size": (1, None, True, False),
     "eval_batch_size": (1, None, True, False),
     "num_epochs": (0, None, True, False),
@@ -33,6 +34,9 @@ RANGES = {
     "input_size": (1, None, True, False),
     "crop_size": (1, 200, True, True),
 }
+
+
+INTENSITY_SWITCH = ("auto", "on", "off")
 
 
 def _interval(low, high, low_in, high_in) -> str:
@@ -57,6 +61,9 @@ def problems(config) -> list[str]:
           high is None or (value <= high if high_in else value < high))
     if not ok:
       out.append(f"{name}={value!r} (must be in {_interval(low, high, low_in, high_in)})")
+  if "intensity" in config and config.intensity not in INTENSITY_SWITCH:
+    out.append(f"intensity={config.intensity!r} (must be one of "
+               f"{', '.join(INTENSITY_SWITCH)})")
   return out
 
 

@@ -1,5 +1,5 @@
 """JAA-Net's losses: weighted per-AU cross-entropy, weighted soft dice, landmarks,
-attention refinement.
+attention refinement; and the AU-intensity regression.
 
 Every loss here is the loss of the **global** batch. Under data parallelism each
 device holds a shard; the sums a loss is built from (per-AU sums of cross-entropy,
@@ -7,8 +7,8 @@ counts of known labels, the dice terms) are `psum`med over `axis_name` before th
 ratios are taken, so 1 device and N devices compute the same number. (Dice is not
 a mean over examples, so averaging per-device losses would not give it.)
 
-Labels: 1 present, 0 absent, -1 not coded. Unknown labels are masked out of every
-term: they change neither the loss nor its gradient.
+Labels: 1 present, 0 absent, -1 not coded (intensity: 0-5, -1 not coded). Unknown
+labels are masked out of every term: they change neither the loss nor its gradient.
 """
 
 from __future__ import annotations
@@ -107,3 +107,19 @@ def attention_refine_loss(refined, target, axis_name=None):
   total = _psum(bce.sum(axis=(0, 2, 3)), axis_name)
   count = _psum(jnp.asarray(b * h * w, jnp.float32), axis_name)
   return (total / count).sum()
+
+
+def intensity_loss(pred, labels, axis_name=None, max_intensity: float = 5.0):
+  """Per AU: mean squared error on the 0-1 scale, ((pred - y) / 5)^2, over the
+  coded labels of the global batch; then the mean over AUs (an AU without a coded
+  label in the batch adds 0).
+
+  A regression rather than an ordinal (cumulative-logit) head: what is reported
+  and written is a continuous 0-5 value scored by ICC, PCC and MAE, which squared
+  error optimises directly, with one output per AU. pred: `[B, K]` in [0, 5];
+  labels: `[B, K]` int in {-1, 0..5}."""
+  known = (labels >= 0).astype(jnp.float32)
+  err = ((pred - jnp.maximum(labels, 0).astype(jnp.float32)) / max_intensity) ** 2
+  total = _psum((err * known).sum(axis=0), axis_name)
+  count = _psum(known.sum(axis=0), axis_name)
+  return (total / jnp.maximum(count, 1.0)).mean()

@@ -1,4 +1,5 @@
-"""AU detection metrics: per-AU F1 and accuracy with unknown labels excluded.
+"""AU metrics: per-AU F1 and accuracy of detection, and ICC(3,1), Pearson
+correlation and mean absolute error of intensity, unknown labels excluded.
 
 Computed on the host in numpy from every frame's probability (the F1 of a dataset
 is not a mean of per-batch F1s); `sfae_jax.evaluate.predict_split` gathers them
@@ -70,6 +71,72 @@ def markdown_table(result: dict, au_ids: Sequence[int], title: str = "") -> str:
   return "\n".join(lines)
 
 
+def icc3_1(ratings) -> float:
+  """ICC(3,1) of `[n, k]` ratings (n targets, k raters): Shrout & Fleiss's
+  two-way mixed, consistency, single-rater intraclass correlation,
+  (MS_rows - MS_error) / (MS_rows + (k - 1) MS_error), from the two-way ANOVA
+  without replication. NaN for fewer than 2 targets or no variance at all.
+
+  Hand-written (six lines of ANOVA) rather than a dependency: the statistics
+  packages that have it (pingouin) pull in far more than the formula; the tests
+  check it against a statsmodels ANOVA and Shrout & Fleiss's worked example."""
+  y = np.asarray(ratings, np.float64)
+  n, k = y.shape
+  if n < 2 or k < 2:
+    return float("nan")
+  grand = y.mean()
+  ss_rows = k * ((y.mean(1) - grand) ** 2).sum()
+  ss_cols = n * ((y.mean(0) - grand) ** 2).sum()
+  ss_error = ((y - grand) ** 2).sum() - ss_rows - ss_cols
+  ms_rows = ss_rows / (n - 1)
+  ms_error = ss_error / ((n - 1) * (k - 1))
+  denom = ms_rows + (k - 1) * ms_error
+  return float((ms_rows - ms_error) / denom) if denom > 0 else float("nan")
+
+
+def intensity_metrics(pred, labels) -> dict:
+  """Per AU: ICC(3,1) and Pearson correlation between predicted and coded
+  intensity, mean absolute error, over the coded frames (labels >= 0); and the
+  means over AUs (NaN AUs left out).
+
+  pred: `[N, K]` floats in [0, 5]; labels: `[N, K]` ints 0-5, -1 not coded. An AU
+  whose predictions or codes do not vary has PCC NaN (undefined)."""
+  pred = np.asarray(pred, np.float64)
+  labels = np.asarray(labels)
+  if pred.shape != labels.shape or pred.ndim != 2:
+    raise ValueError(f"pred {pred.shape} and labels {labels.shape} must both be "
+                     "[N, K].")
+  icc, pcc, mae, n = [], [], [], []
+  for j in range(pred.shape[1]):
+    coded = labels[:, j] >= 0
+    p, y = pred[coded, j], labels[coded, j].astype(np.float64)
+    n.append(int(coded.sum()))
+    icc.append(icc3_1(np.stack([p, y], 1)) if len(p) else float("nan"))
+    varies = len(p) > 1 and p.std() > 0 and y.std() > 0
+    pcc.append(float(np.corrcoef(p, y)[0, 1]) if varies else float("nan"))
+    mae.append(float(np.abs(p - y).mean()) if len(p) else float("nan"))
+  icc, pcc, mae = (np.array(v) for v in (icc, pcc, mae))
+
+  def mean(v):
+    return float(np.nanmean(v)) if np.any(np.isfinite(v)) else float("nan")
+  return {"icc": icc, "pcc": pcc, "mae": mae, "n_coded": np.array(n),
+          "mean_icc": mean(icc), "mean_pcc": mean(pcc), "mean_mae": mean(mae)}
+
+
+def intensity_table(result: dict, au_ids: Sequence[int], title: str = "") -> str:
+  """Per-AU ICC(3,1) / PCC / MAE as a markdown table, the mean as last row."""
+  def f(v):
+    return "n/a" if not np.isfinite(v) else f"{v:.3f}"
+  lines = [f"### {title}", ""] if title else []
+  lines += ["| AU | ICC(3,1) | PCC | MAE | coded |", "|---|---:|---:|---:|---:|"]
+  for i, au in enumerate(au_ids):
+    lines.append(f"| AU{au:02d} | {f(result['icc'][i])} | {f(result['pcc'][i])} | "
+                 f"{f(result['mae'][i])} | {int(result['n_coded'][i])} |")
+  lines.append(f"| **mean** | **{f(result['mean_icc'])}** | "
+               f"**{f(result['mean_pcc'])}** | **{f(result['mean_mae'])}** | |")
+  return "\n".join(lines)
+
+
 @flax.struct.dataclass
 class TrainMetrics(clu_metrics.Collection):
   """Training losses averaged over the steps between two log lines."""
@@ -79,6 +146,7 @@ class TrainMetrics(clu_metrics.Collection):
   landmark: clu_metrics.Average.from_output("landmark")
   landmark_error: clu_metrics.Average.from_output("landmark_error")
   refine: clu_metrics.Average.from_output("refine")
+  intensity: clu_metrics.Average.from_output("intensity")
   grad_norm: clu_metrics.Average.from_output("grad_norm")
   param_norm: clu_metrics.LastValue.from_output("param_norm")
   learning_rate: clu_metrics.LastValue.from_output("learning_rate")

@@ -43,7 +43,7 @@ MUTABLE = frozenset({
     "threshold", "eval_batch_size", "log_every_steps", "checkpoint_every_steps",
     "keep_checkpoints", "grain_workers", "data_dir", "conv_impl", "dtype",
     "max_rotation", "flip", "gt_landmark_attention", "synthetic.manual_dir",
-    "synthetic.workers", "init_from",
+    "synthetic.workers", "init_from", "intensity_weight",
 })
 
 
@@ -70,6 +70,9 @@ class RunInfo:
   # What the model was trained on: {"name", "config", "synthetic", ...}
   # (`sfae_jax.training.sources.dataset_record`).
   dataset: dict = dataclasses.field(default_factory=dict)
+  # The AUs the model estimates intensity for (its intensity head; none: no
+  # head), in the dataset's intensity label order (`config.intensity`).
+  intensity_au_ids: tuple[int, ...] = ()
 
   def to_json(self) -> dict[str, Any]:
     out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -82,13 +82,13 @@ def train_setup(model: SFAENet, config, steps_per_epoch: int) -> TrainSetup:
   return TrainSetup(schedule, tx, lambda key: init_state(model, tx, config, key))
 
 
-def _losses(out, labels, lms, config, au_weights, scheme):
+def _losses(out, labels, lms, config, au_weights, scheme, intensity=None):
   """The total loss and its parts (with the landmark error, a monitor)."""
   ce = losses.weighted_cross_entropy(out.au_logits, labels, au_weights, AXIS)
   dice = losses.weighted_dice(out.au_logits, labels, au_weights, AXIS,
                               divide_by_batch=config.dice_divide_by_batch)
   zero = jnp.zeros(())
-  lm = lm_error = refine = zero
+  lm = lm_error = refine = intensity_term = zero
   if out.landmarks is not None:
     d0 = schemes.eye_centre_distance(lms, scheme)
     lm = losses.landmark_loss(out.landmarks, lms, d0, AXIS)
@@ -98,15 +98,20 @@ def _losses(out, labels, lms, config, au_weights, scheme):
   total = (config.au_weight * (ce + config.dice_weight * dice)
            + config.landmark_weight * lm
            + config.refine_weight * refine)
+  if out.intensity is not None:
+    intensity_term = losses.intensity_loss(out.intensity, intensity, AXIS)
+    total = total + config.intensity_weight * intensity_term
   return total, {"ce": ce, "dice": dice, "landmark": lm,
-                 "landmark_error": lm_error, "refine": refine}
+                 "landmark_error": lm_error, "refine": refine,
+                 "intensity": intensity_term}
 
 
 def make_train_step(model: SFAENet, tx, schedule, config, au_weights, mesh: Mesh):
   """jit(shard_map(step)): (state, batch, key) -> (state, metrics); donates state.
 
-  batch: `image` `[B, S, S, 3]` uint8, `landmarks` `[B, L, 2]`, `au` `[B, A]` int8,
-  sharded over `data`; key: the run's key (replicated), folded with the step.
+  batch: `image` `[B, S, S, 3]` uint8, `landmarks` `[B, L, 2]`, `au` `[B, A]` int8
+  and, for a model with an intensity head, `intensity` `[B, K]` int8, sharded over
+  `data`; key: the run's key (replicated), folded with the step.
 
   Attention is placed on the model's own (gradient-stopped) landmarks of the
   augmented images, as at test time; `config.gt_landmark_attention` places it on
@@ -127,7 +132,7 @@ def make_train_step(model: SFAENet, tx, schedule, config, au_weights, mesh: Mesh
           {"params": params, "batch_stats": state.batch_stats}, images,
           train=True, landmarks=guide, mutable=["batch_stats"])
       total, parts = _losses(out, batch["au"], lms, config, weights,
-                             model.landmark_scheme)
+                             model.landmark_scheme, batch.get("intensity"))
       return total, (mutated["batch_stats"], parts)
 
     (loss, (batch_stats, parts)), grads = jax.value_and_grad(
@@ -149,8 +154,8 @@ def make_train_step(model: SFAENet, tx, schedule, config, au_weights, mesh: Mesh
 def make_inference_fn(model: SFAENet, spec: augment.AugmentSpec):
   """The one inference forward (evaluation, `predict`, the relations figure):
   (variables, stored faces `[B, 200, 200, 3]` uint8) -> (probabilities `[B, A]`,
-  the model's `SFAEOutput`: attention, relation, ...). Centre crop; attention
-  placed on the model's own landmarks."""
+  the model's `SFAEOutput`: intensity, attention, relation, ...). Centre crop;
+  attention placed on the model's own landmarks."""
   def forward(variables, images):
     crops, _ = augment.centre_crop(
         images, jnp.zeros((images.shape[0], 1, 2), jnp.float32), spec)
@@ -160,14 +165,18 @@ def make_inference_fn(model: SFAENet, spec: augment.AugmentSpec):
 
 
 def make_eval_step(model: SFAENet, config, mesh: Mesh):
-  """jit(shard_map): (variables, batch) -> probabilities `[B, A]`, sharded over
-  `data` (the inference forward on each device's rows)."""
+  """jit(shard_map): (variables, batch) -> (probabilities `[B, A]`, intensities
+  `[B, K]`: `K` = 0 without an intensity head), sharded over `data` (the
+  inference forward on each device's rows)."""
   forward = make_inference_fn(
       model, augment.AugmentSpec.from_config(config, model.landmark_scheme))
 
   def local_eval(variables, batch):
-    return forward(variables, batch["image"])[0]
+    probs, out = forward(variables, batch["image"])
+    if out.intensity is None:
+      return probs, jnp.zeros((probs.shape[0], 0), jnp.float32)
+    return probs, out.intensity
 
   sharded = jax.shard_map(local_eval, mesh=mesh, in_specs=(P(), P(AXIS)),
-                          out_specs=P(AXIS))
+                          out_specs=(P(AXIS), P(AXIS)))
   return jax.jit(sharded)

@@ -28,7 +28,8 @@ class TrainedRun(NamedTuple):
 
 def model_of(info: run_info.RunInfo, bn_axis_name: Optional[str] = None):
   """The model a run record describes (untrained)."""
-  return create_model(info.config, info.au_ids, info.landmark_scheme, bn_axis_name)
+  return create_model(info.config, info.au_ids, info.landmark_scheme, bn_axis_name,
+                      info.intensity_au_ids)
 
 
 def load(workdir, step: Optional[int] = None, sharding=None) -> TrainedRun:

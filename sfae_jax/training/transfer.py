@@ -9,7 +9,8 @@ readable checkpoint) wherever they mean the same thing:
   of the AUs both runs detect (BP4D -> DISFA: AUs 1, 2, 4, 6, 12), the other AUs'
   rows keeping their fresh initialisation;
 * the AU heads (the model's `au_heads`) are re-initialised whenever the AU sets
-  differ.
+  differ, the intensity head (`intensity_heads`) whenever the intensity AU sets
+  do (BP4D's 6, 10, 12, 14, 17 -> DISFA's 12).
 
 Everything else (a shape that differs: another input size, landmark count or
 width) keeps its fresh initialisation, and the summary says so.
@@ -52,7 +53,9 @@ def _host(x) -> np.ndarray:
 
 
 def transplant(target: dict, source: dict, target_aus: Sequence[int],
-               source_aus: Sequence[int], report: TransferReport, model) -> dict:
+               source_aus: Sequence[int], report: TransferReport, model,
+               target_intensity_aus: Sequence[int] = (),
+               source_intensity_aus: Sequence[int] = ()) -> dict:
   """`target` (a params or batch_stats tree) with `source`'s arrays where they
   mean the same thing (module docstring), as numpy arrays. `model` (a model or
   its class) names its per-AU modules and heads."""
@@ -61,6 +64,7 @@ def transplant(target: dict, source: dict, target_aus: Sequence[int],
   target = jax.tree.map(_host, target)
   source = jax.tree.map(_host, source)
   same_aus = tuple(target_aus) == tuple(source_aus)
+  same_intensity = tuple(target_intensity_aus) == tuple(source_intensity_aus)
   rows = [(target_aus.index(a), source_aus.index(a)) for a in target_aus
           if a in source_aus]
   flat_t = traverse_util.flatten_dict(target)
@@ -69,7 +73,8 @@ def transplant(target: dict, source: dict, target_aus: Sequence[int],
   for path, t in flat_t.items():
     s = flat_s.get(path)
     name = "/".join(path)
-    if s is None or (path[0] in model.au_heads and not same_aus):
+    if (s is None or (path[0] in model.au_heads and not same_aus)
+        or (path[0] in model.intensity_heads and not same_intensity)):
       out[path] = t
       report.fresh.append(name)
     elif path[0] in model.per_au_modules and not same_aus:
@@ -108,7 +113,8 @@ def init_from(source_workdir: str, state, model, au_ids: Sequence[int],
   report = TransferReport(str(source_workdir), step,
                           shared_aus=tuple(a for a in au_ids if a in src.au_ids))
   params = transplant(state.params, variables["params"], list(au_ids),
-                      list(src.au_ids), report, model)
+                      list(src.au_ids), report, model, model.intensity_au_ids,
+                      src.intensity_au_ids)
   stats = transplant(state.batch_stats, variables.get("batch_stats", {}),
                      list(au_ids), list(src.au_ids), report, model)
   put = lambda tree: jax.device_put(tree, sharding)  # noqa: E731

@@ -47,6 +47,56 @@ def test_null_data_nothing_significant_classifier_at_chance(tmp_path, seed):
   assert clf.p_value > 0.05
 
 
+def _intensity_run(tmp_path, seed, planted):
+  manifest, tracks = st.intensity_study(seed, planted=planted)
+  path = st.write(tmp_path, manifest, tracks)
+  return analyze_run.run_analysis(path, str(tmp_path / "report"), n_permutations=20,
+                                  n_boot=200, seed=seed)
+
+
+def test_planted_intensity_found_by_intensity_not_by_rate(tmp_path):
+  """Language B uses AU12 as often, more strongly: its mean intensity while
+  present (and its peak) differs, its rate does not, and the report says so."""
+  out = _intensity_run(tmp_path, 3, planted=True)
+  table = out["stats"].set_index(["kind", "au"])
+  hits = {k: set(table.loc[k].index[table.loc[k, "q"] < 0.05])
+          for k in ("rate", "intensity", "peak")}
+  assert hits["intensity"] == {"AU12"}, table.loc["intensity", ["p", "q"]]
+  assert hits["peak"] == {"AU12"}
+  assert hits["rate"] == set()
+  assert table.loc[("intensity", "AU12"), "effect_lo"] > 0       # B stronger
+  html = (tmp_path / "report" / "report.html").read_text()
+  section = html[html.index("AU intensity by language"):]
+  assert "mean intensity while present: AU12" in section
+  assert "95th-percentile intensity: AU12" in section
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_null_intensity_nothing_significant(tmp_path, seed):
+  out = _intensity_run(tmp_path, seed, planted=False)
+  rows = out["stats"][out["stats"]["kind"].isin(features.INTENSITY)]
+  assert rows["q"].notna().sum() == 10                 # 5 AUs x 2 kinds tested
+  assert (rows["q"] >= 0.05).all(), rows[["feature", "p", "q"]]
+  html = (tmp_path / "report" / "report.html").read_text()
+  assert "mean intensity while present: no AU" in html
+
+
+def test_intensity_features_are_the_mean_while_present_and_the_peak():
+  """Hand-made track: AU12 on in frames 1-3 at intensity 2, 3, 4 and off at 0.5;
+  AU05 has intensity but no occurrence column: present where >= 1."""
+  track = pd.DataFrame({
+      "input": "v.mp4", "frame": range(6), "timestamp": np.arange(6) / 10,
+      "face_id": 0, "success": [1, 1, 1, 1, 1, 0],
+      "AU12": 0.5, "AU12_c": [0, 1, 1, 1, 0, -1],
+      "AU12_r": [0.5, 2.0, 3.0, 4.0, 0.5, np.nan],
+      "AU05_r": [0.0, 1.0, 3.0, 0.0, 0.0, np.nan]})
+  feats, _ = features.video_features(track)
+  assert feats["AU12_intensity"] == pytest.approx(3.0)
+  assert feats["AU12_peak"] == pytest.approx(np.percentile([.5, 2, 3, 4, .5], 95))
+  assert feats["AU05_intensity"] == pytest.approx(2.0)
+  assert "AU06_intensity" not in feats
+
+
 def test_grouped_folds_never_split_a_speaker():
   manifest, _ = st.study(0, videos=3, speakers=6)
   folds = classify.speaker_folds(manifest["first_language"].to_numpy(),

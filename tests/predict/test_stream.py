@@ -47,8 +47,9 @@ def sequential_rows(det, path, every=1):
         continue
       out.append(rows.row(path, frame, face_id, face, len(faces)))
       faces.append(aligned)
-  probs = det.predict_aligned(np.stack(faces)) if faces else np.zeros((0, 12))
-  return rows.table(out, probs, det.au_ids, det.threshold)
+  outputs = (det.predict_aligned(np.stack(faces), with_intensity=True) if faces
+             else np.zeros((0, det.num_outputs)))
+  return rows.table(out, outputs, det.au_ids, det.threshold, det.intensity_au_ids)
 
 
 @pytest.fixture(scope="module")

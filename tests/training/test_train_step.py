@@ -41,6 +41,17 @@ def _setup(config, devices, steps_per_epoch=10):
   return mesh, state, step, key
 
 
+def _intensity_setup(config, intensity_aus, devices):
+  mesh = sharding.make_mesh(devices)
+  model = create_model(config, action_units.BP4D, schemes.BP4D49,
+                       intensity_au_ids=intensity_aus)
+  schedule, tx, init = train_step.train_setup(model, config, 10)
+  state = jax.jit(init, out_shardings=sharding.replicated(mesh))(jax.random.key(0))
+  step = train_step.make_train_step(model, tx, schedule, config, np.ones(12), mesh)
+  return mesh, model, state, step, jax.device_put(jax.random.key(1),
+                                                  sharding.replicated(mesh))
+
+
 def test_staircase_schedule_is_paper_recipe():
   c = ml_collections.ConfigDict(dict(learning_rate=0.01, lr_decay_rate=0.3,
                                      lr_decay_epochs=2))
@@ -71,7 +82,8 @@ def test_four_devices_give_the_one_device_parameters():
   differs. Tolerance: 1e-5 absolute on parameters after two steps (updates are
   ~1e-3), i.e. a 4x error in the gradient would show as ~1e-3. With the
   inter-AU relation head on: the model is the plain one plus that
-  head, so this covers both."""
+  head, so this covers both. (The intensity head's loss and gradient over
+  devices: tests/training/test_losses.py.)"""
   config = _config(crop_size=56, input_size=48, flip=True, max_rotation=10.0,
                    model=dict(au_relation=True, relation_features=16))
   batch = _batch()
@@ -167,3 +179,32 @@ def test_paper_config_rotates_faces_within_its_stated_range():
   assert np.abs(angles).max() <= config.max_rotation + 1e-3
   assert np.abs(angles).max() > 0.8 * config.max_rotation
   assert np.mean(np.abs(angles) > 1.0) > 0.8
+
+
+def _params_after(config, intensity_aus, batch, devices, steps=2):
+  mesh, _, state, step, key = _intensity_setup(config, intensity_aus, devices)
+  for _ in range(steps):
+    state, m = step(state, sharding.put_batch(batch, mesh), key)
+  return jax.device_get(state.params), m
+
+
+def test_intensity_head_off_trains_the_occurrence_model_unchanged():
+  """Off (no intensity AUs) is the occurrence-only model: no intensity
+  parameters, no intensity term. On with intensity_weight 0, after the same
+  steps on the same batches: every other parameter is exactly the off model's
+  (the head adds nothing to their gradient, the head's initialisation takes no
+  random numbers from theirs); the head's own are extra."""
+  config = _config(optimizer="sgd", crop_size=56, input_size=48)
+  batch = _batch()
+  rng = np.random.default_rng(5)
+  with_int = dict(batch, intensity=rng.integers(-1, 6, (8, 5)).astype(np.int8))
+  devices = jax.devices()[:1]
+  plain, m = _params_after(config, (), batch, devices)
+  assert "intensity_head" not in plain and float(m["intensity"]) == 0.0
+  config.intensity_weight = 0.0
+  silent, m = _params_after(config, action_units.BP4D_INTENSITY, with_int, devices)
+  assert float(m["intensity"]) > 0
+  head = silent.pop("intensity_head")
+  assert head["kernel"].shape[-1] == 5
+  for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(silent)):
+    np.testing.assert_array_equal(a, b)
