@@ -15,7 +15,9 @@ from sfae_jax.face import detectors
 from sfae_jax.predict import Detector
 from sfae_jax.predict import __main__ as predict_cli
 from sfae_jax.runtime import sharding
-from sfae_jax.training import run_info, trained_run
+from sfae_jax.training import run_info
+from sfae_jax.training.trained_run import model_of
+from tests.predict.reference import sequential_rows
 from tfds_bp4d.bp4d import layout
 
 
@@ -25,7 +27,10 @@ def detector(trained_run):
 
 
 def _check_au_columns(df, threshold=0.5):
-  aus = [c for c in df.columns if c.startswith("AU") and not c.endswith("_c")]
+  """12 probabilities and occurrences; the run's intensity AUs (BP4D's 6, 10, 12,
+  14, 17: the synthetic BP4D codes them) as AUxx_r in [0, 5], after every
+  other column; all NaN where no face."""
+  aus = [c for c in df.columns if re.fullmatch(r"AU\d\d", c)]
   assert len(aus) == 12
   ok = df["success"] == 1
   p = df.loc[ok, aus].to_numpy(float)
@@ -33,6 +38,11 @@ def _check_au_columns(df, threshold=0.5):
   c = df.loc[ok, [a + "_c" for a in aus]].to_numpy()
   np.testing.assert_array_equal(c, (p >= threshold).astype(int))
   assert df.loc[~ok, aus].isna().all().all()
+  r = [f"AU{a:02d}_r" for a in (6, 10, 12, 14, 17)]
+  assert list(df.columns[-5:]) == r and df.columns[-6] == "decode_error"
+  values = df.loc[ok, r].to_numpy(float)
+  assert np.all((values >= 0) & (values <= 5))
+  assert df.loc[~ok, r].isna().all().all()
 
 
 def _count_frames_with_opencv(path):
@@ -68,6 +78,8 @@ def test_multi_face_every_face_distinct_ids(trained_run, faces_dir):
 
 
 def test_no_face_inputs_give_success_0_rows(detector, faces_dir):
+  """One success=0 row per frame; the video's rows are those of the
+  frame-by-frame loop (tests/predict/reference.py)."""
   df = detector.detect([os.path.join(faces_dir, "free-mountain-vector-01.jpg"),
                         os.path.join(faces_dir, "no_face.mp4")], every=1)
   assert not detector.failures
@@ -78,6 +90,10 @@ def test_no_face_inputs_give_success_0_rows(detector, faces_dir):
   assert (df["success"] == 0).all()
   assert sorted(vid["frame"]) == list(range(decoded))
   _check_au_columns(df)
+  pd.testing.assert_frame_equal(
+      vid.reset_index(drop=True),
+      sequential_rows(detector, os.path.join(faces_dir, "no_face.mp4")),
+      check_dtype=False)
 
 
 def test_talking_head_video_one_row_per_frame_one_face_id(detector, faces_dir):
@@ -149,7 +165,7 @@ def test_ground_truth_landmarks_through_detector_match_evaluation(trained_run,
   probs = det.predict_faces(images, lms, scheme="bp4d49")
   info = run_info.read(workdir)
   config = info.config
-  ref = evaluate.predict_split(trained_run.model_of(info), config,
+  ref = evaluate.predict_split(model_of(info), config,
                                det._variables, source,  # pylint: disable=protected-access
                                sharding.make_mesh(jax.devices()[:1])).probs
   assert len(keep) >= 15
@@ -168,7 +184,9 @@ def test_missing_face_alignment_weights_say_where_to_put_them(tmp_path, monkeypa
 
 
 def test_tracking_between_detections_keeps_rows_and_landmarks(detector, faces_dir):
-  """--detect-every 5 (the default) against the detector on every frame."""
+  """--detect-every 5 (the default) against the detector on every frame; and the
+  streamed rows at every 2nd frame (file frame numbers kept) are those of the
+  frame-by-frame loop (tests/predict/reference.py)."""
   path = os.path.join(faces_dir, "WolfgangLanger_Pexels.mp4")
   try:
     detector.detect_every = 1
@@ -184,6 +202,9 @@ def test_tracking_between_detections_keeps_rows_and_landmarks(detector, faces_di
   ruler = np.abs(every_frame["x_39"] - every_frame["x_42"]).median()
   assert np.median(diff) < 0.05 * ruler, (np.median(diff), ruler)
   assert np.percentile(diff, 95) < 0.25 * ruler, (np.percentile(diff, 95), ruler)
+  pd.testing.assert_frame_equal(tracked.reset_index(drop=True),
+                                sequential_rows(detector, path, 2), atol=1e-5,
+                                check_dtype=False)
 
 
 def test_cut_jpeg_is_named_and_the_rest_written_with_provenance(trained_run,

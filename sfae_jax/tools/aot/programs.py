@@ -37,23 +37,31 @@ class Program:
 
 
 def model_for(config):
-  """The model a run of `config` trains, without its data: the dataset's AUs and
-  the landmark scheme its builder config produces (what a build records)."""
-  aus = registry.of_config(config).au_ids
+  """The model a run of `config` trains, without its data: the dataset's AUs,
+  the landmark scheme its builder config produces (what a build records) and,
+  unless `config.intensity` is 'off', the intensity head of a build with the
+  dataset's intensity labels (the licensed distributions have them)."""
+  dataset = registry.of_config(config)
   scheme = schemes.of_dataset_config(config.dataset_config)
-  return create_model(config, aus, scheme), aus
+  intensity = () if config.get("intensity", "auto") == "off" else (
+      dataset.intensity_au_ids)
+  return create_model(config, dataset.au_ids, scheme,
+                      intensity_au_ids=intensity), dataset.au_ids
 
 
 def _sds(shape, dtype, sharding_):
   return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding_)
 
 
-def _batch(mesh, rows: int, landmarks: int, aus: int, with_labels: bool) -> dict:
+def _batch(mesh, rows: int, landmarks: int, aus: int, with_labels: bool,
+           intensity_aus: int = 0) -> dict:
   batch = sharding.batch_sharding(mesh)
   out = {"image": _sds((rows, STORED, STORED, 3), jnp.uint8, batch),
          "landmarks": _sds((rows, landmarks, 2), jnp.float32, batch)}
   if with_labels:
     out["au"] = _sds((rows, aus), jnp.int8, batch)
+    if intensity_aus:
+      out["intensity"] = _sds((rows, intensity_aus), jnp.int8, batch)
   return out
 
 
@@ -73,7 +81,7 @@ def train(config, devices, batch: int, steps_per_epoch: int = 1000) -> Program:
   key = jax.eval_shape(lambda: jax.random.key(0))
   key = _sds(key.shape, key.dtype, sharding.replicated(mesh))
   args = (state, _batch(mesh, batch * mesh.size, _landmark_count(model), len(aus),
-                        True), key)
+                        True, len(model.intensity_au_ids)), key)
   return Program("train_step", jitted, args, mesh.size, batch)
 
 
