@@ -90,7 +90,7 @@ def _run_info(workdir, config, data_dir, train_split, train_examples: int,
     co = np.nan_to_num(sources.cooccurrence(labels), nan=0.0)
     dataset = sources.dataset_record(data_dir, config, train_split)
     au_ids = dataset["au_ids"]  # from the dataset, not the model's constant
-    intensity_aus = _intensity_aus(config, dataset)
+    head_aus = intensity_aus(config, dataset)
     for au, r, k in zip(au_ids, rates, known):
       if k == 0 or r == 0:
         logging.warning("AU%02d has no positive training label (known %d): its "
@@ -104,12 +104,12 @@ def _run_info(workdir, config, data_dir, train_split, train_examples: int,
         au_weights=tuple(losses.au_class_weights(rates).tolist()),
         threshold=config.threshold, train_examples=len(labels),
         data_dir=os.path.abspath(data_dir) if "://" not in data_dir else data_dir,
-        dataset=dataset, intensity_au_ids=tuple(intensity_aus)))
+        dataset=dataset, intensity_au_ids=tuple(head_aus)))
   distributed.run_on_main("sfae_run_info", decide)
   return run_info.read(workdir)
 
 
-def _intensity_aus(config, dataset: dict) -> list[int]:
+def intensity_aus(config, dataset: dict) -> list[int]:
   """The AUs the intensity head estimates (`config.intensity`): the build's
   intensity AUs for 'auto' and 'on', none for 'off'; 'on' with a build that has
   none is refused."""

@@ -50,10 +50,20 @@ def test_train_then_evaluate_from_checkpoint_reproduces_the_table(trained_run):
     np.testing.assert_array_equal(np.asarray(again[key], float),
                                   np.asarray(result[key], float))
   assert again["mean_f1"] == result["mean_f1"] == written["mean_f1"]
+  # the synthetic BP4D codes intensity (config.intensity auto): the intensity
+  # table, from the checkpoint as at the end of training
+  for key in ("icc", "pcc", "mae", "n_coded"):
+    np.testing.assert_allclose(np.asarray(again["intensity"][key], float),
+                               np.asarray(written["intensity"][key], float),
+                               rtol=1e-6)
+  assert written["intensity"]["au_ids"] == [6, 10, 12, 14, 17]
+  assert sum(written["intensity"]["n_coded"]) > 0
   with open(os.path.join(workdir, "eval_part3_6.md")) as f:
-    assert "| **mean** |" in f.read()
+    md = f.read()
+  assert "| **mean** |" in md and "| AU | ICC(3,1) | PCC | MAE | coded |" in md
   run = json.load(open(os.path.join(workdir, "run.json")))
   assert run["au_ids"] == [1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24]
+  assert run["intensity_au_ids"] == [6, 10, 12, 14, 17]
   assert run["config"]["model_name"] == "sfae_net_tiny"
 
 
@@ -154,3 +164,23 @@ def test_bfloat16_run_trains_and_stays_within_the_seed_spread_of_float32(
   assert abs(result["mean_f1"] - f32["mean_f1"]) <= 0.08, (result["mean_f1"],
                                                            f32["mean_f1"])
   assert abs(result["mean_accuracy"] - f32["mean_accuracy"]) <= 0.05
+
+
+def test_the_intensity_switch_follows_the_build_and_refuses_on_without_labels():
+  from sfae_jax.training import config_checks  # pylint: disable=g-import-not-at-top
+  with_int = {"name": "bp4d", "path": "/d", "intensity_au_ids": [6, 10, 12, 14, 17]}
+  without = {"name": "bp4d", "path": "/d/bp4d49/1.0.0", "intensity_au_ids": []}
+  config = test_config.with_data("")
+  assert config.intensity == "auto"
+  assert train.intensity_aus(config, with_int) == [6, 10, 12, 14, 17]
+  assert train.intensity_aus(config, without) == []
+  config.intensity = "off"
+  assert train.intensity_aus(config, with_int) == []
+  config.intensity = "on"
+  assert train.intensity_aus(config, with_int) == [6, 10, 12, 14, 17]
+  with pytest.raises(config_checks.ConfigError,
+                     match=r"/d/bp4d49/1.0.0 has no intensity labels"):
+    train.intensity_aus(config, without)
+  config.intensity = "yes"
+  with pytest.raises(config_checks.ConfigError, match="intensity='yes'"):
+    config_checks.check(config)

@@ -25,9 +25,11 @@ def progress_line(step, total, steps_per_epoch, values, rate) -> str:
   """One log line; the rate and ETA once a step after the compiled one is timed."""
   eta = (f"{rate:.1f} img/s  ETA {(total - step) * values['batch'] / rate / 60:.1f} "
          "min" if rate > 0 else "timing from the next step")
+  intensity = (f" intensity {values['intensity']:.3f}"
+               if values.get("intensity") else "")
   return (f"epoch {step / steps_per_epoch:5.2f}  step {step}/{total}  "
           f"loss {values['loss']:.4f} (ce {values['ce']:.3f} dice "
-          f"{values['dice']:.3f} lm {values['landmark']:.3f}, error "
+          f"{values['dice']:.3f} lm {values['landmark']:.3f}{intensity}, error "
           f"{100 * values['landmark_error']:.1f}%)  lr "
           f"{values['learning_rate']:.2e}  {eta}")
 

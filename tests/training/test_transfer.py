@@ -47,6 +47,29 @@ def test_transplant_copies_shared_arrays_and_shared_au_rows_only():
   assert len(report.per_au) == 6 and report.copied
 
 
+def test_the_intensity_head_carries_over_only_for_the_same_intensity_aus():
+  """Same occurrence AUs: the intensity head is copied when the intensity AUs
+  are the same, re-initialised when they differ (BP4D's 5 -> DISFA's 12 style)
+  or when the source has none."""
+  def params(intensity, seed):
+    model = _model(action_units.BP4D).clone(intensity_au_ids=intensity)
+    return model, jax.jit(lambda key: model.init(
+        key, jnp.zeros((1, 64, 64, 3), jnp.uint8), train=False))(
+            jax.random.key(seed))["params"]
+  five = action_units.BP4D_INTENSITY
+  for src_int, copied in ((five, True), (five[:3], False), ((), False)):
+    _, src = params(src_int, 0)
+    model, fresh = params(five, 1)
+    report = transfer.TransferReport("src", 6)
+    out = transfer.transplant(fresh, src, list(action_units.BP4D),
+                              list(action_units.BP4D), report, model, five, src_int)
+    want = src if copied else fresh
+    np.testing.assert_array_equal(out["intensity_head"]["kernel"],
+                                  want["intensity_head"]["kernel"])
+    assert ("intensity_head/kernel" in report.fresh) == (not copied)
+    np.testing.assert_array_equal(out["head"]["kernel"], src["head"]["kernel"])
+
+
 def test_disfa_run_from_a_bp4d_run_trains_and_records_it(trained_run,
                                                          synthetic_disfa_tfds,
                                                          tmp_path, capsys):
@@ -64,6 +87,10 @@ def test_disfa_run_from_a_bp4d_run_trains_and_records_it(trained_run,
   assert info.dataset["name"] == "disfa" and info.dataset["synthetic"]
   assert info.config.init_from == bp4d_run
   assert result["split"] == "part1" and len(result["f1"]) == 8
+  # DISFA codes intensity for its 12 AUs: the run has a fresh head for them
+  assert list(info.intensity_au_ids) == list(action_units.DISFA_CODED)
+  assert result["intensity"]["au_ids"] == list(action_units.DISFA_CODED)
+  assert len(result["intensity"]["icc"]) == 12
   # the first checkpoint's trunk started from BP4D's: after 3 SGD steps it is
   # still much closer to BP4D's than a fresh initialisation (seed 1, as this
   # run's; the BP4D run's was seed 0) is
@@ -99,6 +126,10 @@ def test_bp4d_run_on_disfa_scores_the_shared_aus_and_says_what_it_left_out(
       workdir, "eval_disfa_part1+part2+part3_6.json")).read())
   assert written["au_ids"] == SHARED and written["num_examples"] == 35
   assert len(written["f1"]) == 5
+  # intensity on the intensity AUs both code: BP4D's 6, 10, 12, 14, 17 x DISFA's 12
+  assert written["intensity"]["au_ids"] == [6, 12, 17]
+  assert len(written["intensity"]["icc"]) == 3
+  assert "intensity (0-5)" in out and "Intensity on AU06, AU12, AU17" in out
 
 
 def test_init_from_a_run_with_other_landmarks_is_a_clear_error(trained_run,
