@@ -11,8 +11,8 @@ placing the attention, and prints and writes `eval_<split>_<step>.json` and `.md
 per-AU F1 and accuracy (threshold from the run, 0.5 by default; labels not coded
 excluded) and their means, and for a run with an intensity head per-AU ICC(3,1),
 Pearson correlation and MAE of intensity over the coded frames (`intensity` in
-the JSON, a second table in the .md). The end of training calls the same `evaluate_state`, so
-the two agree exactly. In a multi-process job every process evaluates its shard
+the JSON, a second table in the .md). The end of training calls the same
+`evaluate_state`, so the two agree exactly. In a multi-process job every process evaluates its shard
 and every frame of the split is counted exactly once (checked); process 0 prints
 and writes the files.
 

@@ -75,8 +75,7 @@ def _intensity_section(table) -> str:
           "languages with speakers as the unit, BH-FDR across AUs within each. "
           "Differs at q &lt; 0.05 in " + "; ".join(found) + ". An AU used as "
           "often but more strongly shows here, not in the occurrence rate.</p>")
-  rows = rows.assign(feature_kind=rows["kind"])
-  shown = ["au", "feature_kind", "test", "p", "q", "effect", "effect_lo",
+  shown = ["au", "kind", "test", "p", "q", "effect", "effect_lo",
            "effect_hi", "note"]
   shown += [c for c in rows.columns if c.startswith("median_")]
   return body + table_html(rows[[c for c in shown if c in rows.columns]])
