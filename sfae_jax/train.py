@@ -91,6 +91,10 @@ def _run_info(workdir, config, data_dir, train_split, train_examples: int,
     dataset = sources.dataset_record(data_dir, config, train_split)
     au_ids = dataset["au_ids"]  # from the dataset, not the model's constant
     head_aus = intensity_aus(config, dataset)
+    if not head_aus and config.intensity == "auto":
+      print(f"No intensity head: the {dataset['name']} build at {dataset['path']} "
+            "has no intensity labels (built from a copy without them, or by a "
+            "builder before they existed: rebuild it to train one).", flush=True)
     for au, r, k in zip(au_ids, rates, known):
       if k == 0 or r == 0:
         logging.warning("AU%02d has no positive training label (known %d): its "
