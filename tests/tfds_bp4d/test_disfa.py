@@ -42,6 +42,27 @@ def test_label_lines_and_landmark_names():
   assert layout.landmark_file_number("notes.mat") is None
 
 
+def test_an_au_without_its_label_file_has_intensity_minus_1(manual, tmp_path):
+  """A coded AU outside the 8 of the protocol may lack its file: its intensity
+  is -1 (not coded) and every other column is the files' codes; a protocol AU's
+  file missing is a LayoutError naming what is needed."""
+  root, ids = manual
+  files = layout.label_files(root)[ids[0]]
+  summary = reader.new_summary()
+  full = reader.subject_labels(files, summary, ids[0])
+  without_5 = {au: p for au, p in files.items() if au != 5}
+  labels = reader.subject_labels(without_5, summary, ids[0])
+  k5 = layout.CODED_AUS.index(5)
+  for frame, (occ, intensity) in labels.items():
+    assert intensity[k5] == -1
+    np.testing.assert_array_equal(np.delete(intensity, k5),
+                                  np.delete(full[frame][1], k5))
+    np.testing.assert_array_equal(occ, full[frame][0])
+  with pytest.raises(layout.LayoutError, match=r"no label file for AU \[12\]"):
+    reader.subject_labels({au: p for au, p in files.items() if au != 12}, summary,
+                          ids[0])
+
+
 def test_decoded_frame_k_is_label_frame_k_plus_1(manual):
   """How frame indices were checked: every synthetic frame carries its 1-based
   number as a strip of blocks; PyAV's k-th decoded frame shows k + 1."""
@@ -72,6 +93,7 @@ def test_build_matches_the_shared_alignment_and_counts_the_missing_file(manual,
   source = json.loads((builder.data_path / "source.json").read_text())
   assert source["synthetic"] and source["au_ids"] == [1, 2, 4, 6, 9, 12, 25, 26]
   assert source["landmarks"] == schemes.BP4D49
+  assert source["intensity_au_ids"] == list(layout.CODED_AUS)   # all 12
 
   ds = tfds.data_source("disfa", split="part1", data_dir=str(tmp_path / "tfds"))
   ex = next(ds[i] for i in range(len(ds)) if ds[i]["frame"] == 5)
