@@ -5,6 +5,7 @@ those tests carry the `gpu_compile` mark and `launch/aot_gpu_check.sh` runs them
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -226,11 +227,12 @@ def _compile_tiny_train_step(tmp_path, target: str) -> dict:
   assert rec["flops"] > 0 and rec["estimate"]["step_s"] > 0
   # The accelerator kernels, not the CPU ones (whose lax.map is a loop).
   assert rec["hlo"]["loops"] == 0
-  # bf16 everywhere in the model but its two output heads (forward and
-  # backward); outside it, only the augmentation's f32 landmark geometry.
+  # bf16 everywhere in the model but its output heads, AU, intensity and
+  # landmarks (forward and backward); outside it, only the augmentation's f32
+  # landmark geometry.
   wide = rec["hlo"]["wide_matmuls"]
   in_model = [w for w in wide if "SFAENet" in w]
-  assert in_model and all("/head/" in w or "/fc_landmarks/" in w
+  assert in_model and all(re.search(r"/(intensity_)?head/|/fc_landmarks/", w)
                           for w in in_model), in_model
   assert all("SFAENet" in w or "bij,blj->bli" in w for w in wide), wide
   assert rec["hlo"]["matmuls"] > 50

@@ -54,12 +54,12 @@ def test_the_intensity_head_carries_over_only_for_the_same_intensity_aus():
   def params(intensity, seed):
     model = _model(action_units.BP4D).clone(intensity_au_ids=intensity)
     return model, jax.jit(lambda key: model.init(
-        key, jnp.zeros((1, 64, 64, 3), jnp.uint8), train=False))(
+        key, jnp.zeros((1, 32, 32, 3), jnp.uint8), train=False))(
             jax.random.key(seed))["params"]
   five = action_units.BP4D_INTENSITY
+  model, fresh = params(five, 1)
   for src_int, copied in ((five, True), (five[:3], False), ((), False)):
     _, src = params(src_int, 0)
-    model, fresh = params(five, 1)
     report = transfer.TransferReport("src", 6)
     out = transfer.transplant(fresh, src, list(action_units.BP4D),
                               list(action_units.BP4D), report, model, five, src_int)
