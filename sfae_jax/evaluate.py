@@ -105,14 +105,26 @@ def evaluate_state(workdir, config, info: run_info.RunInfo, variables, mesh,
                 threshold=info.threshold, au_ids=list(info.au_ids))
   title = f"{os.path.basename(os.path.normpath(str(workdir)))}: {split}, step {step}"
   table = metrics.markdown_table(result, info.au_ids, title)
-  if info.intensity_au_ids and pred.intensity_labels is not None:
-    result["intensity"] = dict(
-        metrics.intensity_metrics(pred.intensity, pred.intensity_labels),
-        au_ids=list(info.intensity_au_ids))
-    table += "\n\n" + metrics.intensity_table(
-        result["intensity"], info.intensity_au_ids, f"{title}: intensity (0-5)")
+  table += _intensity(result, pred, info.intensity_au_ids, info.intensity_au_ids,
+                      title)
   _report(workdir, f"eval_{split}_{step}", result, table)
   return result
+
+
+def _intensity(result: dict, pred: SplitPredictions, model_aus, data_aus,
+               title: str) -> str:
+  """Adds `result["intensity"]` (ICC, PCC, MAE on the AUs the model and the data
+  both have intensity for) and returns its table for the .md; "" when there are
+  none."""
+  shared = [a for a in model_aus if a in data_aus]
+  if not shared or pred.intensity_labels is None:
+    return ""
+  result["intensity"] = dict(metrics.intensity_metrics(
+      pred.intensity[:, [list(model_aus).index(a) for a in shared]],
+      pred.intensity_labels[:, [list(data_aus).index(a) for a in shared]]),
+      au_ids=shared)
+  return "\n\n" + metrics.intensity_table(result["intensity"], shared,
+                                          f"{title}: intensity (0-5)")
 
 
 def evaluate_workdir(workdir, step: Optional[int] = None,
@@ -169,16 +181,10 @@ def evaluate_cross_dataset(workdir, dataset: str, split: Optional[str] = None,
            f"{split}, step {step} (shared AUs)")
   table = metrics.markdown_table(result, shared, title) + "\n\n" + why
   data_int = sources.dataset_record(data_dir, data_config, split)["intensity_au_ids"]
-  shared_int = [a for a in info.intensity_au_ids if a in data_int]
-  if shared_int and pred.intensity_labels is not None:
-    result["intensity"] = dict(metrics.intensity_metrics(
-        pred.intensity[:, [list(info.intensity_au_ids).index(a) for a in shared_int]],
-        pred.intensity_labels[:, [list(data_int).index(a) for a in shared_int]]),
-        au_ids=shared_int)
-    table += "\n\n" + metrics.intensity_table(
-        result["intensity"], shared_int, f"{title}: intensity (0-5)")
-    table += (f"\n\nIntensity on {_aus(shared_int)}, the intensity AUs both "
-              "have.")
+  intensity = _intensity(result, pred, info.intensity_au_ids, data_int, title)
+  if intensity:
+    table += intensity + (f"\n\nIntensity on {_aus(result['intensity']['au_ids'])}"
+                          ", the intensity AUs both have.")
   _report(workdir, f"eval_{dataset}_{split}_{step}", result, table)
   return result
 
