@@ -114,20 +114,22 @@ class Detector:
                       with_intensity: bool = False):
     """AU probabilities `[N, A]` for aligned 200x200 faces `[N, 200, 200, 3]`;
     `with_intensity`: the outputs `[N, A + K]`, the K intensities after them."""
-    probs, maps = [], []
+    outputs, maps = [], []
     for i in range(0, len(faces), self.batch_size):
       chunk = faces[i:i + self.batch_size]
       pad = self.batch_size - len(chunk)  # fixed shape: one compilation
       batch = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], np.uint8)])
-      p, a = self.forward(self._variables, batch)
-      probs.append(np.asarray(p)[:len(chunk)])
+      o, a = self.forward(self._variables, batch)
+      outputs.append(np.asarray(o)[:len(chunk)])
       if with_attention and a is not None:
         maps.append(np.asarray(a)[:len(chunk)])
-    probs = (np.concatenate(probs) if probs
-             else np.zeros((0, self.num_outputs), np.float32))
+    outputs = (np.concatenate(outputs) if outputs
+               else np.zeros((0, self.num_outputs), np.float32))
     if not with_intensity:
-      probs = probs[:, :len(self.au_ids)]
-    return (probs, np.concatenate(maps) if maps else None) if with_attention else probs
+      outputs = outputs[:, :len(self.au_ids)]
+    if with_attention:
+      return outputs, np.concatenate(maps) if maps else None
+    return outputs
 
   def predict_faces(self, images: Sequence[np.ndarray],
                     landmarks: Sequence[np.ndarray],
