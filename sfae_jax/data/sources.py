@@ -70,11 +70,10 @@ def _built_splits(version_dir) -> list[str]:
     return []
 
 
-def labels_of(source, field: str = "au") -> np.ndarray:
-  """`[N, A]` AU labels of every example (-1 not coded): occurrence, or
-  `field="intensity"`. Open `source` with `decode_images=False`: only the labels
-  are read."""
-  return np.stack([np.asarray(source[i][field]) for i in range(len(source))])
+def labels_of(source) -> np.ndarray:
+  """`[N, A]` AU labels of every example (-1 not coded). Open `source` with
+  `decode_images=False`: only the labels are read."""
+  return np.stack([np.asarray(source[i]["au"]) for i in range(len(source))])
 
 
 def occurrence_rates(labels) -> tuple[np.ndarray, np.ndarray]:

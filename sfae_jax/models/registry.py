@@ -40,7 +40,8 @@ def create_model(config, au_ids: Sequence[int], landmark_scheme: str,
   try:
     return MODELS[config.model_name](
         **config.model.to_dict(), au_ids=tuple(au_ids),
-        intensity_au_ids=tuple(intensity_au_ids), landmark_scheme=landmark_scheme, bn_axis_name=bn_axis_name,
+        intensity_au_ids=tuple(intensity_au_ids), landmark_scheme=landmark_scheme,
+        bn_axis_name=bn_axis_name,
         dtype=compute_dtype(config), conv_impl=config.conv_impl)
   except TypeError as e:  # a field the model does not have
     raise ValueError(f"config.model: {e}") from None

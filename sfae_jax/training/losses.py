@@ -109,15 +109,15 @@ def attention_refine_loss(refined, target, axis_name=None):
   return (total / count).sum()
 
 
-def intensity_loss(pred, labels, axis_name=None, max_intensity: float = 5.0):
-  """Per AU: mean squared error on the 0-1 scale, ((pred - y) / 5)^2, over the
+def intensity_loss(pred, labels, max_intensity: float, axis_name=None):
+  """Per AU: mean squared error on the 0-1 scale, ((pred - y) / max)^2, over the
   coded labels of the global batch; then the mean over AUs (an AU without a coded
   label in the batch adds 0).
 
   A regression rather than an ordinal (cumulative-logit) head: what is reported
   and written is a continuous 0-5 value scored by ICC, PCC and MAE, which squared
-  error optimises directly, with one output per AU. pred: `[B, K]` in [0, 5];
-  labels: `[B, K]` int in {-1, 0..5}."""
+  error optimises directly, with one output per AU. pred: `[B, K]` in
+  [0, max_intensity]; labels: `[B, K]` int in {-1, 0..max_intensity}."""
   known = (labels >= 0).astype(jnp.float32)
   err = ((pred - jnp.maximum(labels, 0).astype(jnp.float32)) / max_intensity) ** 2
   total = _psum((err * known).sum(axis=0), axis_name)

@@ -28,6 +28,7 @@ import optax
 from sfae_jax.data import augment
 from sfae_jax.face import schemes
 from sfae_jax.models import SFAENet
+from sfae_jax.models.sfae_net import MAX_INTENSITY
 from sfae_jax.runtime.sharding import AXIS
 from sfae_jax.training import losses
 
@@ -99,7 +100,8 @@ def _losses(out, labels, lms, config, au_weights, scheme, intensity=None):
            + config.landmark_weight * lm
            + config.refine_weight * refine)
   if out.intensity is not None:
-    intensity_term = losses.intensity_loss(out.intensity, intensity, AXIS)
+    intensity_term = losses.intensity_loss(out.intensity, intensity,
+                                           MAX_INTENSITY, AXIS)
     total = total + config.intensity_weight * intensity_term
   return total, {"ce": ce, "dice": dice, "landmark": lm,
                  "landmark_error": lm_error, "refine": refine,

@@ -154,15 +154,17 @@ def test_intensity_loss_is_masked_mse_on_the_0_1_scale_and_global():
   labels[:, 2] = -1                                  # an AU with no code at all
   want = np.mean([np.mean(((pred[labels[:, j] >= 0, j] - labels[labels[:, j] >= 0, j])
                            / 5.0) ** 2) for j in range(2)] + [0.0])
-  np.testing.assert_allclose(losses.intensity_loss(pred, labels), want, rtol=1e-6)
+  np.testing.assert_allclose(losses.intensity_loss(pred, labels, 5.0), want,
+                             rtol=1e-6)
   other = np.where(labels < 0, pred + 3.0, pred)
-  np.testing.assert_allclose(losses.intensity_loss(other, labels), want, rtol=1e-6)
-  grad = np.asarray(jax.grad(lambda p: losses.intensity_loss(p, labels))(
+  np.testing.assert_allclose(losses.intensity_loss(other, labels, 5.0), want,
+                             rtol=1e-6)
+  grad = np.asarray(jax.grad(lambda p: losses.intensity_loss(p, labels, 5.0))(
       jnp.asarray(pred)))
   assert np.all(grad[labels < 0] == 0) and np.all(grad[labels >= 0] != 0)
   mesh = Mesh(np.asarray(jax.devices()[:4]), ("data",))
   sharded = jax.jit(jax.shard_map(
-      lambda p, y: losses.intensity_loss(p, y, "data"), mesh=mesh,
+      lambda p, y: losses.intensity_loss(p, y, 5.0, "data"), mesh=mesh,
       in_specs=(P("data"), P("data")), out_specs=P()))
   np.testing.assert_allclose(sharded(pred, labels), want, rtol=1e-6)
 
@@ -179,7 +181,7 @@ def test_intensity_head_gradient_over_4_devices_is_the_global_batch_gradient():
   labels[2:, 0] = -1                      # AU 0 coded on the first device only
 
   def loss(w, x, y, axis=None):
-    return losses.intensity_loss(5 * jax.nn.sigmoid(x @ w), y, axis)
+    return losses.intensity_loss(5 * jax.nn.sigmoid(x @ w), y, 5.0, axis)
   g1 = jax.jit(jax.grad(loss))(w, x, labels)
   mesh = Mesh(np.asarray(jax.devices()[:4]), ("data",))
   g4 = jax.jit(jax.shard_map(lambda w, x, y: jax.grad(loss)(w, x, y, "data"),
