@@ -37,9 +37,14 @@ LEAD = "lead"
 LAGS_S = (0.1, 0.25, 0.5)  # speech-scale timing: phones, syllables
 
 
+def _ids_with(track: pd.DataFrame, suffix: str) -> list[int]:
+  """AU numbers of the track's `AUxx_<suffix>` columns, in column order."""
+  return [int(m.group(1)) for c in track.columns
+          if (m := re.fullmatch(rf"AU(\d+)_{suffix}", c))]
+
+
 def au_ids_of(track: pd.DataFrame) -> list[int]:
-  ids = [int(m.group(1)) for c in track.columns
-         if (m := re.fullmatch(r"AU(\d+)_c", c))]
+  ids = _ids_with(track, "c")
   if not ids:
     raise ValueError("the track has no AUxx_c columns: is it a sfae_jax.predict CSV?")
   return ids
@@ -47,8 +52,7 @@ def au_ids_of(track: pd.DataFrame) -> list[int]:
 
 def intensity_au_ids_of(track: pd.DataFrame) -> list[int]:
   """AUs with an intensity column (AUxx_r); none in occurrence-only tracks."""
-  return [int(m.group(1)) for c in track.columns
-          if (m := re.fullmatch(r"AU(\d+)_r", c))]
+  return _ids_with(track, "r")
 
 
 def _episodes(on: np.ndarray, frames: np.ndarray) -> list[int]:
@@ -112,7 +116,8 @@ def video_features(track: pd.DataFrame) -> tuple[dict, dict]:
   for a in intensity_au_ids_of(track):
     r = face[f"AU{a:02d}_r"].to_numpy(float)
     present = on[a] if a in on else r >= 1.0  # FACS trace level A and up
-    feats[f"AU{a:02d}_intensity"] = float(r[present].mean()) if present.any() else 0.0
+    feats[f"AU{a:02d}_intensity"] = (float(r[present].mean()) if present.any()
+                                     else 0.0)
     feats[f"AU{a:02d}_peak"] = float(np.percentile(r, PEAK_PERCENTILE))
   for a, b in itertools.combinations(aus, 2):
     feats[f"co_{a:02d}x{b:02d}"] = float((on[a] & on[b]).mean())

@@ -20,6 +20,7 @@ import pandas as pd
 from scipy.signal import lfilter
 from scipy.special import expit, ndtri
 
+from sfae_jax.face import action_units
 from tfds_bp4d.bp4d.layout import AUS  # the one list of BP4D's 12
 BASE = dict(zip(AUS, (.2, .17, .2, .3, .4, .45, .35, .4, .17, .3, .16, .15)))
 
@@ -69,7 +70,8 @@ def study(seed: int, planted=(6, 12), shift: float = 0.25, speakers: int = 12,
 
 def intensity_study(seed: int, planted: bool = True, au: int = 12,
                     boost: float = 0.8, speakers: int = 12, videos: int = 2,
-                    frames: int = 200, intensity_aus=(6, 10, 12, 14, 17)):
+                    frames: int = 200,
+                    intensity_aus=action_units.BP4D_INTENSITY):
   """(manifest rows, {video: track}) of two languages whose AU rates are equal
   in distribution (`study` without a planted rate) and whose intensity columns
   `AUxx_r` are a speaker's own level (N(2, 0.4)) plus frame noise while the AU is
