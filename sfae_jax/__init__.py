@@ -4,3 +4,7 @@
 """
 
 __version__ = "0.1.0"
+
+from sfae_jax.runtime import platforms as _platforms
+
+_platforms.use_cpu_without_accelerators()

@@ -4,12 +4,12 @@ usual cause, and otherwise only shows as a slow run)."""
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
 from typing import Optional
 
 import jax
+
+from sfae_jax.runtime import platforms
 
 
 def describe() -> str:
@@ -19,24 +19,15 @@ def describe() -> str:
   return f"{jax.default_backend()}: {len(devices)} x {', '.join(kinds)}"
 
 
-def _nvidia_gpu_present() -> bool:
-  return bool(os.path.exists("/proc/driver/nvidia/version")
-              or glob.glob("/dev/nvidia[0-9]*") or shutil.which("nvidia-smi"))
-
-
-def _tpu_present() -> bool:
-  return bool(glob.glob("/dev/accel[0-9]*") or glob.glob("/dev/vfio/[0-9]*"))
-
-
 def unused_accelerator_warning() -> Optional[str]:
   """A sentence when this machine has a GPU or TPU but JAX runs on the CPU."""
   if jax.default_backend() != "cpu" or os.environ.get("JAX_PLATFORMS") == "cpu":
     return None  # an accelerator in use, or the CPU chosen on purpose
-  if _nvidia_gpu_present():
+  if platforms.nvidia_gpu_present():
     return ("warning: this machine has an NVIDIA GPU, but JAX sees only the CPU, so "
             "the model runs there (slowly). Install JAX's CUDA build: pip install "
             "-U 'jax[cuda12]' (or set JAX_PLATFORMS=cpu to silence this).")
-  if _tpu_present():
+  if platforms.tpu_present():
     return ("warning: this machine has a TPU, but JAX sees only the CPU, so the "
             "model runs there. Install JAX's TPU build: pip install -U 'jax[tpu]'.")
   return None
