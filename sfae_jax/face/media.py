@@ -1,32 +1,56 @@
 """Reading frames from images, folders and videos (PyAV), with clear errors.
 
 `frames(path, every)` yields `Frame(index, timestamp, rgb)`; an image is one frame
-at t=0. Videos are decoded with PyAV (FFmpeg); a file that does not open, fails to
-decode part-way, or yields clearly fewer frames than its container declares raises
-`MediaError` naming the file, so a truncated video never passes for a short one.
-A video frame that FFmpeg decodes with errors (concealed: damaged data patched from
-its neighbours) comes with `corrupt=True`, for the caller to flag.
+at t=0. Videos are decoded with PyAV (FFmpeg). A frame's `timestamp` is its
+presentation time (pts x time base, in seconds, as ffprobe and players give it),
+so variable frame rates and streams that start after 0 keep their real times. A
+frame is turned upright as its stream's rotation (a phone's display matrix) says,
+so `rgb` and every coordinate measured on it are those of the frame as displayed.
+
+A file that does not open raises `MediaError` naming the file. One that fails to
+decode part-way, or yields clearly fewer frames than its container declares,
+raises `TruncatedMedia` (a MediaError) after the frames that did decode, so a cut
+video never passes for a short one and its good frames are not lost. A video
+frame that FFmpeg decodes with errors (concealed: damaged data patched from its
+neighbours) comes with `corrupt=True`, for the caller to flag.
+
 A JPEG is checked for its end-of-image marker before it is decoded (`jpeg_problem`):
 OpenCV grey-fills a truncated JPEG and reports nothing, so a cut file would pass
-for a face with a grey lower half.
+for a face with a grey lower half. An image over `MAX_IMAGE_PIXELS` is refused from
+its header, before its pixels take memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 from typing import Iterator, Optional
+import warnings
 
 import av
 import cv2
 import numpy as np
+from PIL import Image
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+# 50 MP: above a 48 MP phone photo. Decoded, such an image holds 150 MB and the
+# face detector's upsampled pyramid several times that; larger ones are refused.
+MAX_IMAGE_PIXELS = 50_000_000
 
 
 class MediaError(RuntimeError):
   """An input that cannot be read; the message names the file."""
+
+
+class TruncatedMedia(MediaError):
+  """A video whose decoding stopped early: `decoded` frames were read (and
+  yielded) before the break."""
+
+  def __init__(self, message: str, decoded: int):
+    super().__init__(message)
+    self.decoded = decoded
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,11 +103,30 @@ def read_image(path: str) -> np.ndarray:
   if problem:
     raise MediaError(f"{path}: corrupt or truncated JPEG ({problem}); re-export "
                      "or re-download the file.")
+  _check_size(path, data)
   bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
   if bgr is None:
     raise MediaError(f"{path}: not a readable image (corrupt, or not an image "
                      f"format OpenCV reads: {', '.join(IMAGE_EXTS)}).")
   return bgr
+
+
+def _check_size(path: str, data: bytes) -> None:
+  """A MediaError for an image over MAX_IMAGE_PIXELS, read from its header."""
+  limit = f"more than predict reads ({MAX_IMAGE_PIXELS / 1e6:.0f} MP): downscale it"
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+      with Image.open(io.BytesIO(data)) as im:
+        width, height = im.size
+  except Image.DecompressionBombError as e:  # Pillow's own limit, ~179 MP x 2
+    raise MediaError(f"{path}: {str(e).split(',')[0]}, {limit}.") from None
+  except Exception:  # pylint: disable=broad-except  (not Pillow's: OpenCV decides)
+    return
+  if width * height > MAX_IMAGE_PIXELS:
+    raise MediaError(f"{path}: {width} x {height} pixels "
+                     f"({width * height / 1e6:.0f} MP), {limit} (e.g. to 4000 "
+                     "pixels on its longest side).")
 
 
 _STANDALONE = frozenset([0x01] + list(range(0xD0, 0xD8)))  # TEM, RST0-7: no length
@@ -162,14 +205,23 @@ def _video_frames(path: str, every: int, first: int) -> Iterator[Frame]:
       for frame in container.decode(stream):
         if index % every == 0 and index >= first:
           t = float(frame.time) if frame.time is not None else index / max(fps, 1e-9)
-          yield Frame(index, t, frame.to_ndarray(format="rgb24"),
-                      bool(frame.is_corrupt))
+          yield Frame(index, t, upright(frame.to_ndarray(format="rgb24"),
+                                        frame.rotation), bool(frame.is_corrupt))
         index += 1
     except av.error.FFmpegError as e:
-      raise MediaError(f"{path}: decoding failed after {index} frames ({e}); the "
-                       "file is corrupt or truncated.") from None
+      raise TruncatedMedia(f"{path}: decoding failed after {index} frames ({e}); "
+                           "the file is corrupt or truncated.", index) from None
   if declared and index < 0.95 * declared:
-    raise MediaError(f"{path}: decoded {index} of the {declared} frames its "
-                     "container declares; the file is truncated or corrupt.")
+    raise TruncatedMedia(f"{path}: decoded {index} of the {declared} frames its "
+                         "container declares; the file is truncated or corrupt.",
+                         index)
   if index == 0:
     raise MediaError(f"{path}: no frame could be decoded.")
+
+
+def upright(rgb: np.ndarray, rotation: float) -> np.ndarray:
+  """The frame as displayed: turned counter-clockwise by `rotation` degrees,
+  FFmpeg's display-matrix angle (a phone held upright records -90 or 90),
+  rounded to quarter turns."""
+  turns = round(rotation / 90) % 4
+  return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
