@@ -17,7 +17,9 @@ start method: this module imports neither JAX nor the model).
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
+import threading
 import time
 from typing import Optional, Sequence
 
@@ -82,12 +84,26 @@ def start_worker(backend: str) -> None:
   """A worker process's initializer: load the named face backend once. One
   thread per worker for OpenCV, whose own pool would compete with the others.
   Ctrl-C and SIGTERM are the main process's to handle (it ends the run at a
-  segment boundary, which needs the workers alive until then)."""
+  segment boundary, which needs the workers alive until then); a worker whose
+  main process is gone exits (`_exit_with_parent`)."""
   global _WORKER_BACKEND
   signal.signal(signal.SIGINT, signal.SIG_IGN)
   signal.signal(signal.SIGTERM, signal.SIG_IGN)
+  threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
+                   name="exit-with-parent").start()
   cv2.setNumThreads(1)
   _WORKER_BACKEND = detectors.load_backend(backend)
+
+
+def _exit_with_parent(parent: int, every_s: float = 0.5) -> None:
+  """Ends this process once its parent is gone. A main process killed outright
+  (SIGKILL, the out-of-memory killer) runs no clean-up, and a worker, which
+  ignores SIGTERM and waits on a queue its siblings keep open, would otherwise
+  live on. Polling the parent pid works whichever thread started the worker
+  (PR_SET_PDEATHSIG fires when that thread ends, not the process) and on macOS."""
+  while os.getppid() == parent:
+    time.sleep(every_s)
+  os._exit(1)  # pylint: disable=protected-access
 
 
 def timed(backend: detectors.Backend, frames: Sequence[Frame], detect_every: int,

@@ -41,6 +41,7 @@ the other inputs are still written.
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import shutil
 import signal
@@ -141,8 +142,9 @@ def main(argv=None) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 1
   except OSError as e:
-    print(f"error: cannot write {e.filename or args.out}: {e.strerror or e}",
-          file=sys.stderr)
+    print(f"error: cannot write {e.filename or args.out}: {e.strerror or e}. "
+          f"{_kept(root)}; once the cause is fixed (space freed, say), the same "
+          "command continues from there.", file=sys.stderr)
     return 1
   _summary(report, args.out)
   if report.stopped:
@@ -169,15 +171,27 @@ def _join(out, root, report, det, every) -> None:
   shutil.rmtree(root, ignore_errors=True)
 
 
+def _kept(root) -> str:
+  """What a rerun finds in `root`: complete inputs and chunks of the others."""
+  done = glob.glob(os.path.join(glob.escape(root), "*.csv"))
+  chunks = glob.glob(os.path.join(glob.escape(root), "*" + outputs.PARTIAL,
+                                  "[0-9]*.json"))
+  return (f"Kept in {root}: {len(done)} complete input(s) and {len(chunks)} "
+          "complete chunk(s) of others")
+
+
 def _summary(report, out) -> None:
   took = report.seconds.get("total", 0.0)
   frames = sum(r.frames for r in report.inputs.values())
+  faces = sum(r.faces for r in report.inputs.values())
   skipped = sum(r.status == "skipped" for r in report.inputs.values())
   breakdown = ", ".join(f"{k} {report.seconds[k]:.1f}" for k in (
       "decode", "detect", "wait", "forward", "rows", "write") if k in report.seconds)
-  print(f"{frames} frames in {took:.1f} s ({frames / max(took, 1e-9):.1f} frames/s "
-        f"end to end){f', {skipped} input(s) already complete' if skipped else ''}"
-        f" -> {out}\nseconds: {breakdown}", file=sys.stderr)
+  written = f"-> {out}" if os.path.exists(out) else "nothing written"
+  print(f"{frames} frames, {faces} face rows in {took:.1f} s "
+        f"({frames / max(took, 1e-9):.1f} frames/s end to end)"
+        f"{f', {skipped} input(s) already complete' if skipped else ''} {written}"
+        f"\nseconds: {breakdown}", file=sys.stderr)
 
 
 class _stopped_by_signals:  # pylint: disable=invalid-name

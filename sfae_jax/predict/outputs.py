@@ -8,6 +8,7 @@ a killed run keeps its work and a rerun continues it.
       settings.json                     the settings it was started with
       000000.csv  000000.json           rows of whole segments; then (written
       000001.csv  000001.json           last) where the next chunk starts
+    .locks/clip2.mp4.csv                held (flock) by the process writing it
 
 A chunk counts once its `.json` exists. It records the decoded-frame position
 where the next chunk starts (always a detection frame, `face.segments`), the face
@@ -19,6 +20,11 @@ OpenFace's and py-feat's), chunks join into one file by copying bytes (bounded
 memory, no re-encoding), and a killed Parquet writer leaves a file without its
 footer, so resuming would need a file per chunk anyway.
 
+A process writes an input's chunks only while it holds the input's lock, so two
+runs given the same `--out` never interleave their chunks: the second is refused
+the inputs the first is writing, naming its pid and host. The lock is the kernel's
+(`flock`): a killed process releases it, so a rerun never finds a stale one.
+
 `--out table.csv` keeps its meaning: the chunks live in `table.csv.parts/` and are
 joined into `table.csv` (atomically) when every input is done.
 """
@@ -26,11 +32,13 @@ joined into `table.csv` (atomically) when every input is done.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import glob
 import hashlib
 import json
 import os
 import shutil
+import socket
 from typing import Callable, Optional
 
 import pandas as pd
@@ -40,10 +48,15 @@ from sfae_jax.training import provenance
 
 PARTIAL = ".partial"
 PARTS = ".parts"
+LOCKS = ".locks"
 
 
 class SettingsMismatch(ValueError):
   """Existing output made with other settings; the message says what differs."""
+
+
+class OutputInUse(RuntimeError):
+  """Another process is writing this input's output; the message names it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +66,8 @@ class Resume:
   position: int = 0                    # decoded frames already written
   tracker: Optional[dict] = None       # `IoUTracker.state()` there
   flagged: tuple[int, ...] = ()        # frames decoded with errors so far
+  chunks: int = 0                      # complete chunks kept
+  incomplete: Optional[str] = None     # done, but the input ended early: why
 
 
 def names_for(paths) -> dict[str, str]:
@@ -82,6 +97,7 @@ class ChunkStore:
                float_format: Optional[str] = None):
     self.root, self._name, self.float_format = root, csv_name, float_format
     self._next: dict[str, int] = {}
+    self._locks: dict[str, object] = {}
 
   def csv_path(self, path: str) -> str:
     return os.path.join(self.root, self._name(path))
@@ -101,9 +117,10 @@ class ChunkStore:
           os.remove(p)
       return Resume()
     if os.path.exists(out):
-      old = (provenance.read_for(out) or {}).get("settings")
+      record = provenance.read_for(out) or {}
+      old = record.get("settings")
       if old == settings:
-        return Resume(done=True)
+        return Resume(done=True, incomplete=record.get("incomplete"))
       raise SettingsMismatch(
           f"{out} exists, made with other settings ("
           f"{_differences(old or {}, settings) or 'no settings recorded'}); rerun "
@@ -122,7 +139,33 @@ class ChunkStore:
       return Resume()
     state = _read_json(chunks[-1][1])
     return Resume(False, int(state["position"]), state["tracker"],
-                  tuple(state["flagged"]))
+                  tuple(state["flagged"]), len(chunks))
+
+  def lock(self, path: str) -> None:
+    """Holds `path`'s output for this process until `unlock` (or the process
+    ends, killed or not); OutputInUse when another process holds it."""
+    folder = os.path.join(self.root, LOCKS)
+    os.makedirs(folder, exist_ok=True)
+    f = open(os.path.join(folder, self._name(path)), "a+")  # pylint: disable=consider-using-with
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      holder = f.read().strip() or "another process"
+      f.close()
+      raise OutputInUse(
+          f"{self.csv_path(path)} is being written by another predict run "
+          f"({holder}): wait for it to finish, or choose another --out.") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} on {socket.gethostname()}")
+    f.flush()
+    self._locks[path] = f
+
+  def unlock(self, path: str) -> None:
+    f = self._locks.pop(path, None)
+    if f is not None:
+      f.close()
 
   def _chunks(self, path: str) -> list[tuple[str, str]]:
     """(csv, json) of the complete chunks, in order; a chunk whose json is

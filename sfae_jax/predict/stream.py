@@ -57,7 +57,9 @@ def default_workers() -> int:
 @dataclasses.dataclass
 class InputResult:
   path: str
-  status: str = "pending"      # done | skipped (complete before) | failed | stopped
+  status: str = "pending"      # done | skipped (complete before) | failed |
+                               # truncated (its CSV ends where decoding broke;
+                               # `error` says why) | stopped
   frames: int = 0              # rows' frames produced by this run
   faces: int = 0
   error: Optional[str] = None
@@ -73,7 +75,7 @@ class Report:
 
   @property
   def failures(self) -> list[str]:
-    return [r.error for r in self.inputs.values() if r.status == "failed"]
+    return [r.error for r in self.inputs.values() if r.error]
 
 
 @dataclasses.dataclass
@@ -95,8 +97,11 @@ class _Segment:
 @dataclasses.dataclass
 class _Marker:
   path: str
-  kind: str                     # start | end | error | stopped
+  kind: str                     # start | end | truncated | error | stopped |
+                                # skipped (completed by another run meanwhile)
   error: Optional[Exception] = None
+  plan: Optional[outputs.Resume] = None   # start: where the input's work starts
+                                          # (None: not to be written here)
 
 
 class _Batches:
@@ -156,7 +161,8 @@ class _InputState:
     self.tracker = (tracking.IoUTracker.from_state(resume.tracker)
                     if resume.tracker else tracking.IoUTracker())
     self.flagged = list(resume.flagged)
-    self.position = resume.position        # decoded frames in finished rows
+    self.started = resume.position         # decoded frames written before this run
+    self.position = resume.position        # ... in finished rows
     self.arrived = resume.position         # ... in segments taken so far
     self.chunk_tracker = resume.tracker    # the tracker's state at `position`
     self.tables: list[pd.DataFrame] = []   # rows not yet in a chunk
@@ -173,7 +179,10 @@ def run(det, paths, every: int = 1, *, store: Optional[outputs.ChunkStore] = Non
   input's rows go to its CSV there, a chunk of `chunk_frames` at a time, and a
   rerun continues where the last one stopped; without one, they are returned in
   memory (`Report.inputs[path].table`). An input that cannot be read gives no
-  rows: `on_failure(path, error)` is called (raise there to stop the run).
+  rows, and one whose decoding breaks part-way keeps the rows before the break
+  and a last row flagged `decode_error=2` where it broke: either way
+  `on_failure(path, error)` is called (raise there to stop the run). So is it
+  for an input whose output another process is writing (`outputs.OutputInUse`).
 
   `Report.seconds`: decode (decoder thread), detect (face workers: detection,
   refit and alignment, summed over processes), wait (this thread waiting for
@@ -181,19 +190,14 @@ def run(det, paths, every: int = 1, *, store: Optional[outputs.ChunkStore] = Non
   tables), write (chunks and overlays)."""
   stop, abort = stop or threading.Event(), threading.Event()
   settings = det.settings(every)
-  plans = {p: store.resume(p, settings, fresh) if store else outputs.Resume()
-           for p in paths}
   results = {p: InputResult(p) for p in paths}
-  for p, plan in plans.items():
-    if plan.done:
-      results[p].status = "skipped"
-      results[p].csv = store.csv_path(p)
-  todo = [p for p in paths if not plans[p].done]
+  plans = _plans(store, paths, settings, fresh, results, on_failure)
+  todo = [p for p in paths if p in plans and not plans[p].done]
   timing = collections.defaultdict(float)
   report = Report(results, timing)
   if not todo:
     return report
-  totals = {p: _frames_to_do(p, every, plans[p].position) for p in todo}
+  totals = {p: _frames_to_do(p, every, plans[p]) for p in todo}
   interval = 0.5 if sys.stderr.isatty() else 15  # a log file gets a line a while
   overall = tqdm.tqdm(total=sum(totals.values()) or None, unit="frame",
                       desc="all inputs", disable=not progress, position=0,
@@ -203,20 +207,30 @@ def run(det, paths, every: int = 1, *, store: Optional[outputs.ChunkStore] = Non
   items: queue.Queue = queue.Queue(maxsize=max(workers, 1) + 2)
   feeder = threading.Thread(
       target=_feed, daemon=True, name="predict-decoder",
-      args=(det, todo, plans, every, detect_every, pool, items, stop, abort,
-            overlays is not None, timing))
+      args=(det, todo, store, settings, every, detect_every, pool, items, stop,
+            abort, overlays is not None, timing))
   batches = _Batches(det.forward, det.variables, det.batch_size,
                      overlays is not None, timing)
   waiting: collections.deque = collections.deque()
   states: dict[str, _InputState] = {}
   max_waiting = _MAX_WAITING_OVERLAYS if overlays else _MAX_WAITING
 
+  def count_faces():
+    overall.set_postfix(faces=sum(r.faces for r in results.values()),
+                        failed=len(report.failures), refresh=False)
+
   def finish_ready():
     while waiting and (isinstance(waiting[0], _Marker) or not waiting[0].waiting):
       item = waiting.popleft()
       if isinstance(item, _Marker):
-        _close(item, states.pop(item.path), results[item.path], store, det,
-               settings, on_failure, timing)
+        state = states.pop(item.path)
+        _close(item, state, results[item.path], store, det, settings, on_failure,
+               timing)
+        # The bar's total was the containers' declared frames: it ends at the
+        # frames decoded.
+        overall.total += state.arrived - state.started - totals[item.path]
+        count_faces()
+        overall.refresh()
         continue
       state = states[item.path]
       start = time.perf_counter()
@@ -234,6 +248,7 @@ def run(det, paths, every: int = 1, *, store: Optional[outputs.ChunkStore] = Non
         _write_chunk(store, state, timing)
       results[item.path].frames += item.n_frames
       results[item.path].faces += int(table["success"].sum())
+      count_faces()
 
   started = time.perf_counter()
   feeder.start()
@@ -252,8 +267,8 @@ def run(det, paths, every: int = 1, *, store: Optional[outputs.ChunkStore] = Non
                         desc=os.path.basename(path), position=1, dynamic_ncols=True,
                         disable=not progress or not media.is_video(path),
                         mininterval=interval)
-        states[path] = _InputState(path, plans[path], bar)
-        if store is not None:
+        states[path] = _InputState(path, item.plan or outputs.Resume(), bar)
+        if store is not None and item.plan is not None:
           store.start(path, settings)
       elif isinstance(item, _Marker):
         waiting.append(item)
@@ -274,8 +289,6 @@ def run(det, paths, every: int = 1, *, store: Optional[outputs.ChunkStore] = Non
         waiting.append(segment)
         states[path].bar.update(len(found))
         overall.update(len(found))
-        overall.set_postfix(faces=sum(r.faces for r in results.values()),
-                            failed=len(report.failures), refresh=False)
         if sum(isinstance(w, _Segment) for w in waiting) > max_waiting:
           batches.send()
       finish_ready()
@@ -289,6 +302,8 @@ def run(det, paths, every: int = 1, *, store: Optional[outputs.ChunkStore] = Non
       pool.shutdown(wait=True, cancel_futures=True)
     for state in states.values():
       state.bar.close()
+      if store is not None:
+        store.unlock(state.path)
     overall.close()
   report.stopped = stop.is_set() and any(r.status in ("pending", "stopped")
                                          for r in results.values())
@@ -337,14 +352,31 @@ def _close(marker: _Marker, state: _InputState, result: InputResult, store, det,
            settings, on_failure, timing) -> None:
   """An input's last segment is done: finish, fail or keep it for a rerun."""
   state.bar.close()
+  try:
+    _finish_input(marker, state, result, store, det, settings, on_failure, timing)
+  finally:
+    if store is not None:
+      store.unlock(state.path)
+
+
+def _finish_input(marker: _Marker, state: _InputState, result: InputResult, store,
+                  det, settings, on_failure, timing) -> None:
+  if marker.kind == "skipped":
+    result.status, result.csv = "skipped", store.csv_path(state.path)
+    return
   if marker.kind == "error":
     result.status, result.error = "failed", str(marker.error)
     result.frames = result.faces = 0  # its rows are discarded
-    if store is not None:
+    if store is not None and not isinstance(marker.error, outputs.OutputInUse):
       store.discard(state.path)
     if on_failure is not None:
       on_failure(state.path, marker.error)
     return
+  record = dict(det.provenance, settings=settings)
+  if marker.kind == "truncated":  # the rows before the break are kept
+    state.tables.append(_break_row(state.path, marker.error.decoded, det))
+    result.status, result.error = "truncated", str(marker.error)
+    record["incomplete"] = result.error
   if store is not None:
     _write_chunk(store, state, timing)
   if marker.kind == "stopped":
@@ -356,22 +388,77 @@ def _close(marker: _Marker, state: _InputState, result: InputResult, store, det,
         f"warning: {state.path}: {len(state.flagged)} frame(s) decoded with errors "
         f"(frames {shown}{' ...' if len(state.flagged) > 10 else ''}): rows "
         "flagged decode_error=1, success=0, not analysed.", file=sys.stderr)
-  result.status = "done"
+  if marker.kind == "end":
+    result.status = "done"
   if store is None:
     result.table = rows.concat(state.tables, det.au_ids, det.intensity_au_ids)
   else:
     start = time.perf_counter()
-    result.csv = store.finish(state.path, dict(det.provenance, settings=settings))
+    result.csv = store.finish(state.path, record)
     timing["write"] += time.perf_counter() - start
+  if marker.kind == "truncated" and on_failure is not None:
+    on_failure(state.path, marker.error)
 
 
-def _frames_to_do(path, every, position) -> int:
+def _break_row(path: str, index: int, det) -> pd.DataFrame:
+  """The row of the first frame that could not be decoded (success=0,
+  decode_error=2, no timestamp: it was never presented)."""
+  frame = segments.FrameFaces(index, float("nan"), True, ())
+  return rows.table([rows.row(path, frame, -1, None, None, decode_error=2)],
+                    np.zeros((0, det.num_outputs)), det.au_ids, det.threshold,
+                    det.intensity_au_ids)
+
+
+def _declared_frames(path) -> int:
+  """A video's frame count as its container declares it (0: unknown, or
+  unreadable, which is reported when it is read); 1 for an image."""
   if not media.is_video(path):
     return 1
   try:
-    return max(0, -(-media.video_info(path)[1] // every) - position)
+    return media.video_info(path)[1]
   except media.MediaError:
-    return 0  # reported when it is read
+    return 0
+
+
+def _frames_to_do(path, every, plan: outputs.Resume) -> int:
+  if not media.is_video(path):
+    return 1
+  return max(0, -(-_declared_frames(path) // every) - plan.position)
+
+
+def _plans(store, paths, settings, fresh, results, on_failure) -> dict:
+  """Where each input's work starts (`outputs.Resume`); inputs complete before
+  are marked skipped (or truncated, as their provenance says), and one whose
+  output another process is writing is failed, its output left alone. A
+  resumed input is announced."""
+  if store is None:
+    return {p: outputs.Resume() for p in paths}
+  plans = {}
+  for p in paths:
+    try:
+      store.lock(p)
+    except outputs.OutputInUse as e:
+      results[p].status, results[p].error = "failed", str(e)
+      if on_failure is not None:
+        on_failure(p, e)
+      continue
+    try:
+      plans[p] = plan = store.resume(p, settings, fresh)
+    finally:
+      store.unlock(p)
+    if plan.done:
+      results[p].status, results[p].csv = "skipped", store.csv_path(p)
+      if plan.incomplete:
+        results[p].error = plan.incomplete
+        if on_failure is not None:
+          on_failure(p, media.TruncatedMedia(plan.incomplete, 0))
+    elif plan.position:
+      frame = plan.position * settings["every"]
+      declared = _declared_frames(p)
+      tqdm.tqdm.write(f"continuing {p} at frame {frame}"
+                      + (f" of {declared}" if declared else "")
+                      + f" ({plan.chunks} chunk(s) kept)", file=sys.stderr)
+  return plans
 
 
 def _pool(det, workers):
@@ -382,11 +469,14 @@ def _pool(det, workers):
       initializer=segments.start_worker, initargs=(det.backend_name,))
 
 
-def _feed(det, paths, plans, every, detect_every, pool, items, stop, abort,
-          keep_frames, timing):
+def _feed(det, paths, store, settings, every, detect_every, pool, items, stop,
+          abort, keep_frames, timing):
   """The decoder thread: segments of every input, in order, into `items`, each
-  input between a start `_Marker` and an end, error or stopped one. `stop`: end after the current segment; `abort`: the
-  consumer is gone, end now."""
+  input between a start `_Marker` and an end, truncated, error or stopped one.
+  With a store, an input is locked, and its plan read again under the lock,
+  before its first frame is decoded (the lock is released when the consumer
+  closes it). `stop`: end after the current segment; `abort`: the consumer is
+  gone, end now."""
   def put(item):
     while not abort.is_set():
       try:
@@ -398,16 +488,32 @@ def _feed(det, paths, plans, every, detect_every, pool, items, stop, abort,
 
   try:
     for path in paths:
-      if stop.is_set() or not put(_Marker(path, "start")):
+      if stop.is_set():
+        break
+      try:
+        plan = _locked_plan(store, path, settings)
+      except outputs.OutputInUse as e:
+        if not (put(_Marker(path, "start")) and put(_Marker(path, "error", e))):
+          break
+        continue
+      if plan.done:
+        if not (put(_Marker(path, "start")) and put(_Marker(path, "skipped"))):
+          break
+        continue
+      if not put(_Marker(path, "start", plan=plan)):
         break
       video = media.is_video(path)
       length = segments.segment_length(detect_every) if video else 1
       frames, kind, error = [], "end", None
       try:
-        decoded = media.frames(path, every, plans[path].position)
+        decoded = media.frames(path, every, plan.position)
         while True:
           start = time.perf_counter()
-          frame = next(decoded, None)
+          try:
+            frame = next(decoded, None)
+          except media.TruncatedMedia as e:
+            # the frames before the break are finished and kept
+            frame, kind, error = None, "truncated" if e.decoded else "error", e
           timing["decode"] += time.perf_counter() - start
           if frame is not None:
             frames.append(frame)
@@ -434,6 +540,22 @@ def _feed(det, paths, plans, every, detect_every, pool, items, stop, abort,
   except Exception as e:  # pylint: disable=broad-except  (re-raised by the consumer)
     put(e)
   put(None)
+
+
+def _locked_plan(store, path, settings) -> outputs.Resume:
+  """The input's plan, read again under its lock (another run may have moved it
+  on since `_plans`); a done one is not kept locked."""
+  if store is None:
+    return outputs.Resume()
+  store.lock(path)
+  try:
+    plan = store.resume(path, settings)
+  except BaseException:
+    store.unlock(path)
+    raise
+  if plan.done:
+    store.unlock(path)
+  return plan
 
 
 def _drain(items):

@@ -28,7 +28,9 @@ def open_atomically(path) -> Iterator[TextIO]:
     with tmp.open("w") as f:
       yield f
     tmp.replace(target)
-  except BaseException:
+  except BaseException as e:
     if tmp.exists():
       tmp.unlink()
+    if isinstance(e, OSError) and e.filename is None:  # a failed write names no file
+      e.filename = str(target)
     raise

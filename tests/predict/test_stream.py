@@ -1,10 +1,12 @@
 """Streamed predict: the rows of one sequential pass, bounded memory, resume after
-a kill, SIGTERM at a chunk boundary, parallel face workers."""
+a kill (no worker outlives it), SIGTERM at a chunk boundary, a full disk, two
+runs on one output, parallel face workers."""
 
 import glob
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -38,13 +40,28 @@ def _cli(trained_run, *args):
 
 
 @pytest.fixture(scope="module")
-def whole_run(trained_run, clip, tmp_path_factory):
-  """An uninterrupted CLI run on `clip`: its CSV's text."""
+def whole(trained_run, clip, tmp_path_factory):
+  """An uninterrupted CLI run on `clip`: (its CSV's text, its stderr)."""
   out = tmp_path_factory.mktemp("whole") / "rows.csv"
   r = subprocess.run(_cli(trained_run, clip, "--out", out, "--workers", 2),
                      capture_output=True, text=True, cwd=ROOT)
   assert r.returncode == 0, r.stderr[-2000:]
-  return out.read_text()
+  return out.read_text(), r.stderr
+
+
+@pytest.fixture(scope="module")
+def whole_run(whole):
+  return whole[0]
+
+
+def test_the_face_counts_shown_equal_the_face_rows_written(whole):
+  text, err = whole
+  face_rows = int(pd.read_csv(io.StringIO(text))["success"].sum())
+  assert face_rows > 500
+  summary = re.search(r"(\d+) frames, (\d+) face rows in", err)
+  assert summary and int(summary.group(2)) == face_rows, err[-1000:]
+  bar = re.findall(r"all inputs: 100%.*?faces=(\d+)", err)
+  assert bar and int(bar[-1]) == face_rows, err[-1000:]
 
 
 def test_rows_equal_the_sequential_loop_on_the_shared_clips(detector, faces_dir):
@@ -87,23 +104,130 @@ def _start_and_wait_for_a_chunk(cmd, out_dir, timeout=240):
   return proc
 
 
-def test_killed_mid_input_the_rerun_continues_to_the_same_rows(
+def _descendants(pid: int) -> set[int]:
+  """Live (not zombie) processes below `pid`, from /proc."""
+  parents = {}
+  for stat in glob.glob("/proc/[0-9]*/stat"):
+    try:
+      fields = open(stat).read().rsplit(")", 1)[1].split()
+    except OSError:
+      continue
+    if fields[0] != "Z":
+      parents[int(stat.split("/")[2])] = int(fields[1])
+  found, frontier = set(), {pid}
+  while frontier:
+    frontier = {p for p, parent in parents.items() if parent in frontier} - found
+    found |= frontier
+  return found
+
+
+def _alive(pids) -> set[int]:
+  out = set()
+  for pid in pids:
+    try:
+      if open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+        out.add(pid)
+    except OSError:
+      pass
+  return out
+
+
+def test_killed_mid_input_no_worker_lives_on_and_the_rerun_continues(
     trained_run, clip, whole_run, tmp_path):
   out = tmp_path / "rows.csv"
   cmd = _cli(trained_run, clip, "--out", out, "--workers", 2, "--chunk-frames", 64)
   proc = _start_and_wait_for_a_chunk(cmd, str(out) + ".parts")
-  proc.kill()  # SIGKILL: no handler runs
+  workers = _descendants(proc.pid)
+  assert len(workers) >= 2, workers  # the face workers (and a resource tracker)
+  proc.kill()  # SIGKILL, as the out-of-memory killer sends: no handler runs
   proc.wait()
+  deadline = time.time() + 10
+  while _alive(workers) and time.time() < deadline:
+    time.sleep(0.1)
+  assert not _alive(workers), f"orphaned: {_alive(workers)}"
   assert not out.exists()
-  done = json.load(open(_partial_chunks(str(out) + ".parts")[-1]))["position"]
+  chunks = _partial_chunks(str(out) + ".parts")
+  done = json.load(open(chunks[-1]))["position"]
   assert 0 < done < 600
   r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
   assert r.returncode == 0, r.stderr[-2000:]
   assert out.read_text() == whole_run
+  assert (f"continuing {clip} at frame {done} of 600 ({len(chunks)} chunk(s) kept)"
+          in r.stderr), r.stderr[-2000:]
   # the rerun decoded only what was left (its summary counts the frames it made)
-  made = int(r.stderr.split(" frames in ")[0].split()[-1])
+  made = int(re.search(r"(\d+) frames, \d+ face rows in", r.stderr).group(1))
   assert made <= 600 - done, r.stderr[-500:]
   assert not os.path.exists(str(out) + ".parts")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """A folder on a 400 KB tmpfs (mounting needs root, as in CI): (path, resize
+  callable). Unmounted afterwards."""
+  mount = tmp_path / "disk"
+  mount.mkdir()
+  r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs",
+                      str(mount)], capture_output=True, text=True)
+  if r.returncode != 0:
+    if os.environ.get("CI"):
+      pytest.fail(f"CI runs as root and must mount a tmpfs: {r.stderr.strip()}")
+    pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.strip()}")
+  def resize(size):
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(mount)], check=True)
+  yield mount, resize
+  subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_one_line_keeps_the_chunks_and_the_rerun_continues(
+    trained_run, clip, whole_run, small_disk):
+  """The rows of 600 frames take ~1.3 MB: the 400 KB disk fills part-way."""
+  disk, resize = small_disk
+  cmd = _cli(trained_run, clip, "--out", f"{disk}/", "--workers", 1,
+             "--chunk-frames", 64)
+  full = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+  assert full.returncode == 1, full.stderr[-2000:]
+  errors = [l for l in full.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1 and "No space left on device" in errors[0], errors
+  assert f"{disk}/talking.mp4.csv" in errors[0] and "Traceback" not in full.stderr
+  kept = len(_partial_chunks(str(disk)))
+  assert kept >= 1 and f"{kept} complete chunk(s)" in errors[0]
+  assert "the same command continues" in errors[0]
+  assert not (disk / "talking.mp4.csv").exists()  # nothing that looks complete
+  assert not glob.glob(str(disk / "**" / "*.tmp"), recursive=True)
+  resize("4m")
+  again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert "continuing" in again.stderr
+  assert (disk / "talking.mp4.csv").read_text() == whole_run
+
+
+def test_a_second_run_on_an_output_being_written_is_refused(trained_run, clip,
+                                                            tmp_path):
+  """Another process holds the input's output (as a running predict does): this
+  run refuses it, naming the holder, and writes none of its chunks."""
+  out = tmp_path / "tracks"
+  holder = subprocess.Popen(
+      [sys.executable, "-c",
+       "import sys, time; from sfae_jax.predict import outputs; "
+       f"store = outputs.ChunkStore({str(out)!r}, outputs.names_for([sys.argv[1]])"
+       ".__getitem__); store.lock(sys.argv[1]); print('locked', flush=True); "
+       "time.sleep(600)", clip], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+  try:
+    assert holder.stdout.readline().strip() == "locked"
+    r = subprocess.run(_cli(trained_run, clip, "--out", f"{out}/"),
+                       capture_output=True, text=True, cwd=ROOT)
+  finally:
+    holder.kill()
+    holder.wait()
+  assert r.returncode == 1, r.stderr[-2000:]
+  errors = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1 and "being written by another predict run" in errors[0]
+  assert f"pid {holder.pid} on" in errors[0]
+  assert not glob.glob(str(out / "*.partial" / "*"))
+  assert not (out / "talking.mp4.csv").exists()
+  # the holder gone (killed: the kernel released its lock), the run goes through
+  assert subprocess.run(_cli(trained_run, clip, "--out", f"{out}/", "--every", 50),
+                        capture_output=True, cwd=ROOT).returncode == 0
 
 
 def test_sigterm_ends_at_a_chunk_boundary_and_keeps_the_rows(
