@@ -20,6 +20,7 @@ checkpoint).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -170,6 +171,20 @@ def _with_relation_prior(state, info: run_info.RunInfo, mesh):
   return state.replace(params=params)
 
 
+def _evaluation_if_finished(workdir, total: int, step: int, split: str):
+  """The stored evaluation of a run already at (or past) its last step, or None
+  when it has more to train or was not evaluated yet."""
+  path = epath.Path(workdir) / f"eval_{split}_{step}.json"
+  if step < total or not path.exists():
+    return None
+  if _is_main():
+    print(f"{workdir} has trained {step} steps (this config asks for {total}) and "
+          f"is evaluated ({path}): nothing to do. To train longer, rerun with a "
+          "larger --config.num_train_steps; to evaluate again: python -m "
+          f"sfae_jax.evaluate --workdir {workdir}", flush=True)
+  return json.loads(path.read_text())
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains (or resumes) in `workdir`, then evaluates the final state; returns the
   evaluation (au_metrics dict plus `step` and `split`). Every process of a
@@ -213,6 +228,11 @@ def _train_and_evaluate(config, workdir: str) -> dict:
         sharding.replicated(mesh))
     mngr, state, _, start_step = checkpoints.restore_for_training(
         mngr, workdir, config, abstract, data_iter)
+    finished = _evaluation_if_finished(workdir, total, start_step, eval_split)
+    if finished is not None:
+      mngr.close()
+      data_iter.close()
+      return finished
     print(f"Resumed from step {start_step} in {workdir}", flush=True)
   else:
     state = jax.jit(setup.init, out_shardings=sharding.replicated(mesh))(
@@ -326,10 +346,17 @@ def main(argv):
     print("interrupted before training started or after it ended; rerun the "
           "same command to continue.", file=sys.stderr)
     sys.exit(130)
-  except (registry.DatasetError, monitor.NonFiniteLossError, ValueError,
-          checkpoints.CheckpointError, workdir_lock.WorkdirError,
-          distributed.PeerError) as e:
+  except (monitor.NonFiniteLossError, ValueError, checkpoints.CheckpointError,
+          workdir_lock.WorkdirError, distributed.PeerError) as e:
     print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  except Exception as e:  # pylint: disable=broad-except
+    # A full disk surfaces from orbax's writer threads or tensorstore as many
+    # exception types; the cause, not the type, says what happened.
+    if not checkpoints.disk_full(e):
+      raise
+    print(f"error: {checkpoints.disk_full_message(FLAGS.workdir, e)}",
+          file=sys.stderr)
     sys.exit(1)
   except jax.errors.JaxRuntimeError as e:
     if jax.process_count() == 1:

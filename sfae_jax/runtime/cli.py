@@ -3,8 +3,10 @@ and config files given by path (the tools' `--config`)."""
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import os
+import re
 import sys
 
 from absl import flags
@@ -27,8 +29,56 @@ def parse_flags(argv):
     message = str(e.args[0] if e.args else e)
   message = message.replace("\\n", " ").replace("\\", "").replace("'", "")
   message = " ".join(message.split())
-  print(f"error: {message}", file=sys.stderr)
+  print(f"error: {_override_error(argv) or message}", file=sys.stderr)
   sys.exit(2)
+
+
+def _override_error(argv) -> str | None:
+  """For a `--config.a.b=v` override that names no field of the config, or gives
+  a value of the wrong type: that flag, and the nearest field or the type
+  wanted. None when no override is at fault."""
+  specs = dict(re.findall(r"^--(\w+)=?(.*)$", a)[0] for a in argv[1:]
+               if re.match(r"^--\w+=", a))
+  specs.update({a[2:]: b for a, b in zip(argv[1:], argv[2:])
+                if re.fullmatch(r"--\w+", a)})
+  overrides = [(a.split("=", 1)[0][2:], a.split("=", 1)[1] if "=" in a else None)
+               for a in argv[1:] if re.match(r"^--\w+\.", a)]
+  loaded = {}
+  for flag, value in overrides:
+    name, path = flag.split(".", 1)
+    if name not in specs:
+      continue
+    try:
+      config = loaded.setdefault(name, load_config(specs[name]))
+    except Exception:  # pylint: disable=broad-except  (the parser's message stands)
+      return None
+    node, parts = config, path.split(".")
+    for i, key in enumerate(parts):
+      keys = list(node.keys()) if hasattr(node, "keys") else []
+      if key not in keys:
+        near = difflib.get_close_matches(key, keys, n=1)
+        where = ".".join(parts[:i + 1])
+        return (f"--{name}.{path}: the config has no field {where}"
+                + (f"; did you mean --{name}.{'.'.join(parts[:i] + near)}?"
+                   if near else f" (fields here: {', '.join(sorted(keys))})."))
+      node = node[key]
+    if value is not None and not _parses_as(node, value):
+      kind = ("true or false" if isinstance(node, bool) else
+              "an integer" if isinstance(node, int) else "a number")
+      return (f"--{name}.{path}={value}: {path} must be {kind}, as in "
+              f"{specs[name].partition(':')[0]} ({node!r}); {value!r} is not.")
+  return None
+
+
+def _parses_as(current, value: str) -> bool:
+  if isinstance(current, bool):
+    return value.lower() in ("true", "false", "1", "0")
+  if isinstance(current, (int, float)):
+    try:
+      type(current)(value)
+    except ValueError:
+      return False
+  return True
 
 
 def load_config(spec: str):

@@ -22,6 +22,7 @@ saves those steps again.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -274,3 +275,30 @@ def restore_variables(workdir, model, input_size: int, sharding,
   finally:
     mngr.close()
   return variables, step
+
+
+def disk_full(error: BaseException) -> bool:
+  """Whether `error`, or an error it was raised from, is a full disk (ENOSPC):
+  orbax and tensorstore wrap it in their own types and messages."""
+  seen = 0
+  while error is not None and seen < 12:
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+      return True
+    if "No space left on device" in str(error):
+      return True
+    error, seen = error.__cause__ or error.__context__, seen + 1
+  return False
+
+
+def disk_full_message(workdir, error: BaseException) -> str:
+  """One line for a run stopped by a full disk: where, what is intact, what to do."""
+  where = getattr(error, "filename", None) or str(workdir)
+  try:
+    newest = manager(workdir, read_only=True).latest_step()
+  except Exception:  # pylint: disable=broad-except  (the message must come out)
+    newest = None
+  kept = (f"the newest complete checkpoint, step {newest}, is intact" if newest
+          is not None else "no checkpoint was complete yet")
+  return (f"no space left on the device of {where}; {kept} (a checkpoint cut "
+          "short is never taken for one: it is removed on resume). Free space "
+          "and rerun the same command to resume.")
