@@ -24,10 +24,9 @@ def _data_section(manifest, videos, speakers, left_out, errors) -> str:
            "them frames the video decoder damaged, decode_error=1) are "
            "excluded and counted; the speaker is the unit of analysis (features "
            "are averaged over a speaker's videos).</p>")
-  if left_out:
-    body += note(
-        f"{len(left_out)} speaker(s) have no frame with a face and are left out "
-        "of the tests and the classifier: " + ", ".join(map(str, left_out)))
+  if len(left_out):
+    body += note(f"{len(left_out)} speaker(s) of the manifest are left out:")
+    body += table_html(left_out)
   if errors:
     body += note("These inputs failed and are left out: " + "; ".join(errors))
   return body
@@ -181,12 +180,11 @@ def _provenance_section(origin) -> str:
 
 
 def write(out_dir, manifest, videos, speakers, table, mixed_table, result, why,
-          errors, origin=None, temporal=None) -> None:
-  """`temporal`: (temporal.Result or None, why not) when the temporal model was
-  asked for."""
+          errors, left_out, origin=None, temporal=None) -> None:
+  """`left_out`: the speakers left out and why (`run.left_out`); `temporal`:
+  (temporal.Result or None, why not) when the temporal model was asked for."""
   analysable = speakers.dropna(subset=features.feature_names(speakers.columns,
                                                              "rate"))
-  left_out = speakers.drop(analysable.index)["speaker"].tolist()
   figs = ""
   if len(analysable):
     figs += img(figures.heatmap(analysable, os.path.join(out_dir,

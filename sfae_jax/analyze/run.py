@@ -60,6 +60,10 @@ def run_analysis(manifest_path: str, out_dir: str, workdir: str | None = None,
                  if mixed else None)
 
   cols = [c for c in videos.columns if c.startswith(("AU", "co_"))]
+  dropped = left_out(manifest, videos, cols, errors)
+  for _, row in dropped.iterrows():
+    print(f"warning: speaker {row['speaker']} ({row['first_language']}) is left "
+          f"out of {row['left_out_of']}: {row['why']}", file=sys.stderr)
   result, why = None, ""
   try:
     result = classify.classify(videos, cols, n_permutations=n_permutations,
@@ -77,11 +81,39 @@ def run_analysis(manifest_path: str, out_dir: str, workdir: str | None = None,
     except ValueError as e:
       deep_why = str(e)
   report.write(out_dir, manifest, videos, speakers, table, mixed_table, result,
-               why, errors, origin, temporal=(deep, deep_why) if temporal_model
-               else None)
+               why, errors, dropped, origin, temporal=(deep, deep_why)
+               if temporal_model else None)
   return {"stats": table, "speakers": speakers, "videos": videos,
           "classifier": result, "temporal": deep, "errors": errors,
-          "mixed": mixed_table, "provenance": origin}
+          "mixed": mixed_table, "provenance": origin, "left_out": dropped}
+
+
+def left_out(manifest: pd.DataFrame, videos: pd.DataFrame, classifier_cols,
+             errors) -> pd.DataFrame:
+  """The manifest's speakers missing from the statistics or the classifier, and
+  why: one row each (speaker, first_language, left_out_of, why)."""
+  rows = []
+  analysed = set(videos["speaker"]) if len(videos) else set()
+  for speaker, group in manifest.groupby("speaker", sort=True):
+    lang = group["first_language"].iloc[0]
+    names = [os.path.basename(v) for v in group["video"]]
+    if speaker not in analysed:
+      failed = [e for e in errors if any(v in e for v in group["video"])]
+      rows.append((speaker, lang, "the statistics and the classifier",
+                   "none of its videos could be read (" + "; ".join(
+                       failed or names) + ")"))
+      continue
+    mine = videos[videos["speaker"] == speaker]
+    if mine["frames_analysed"].sum() == 0:
+      rows.append((speaker, lang, "the statistics and the classifier",
+                   f"no face was found in {', '.join(names)}"))
+    elif mine[list(classifier_cols)].isna().any(axis=1).all():
+      rows.append((speaker, lang, "the classifier",
+                   f"{', '.join(names)} give no timing features (a photo or a "
+                   "one-frame track has no onsets per second or AU durations), "
+                   "which the classifier needs for every speaker"))
+  return pd.DataFrame(rows, columns=["speaker", "first_language", "left_out_of",
+                                     "why"])
 
 
 def _progress(what: str):
