@@ -29,6 +29,7 @@ from sfae_jax.face import schemes
 from tfds_bp4d import layout as shared_layout
 from tfds_bp4d.bp4d import layout
 from tfds_bp4d.synthetic import labels as synthetic_labels
+from tfds_bp4d.synthetic.progress import RecentEta
 from tfds_bp4d.synthetic.face import Identity, Pose, deform, neutral_landmarks
 from tfds_bp4d.synthetic.render import render
 
@@ -156,13 +157,15 @@ def generate(out: str, subjects: int = 6, tasks: int = 2, frames: int = 40,
     results = pool.map(_run_job, jobs)
   else:
     pool, results = None, map(_run_job, jobs)
+  eta = RecentEta(len(jobs))
   try:
     for done, (job, n) in enumerate(zip(jobs, results), 1):
+      eta.done(done)
       if progress:
-        rate = done / (time.perf_counter() - start)
+        left = eta.seconds()
         print(f"\rsynthetic BP4D: {done}/{len(jobs)} tasks ({job[1]} T{job[3] + 1}, "
-              f"{n} frames), ETA {(len(jobs) - done) / rate:.0f}s", end="",
-              file=sys.stderr, flush=True)
+              f"{n} frames), ETA {'?' if left is None else f'{left:.0f}s'}",
+              end="", file=sys.stderr, flush=True)
   finally:
     if pool is not None:
       pool.shutdown()
