@@ -327,6 +327,7 @@ def main(argv):
     raise app.UsageError("Both --config and --workdir are required, e.g. "
                          "--config configs/synthetic.py --workdir runs/synthetic")
   logging.set_verbosity(logging.WARNING)  # orbax and TFDS are chatty at INFO
+  checkpoints.report_write_failures_once()
   try:
     config = _CONFIG.value
     config.keys()  # a config file that failed to load raises here
@@ -346,26 +347,27 @@ def main(argv):
     print("interrupted before training started or after it ended; rerun the "
           "same command to continue.", file=sys.stderr)
     sys.exit(130)
-  except (monitor.NonFiniteLossError, ValueError, checkpoints.CheckpointError,
-          workdir_lock.WorkdirError, distributed.PeerError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
   except Exception as e:  # pylint: disable=broad-except
-    # A full disk surfaces from orbax's writer threads or tensorstore as many
-    # exception types; the cause, not the type, says what happened.
-    if not checkpoints.disk_full(e):
-      raise
+    sys.exit(_fail(e))
+
+
+def _fail(e: Exception) -> int:
+  """One line for the errors a user can act on (exit 1); others propagate."""
+  if checkpoints.disk_full(e):  # whatever type orbax or tensorstore wrapped it in
     print(f"error: {checkpoints.disk_full_message(FLAGS.workdir, e)}",
           file=sys.stderr)
-    sys.exit(1)
-  except jax.errors.JaxRuntimeError as e:
-    if jax.process_count() == 1:
-      raise
+  elif isinstance(e, (monitor.NonFiniteLossError, ValueError,
+                      checkpoints.CheckpointError, workdir_lock.WorkdirError,
+                      distributed.PeerError)):
+    print(f"error: {e}", file=sys.stderr)
+  elif isinstance(e, jax.errors.JaxRuntimeError) and jax.process_count() > 1:
     print(f"error: process {jax.process_index()}: a collective with the other "
           f"processes failed ({' '.join(str(e).split())[:300]}); another process "
           "has probably died. Rerun the same command on every host to resume from "
           "the last checkpoint.", file=sys.stderr)
-    sys.exit(1)
+  else:
+    raise e
+  return 1
 
 
 if __name__ == "__main__":

@@ -81,3 +81,31 @@ def synthetic_disfa_tfds(tmp_path_factory):
                  progress=False)
   prepare.build(manual, data_dir, "disfa49", "disfa")
   return data_dir
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """`small_disk(size)`: a folder on a tmpfs of that size ('400k'), and a
+  function that resizes it, as freeing space does. Mounting needs root, as CI
+  has; the mount goes when the test ends."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  mounts = []
+
+  def make(size: str):
+    mount = tmp_path / f"disk{len(mounts)}"
+    mount.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                        str(mount)], capture_output=True, text=True)
+    if r.returncode != 0:
+      if os.environ.get("CI"):
+        pytest.fail(f"CI runs as root and must mount a tmpfs: {r.stderr.strip()}")
+      pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.strip()}")
+    mounts.append(mount)
+    def resize(new_size: str):
+      subprocess.run(["mount", "-o", f"remount,size={new_size}", str(mount)],
+                     check=True)
+    return mount, resize
+
+  yield make
+  for mount in mounts:
+    subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -102,18 +102,96 @@ def test_talking_head_video_one_row_per_frame_one_face_id(detector, faces_dir):
   _check_au_columns(df)
 
 
-def test_truncated_video_clear_error_and_no_csv(trained_run, faces_dir, tmp_path,
-                                                capsys):
+def test_a_cut_video_keeps_its_rows_to_the_break_flags_it_and_exits_1(
+    trained_run, faces_dir, tmp_path, capsys):
+  """Half the talking head (a download cut short): its decoded frames keep their
+  rows, a last row flags the break (decode_error=2), the error names the file,
+  the other input is kept, the exit status is 1 and the summary names what was
+  written. A rerun finds the CSV complete and says the same again."""
   src = os.path.join(faces_dir, "WolfgangLanger_Pexels.mp4")
   bad = tmp_path / "cut.mp4"
   bad.write_bytes(open(src, "rb").read()[:800_000])
-  out = tmp_path / "out.csv"
-  rc = predict_cli.main(["--workdir", trained_run[0], "--backend", "dlib", str(bad),
-                     "--out", str(out)])
-  assert rc == 1
+  photo = os.path.join(faces_dir, "single_face.jpg")
+  out = tmp_path / "tracks"
+  argv = ["--workdir", trained_run[0], "--backend", "dlib", "--every", "4",
+          str(bad), photo, "--out", f"{out}/"]
+  assert predict_cli.main(argv) == 1
   err = capsys.readouterr().err
-  assert "cut.mp4" in err and ("truncated" in err or "corrupt" in err)
-  assert not out.exists() and not list(tmp_path.glob("out.csv*tmp"))
+  errors = [l for l in err.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1 and "cut.mp4" in errors[0] and "truncated" in errors[0]
+  assert f"-> {out}/" in err
+  cut = pd.read_csv(out / "cut.mp4.csv")
+  decoded = int(re.search(r"(?:after|decoded) (\d+)", errors[0]).group(1))
+  assert 50 < decoded < 472
+  assert list(cut["frame"]) == list(range(0, decoded, 4)) + [decoded]
+  last = cut.iloc[-1]
+  assert last["decode_error"] == 2 and last["success"] == 0
+  assert np.isnan(last["timestamp"])
+  assert (cut.iloc[:-1]["success"] == 1).mean() > 0.9
+  assert (out / "single_face.jpg.csv").exists()
+  record = json.load(open(out / "cut.mp4.csv.provenance.json"))
+  assert record["incomplete"] == errors[0][len("error: "):]
+  # the rerun: complete, nothing redone, the break said again, exit 1
+  text = (out / "cut.mp4.csv").read_text()
+  assert predict_cli.main(argv) == 1
+  again = capsys.readouterr().err
+  assert [l for l in again.splitlines() if l.startswith("error:")] == errors
+  assert "2 input(s) already complete" in again
+  assert (out / "cut.mp4.csv").read_text() == text
+
+
+def test_a_phone_video_is_analysed_upright_in_displayed_coordinates(detector,
+                                                                    faces_dir,
+                                                                    tmp_path):
+  """A portrait clip stored sideways with its display matrix (as phones record):
+  the face is found in every frame, and its landmarks are those found in the
+  same clip stored upright, in the upright frame's coordinates."""
+  from tests.face import made_media  # pylint: disable=g-import-not-at-top
+  import cv2  # pylint: disable=g-import-not-at-top
+  face = cv2.imread(os.path.join(faces_dir, "single_face.jpg"))[..., ::-1]
+  portrait = np.ascontiguousarray(cv2.resize(face, (240, 320)))
+  frames = [np.roll(portrait, k, axis=1) for k in range(0, 12, 2)]
+  upright = detector.detect(made_media.mp4(tmp_path / "up.mp4", frames))
+  phone = detector.detect(made_media.mp4(tmp_path / "phone.mp4", frames, turns=1))
+  assert (upright["success"] == 1).all() and (phone["success"] == 1).all()
+  xy = [f"x_{i}" for i in range(68)] + [f"y_{i}" for i in range(68)]
+  eyes = np.hypot(upright["x_39"] - upright["x_42"], upright["y_39"] - upright["y_42"])
+  error = np.abs(phone[xy].to_numpy() - upright[xy].to_numpy()).max(axis=1)
+  assert np.all(error < 0.08 * eyes.to_numpy()), error / eyes.to_numpy()
+  assert phone["y_8"].mean() > phone["y_27"].mean()  # chin below the brows
+
+
+def test_tiny_huge_and_cmyk_images_in_bounded_memory(trained_run, faces_dir,
+                                                     tmp_path):
+  """A 1x1 PNG gives its no-face row, a CMYK JPEG its face, a 20,000 x 20,000
+  PNG (1.2 GB decoded) a one-line refusal and exit 1, in well under the memory
+  its pixels would take."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  import cv2  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from tests.face import made_media  # pylint: disable=g-import-not-at-top
+  cv2.imwrite(str(tmp_path / "dot.png"), np.zeros((1, 1, 3), np.uint8))
+  Image.open(os.path.join(faces_dir, "single_face.jpg")).convert("CMYK").save(
+      tmp_path / "print.jpg")
+  made_media.black_png(tmp_path / "huge.png", 20_000, 20_000)
+  out = tmp_path / "images.csv"
+  probe = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+           "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+           "sys.exit(r.returncode)")
+  r = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m",
+                      "sfae_jax.predict", "--workdir", trained_run[0], "--backend",
+                      "dlib", "--workers", "0", str(tmp_path / "dot.png"),
+                      str(tmp_path / "print.jpg"), str(tmp_path / "huge.png"),
+                      "--out", str(out)], capture_output=True, text=True)
+  assert r.returncode == 1, r.stderr[-2000:]
+  errors = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1 and "huge.png" in errors[0] and "400 MP" in errors[0]
+  assert int(r.stdout.split()[-1]) / 1024 < 1000  # MiB; decoding takes 1,144
+  df = pd.read_csv(out).set_index("input")
+  assert df.loc[str(tmp_path / "dot.png"), "success"] == 0
+  assert df.loc[str(tmp_path / "print.jpg"), "success"] == 1
+  assert str(tmp_path / "huge.png") not in df.index
 
 
 def test_bad_input_does_not_stop_the_others(trained_run, faces_dir, tmp_path,

@@ -2,6 +2,7 @@
 the step and exits 75, a workdir in use or without its record is refused, bad
 numbers are refused before any work, each in one line."""
 
+import glob
 import json
 import os
 import re
@@ -110,12 +111,48 @@ def test_a_workdir_held_by_a_live_job_is_refused_in_one_line(synthetic_tfds,
 
 
 def test_evaluate_reads_a_workdir_while_its_training_holds_it(trained_run,
-                                                               tmp_path):
+                                                               tmp_path, capsys):
+  """Training holds the workdir and is writing checkpoint 9 (orbax writes it
+  under a temporary name, renamed when complete): evaluation reads the complete
+  step 6, never the one being written, and says which step it read."""
   workdir = str(tmp_path / "run")
   shutil.copytree(trained_run[0], workdir)
+  writing = os.path.join(workdir, "checkpoints", "9.orbax-checkpoint-tmp-1234")
+  shutil.copytree(os.path.join(workdir, "checkpoints", "6"), writing)
+  for name in glob.glob(os.path.join(writing, "state", "**", "d", "*"),
+                        recursive=True)[::2]:
+    os.truncate(name, 10)  # half-written
   with workdir_lock.WorkdirLock(workdir):
     result = evaluate.evaluate_workdir(workdir)
   assert result["step"] == 6 and result["num_examples"] == 20
+  out = capsys.readouterr()
+  assert "part3, step 6" in out.out and "warning" not in out.err
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_rerun_resumes(
+    trained_run, synthetic_tfds, small_disk):
+  """Checkpoint 3 fits on the 2.6 MB disk, checkpoint 6 does not: one line
+  naming the intact step 3, nothing else on stderr; with space freed, the rerun
+  resumes from step 3 to the parameters of the uninterrupted run."""
+  disk, resize = small_disk("2600k")
+  workdir = disk / "run"
+  cmd = _cli(workdir, "--config.data_dir", synthetic_tfds)
+  full = subprocess.run(cmd, capture_output=True, text=True)
+  assert full.returncode == 1, full.stderr[-3000:]
+  # the one line, beside the run's own warnings (the tiny split lacks an AU)
+  others = [l for l in full.stderr.splitlines() if not l.startswith(("error:", "W"))]
+  assert not others, full.stderr[-3000:]
+  (line,) = _errors(full.stderr)
+  assert "no space left" in line and f"{workdir}" in line
+  assert "step 3, is intact" in line and "rerun the same command" in line
+  assert sorted(os.listdir(workdir / "checkpoints"))[0] == "3"
+  resize("20m")
+  again = subprocess.run(cmd, capture_output=True, text=True)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "Resumed from step 3" in again.stdout
+  for a, b in zip(jax.tree.leaves(_params(workdir, 6)),
+                  jax.tree.leaves(_params(trained_run[0], 6))):
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 
 def test_checkpoints_without_run_json_are_refused_and_the_copy_restores_it(

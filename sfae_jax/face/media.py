@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import re
 from typing import Iterator, Optional
 import warnings
 
@@ -113,20 +114,24 @@ def read_image(path: str) -> np.ndarray:
 
 def _check_size(path: str, data: bytes) -> None:
   """A MediaError for an image over MAX_IMAGE_PIXELS, read from its header."""
-  limit = f"more than predict reads ({MAX_IMAGE_PIXELS / 1e6:.0f} MP): downscale it"
   try:
     with warnings.catch_warnings():
       warnings.simplefilter("ignore", Image.DecompressionBombWarning)
       with Image.open(io.BytesIO(data)) as im:
         width, height = im.size
-  except Image.DecompressionBombError as e:  # Pillow's own limit, ~179 MP x 2
-    raise MediaError(f"{path}: {str(e).split(',')[0]}, {limit}.") from None
+  except Image.DecompressionBombError as e:  # over Pillow's own limit, ~358 MP
+    found = re.search(r"\((\d+) pixels\)", str(e))
+    raise _too_large(path, "an image", int(found.group(1)) if found else 0) from None
   except Exception:  # pylint: disable=broad-except  (not Pillow's: OpenCV decides)
     return
   if width * height > MAX_IMAGE_PIXELS:
-    raise MediaError(f"{path}: {width} x {height} pixels "
-                     f"({width * height / 1e6:.0f} MP), {limit} (e.g. to 4000 "
-                     "pixels on its longest side).")
+    raise _too_large(path, f"{width} x {height} pixels", width * height)
+
+
+def _too_large(path: str, size: str, pixels: int) -> MediaError:
+  return MediaError(f"{path}: {size} ({pixels / 1e6:.0f} MP), more than predict "
+                    f"reads ({MAX_IMAGE_PIXELS / 1e6:.0f} MP): downscale it, e.g. "
+                    "to 4000 pixels on its longest side.")
 
 
 _STANDALONE = frozenset([0x01] + list(range(0xD0, 0xD8)))  # TEM, RST0-7: no length

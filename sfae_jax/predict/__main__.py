@@ -166,8 +166,10 @@ def _join(out, root, report, det, every) -> None:
     shutil.rmtree(root, ignore_errors=True)
     return
   outputs.join_csvs(out, parts)
-  provenance.write(out, dict(det.provenance, settings=det.settings(
-      every), inputs=[r.path for r in report.inputs.values() if r.csv]))
+  done = [r for r in report.inputs.values() if r.csv]
+  provenance.write(out, dict(det.provenance, settings=det.settings(every),
+                             inputs=[r.path for r in done],
+                             incomplete={r.path: r.error for r in done if r.error}))
   shutil.rmtree(root, ignore_errors=True)
 
 

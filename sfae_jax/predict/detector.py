@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tqdm
 
 from sfae_jax.data import augment
 from sfae_jax.face import align, detectors, media, schemes
@@ -191,5 +192,6 @@ class Detector:
   def _failed(self, e: Exception, on_error: str) -> None:
     if on_error == "raise":
       raise e
-    print(f"error: {e}", file=sys.stderr, flush=True)
+    # above the progress bars, on a line of its own
+    tqdm.tqdm.write(f"error: {e}", file=sys.stderr)
     self.failures.append(str(e))

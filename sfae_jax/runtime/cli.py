@@ -17,6 +17,8 @@ HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
 def parse_flags(argv):
   """absl flag parsing, with config mistakes as one-line errors (no traceback);
   --help exits 0 (absl's exits 1, which scripts read as a failure)."""
+  for spec in _config_specs(argv).values():
+    _importable_base(spec)
   try:
     return flags.FLAGS(argv)
   except SystemExit as e:
@@ -37,10 +39,7 @@ def _override_error(argv) -> str | None:
   """For a `--config.a.b=v` override that names no field of the config, or gives
   a value of the wrong type: that flag, and the nearest field or the type
   wanted. None when no override is at fault."""
-  specs = dict(re.findall(r"^--(\w+)=?(.*)$", a)[0] for a in argv[1:]
-               if re.match(r"^--\w+=", a))
-  specs.update({a[2:]: b for a, b in zip(argv[1:], argv[2:])
-                if re.fullmatch(r"--\w+", a)})
+  specs = _config_specs(argv)
   overrides = [(a.split("=", 1)[0][2:], a.split("=", 1)[1] if "=" in a else None)
                for a in argv[1:] if re.match(r"^--\w+\.", a)]
   loaded = {}
@@ -70,6 +69,27 @@ def _override_error(argv) -> str | None:
   return None
 
 
+def _config_specs(argv) -> dict:
+  """{flag name: value} of the `--name value` and `--name=value` flags: the
+  config files among them."""
+  specs = dict(re.findall(r"^--(\w+)=?(.*)$", a)[0] for a in argv[1:]
+               if re.match(r"^--\w+=", a))
+  specs.update({a[2:]: b for a, b in zip(argv[1:], argv[2:])
+                if re.fullmatch(r"--\w+", a)})
+  return specs
+
+
+def _importable_base(spec: str) -> None:
+  """A config in a package folder imports its base config by package
+  (`from configs import default`): the folder above it goes on sys.path, so
+  the command runs from any working directory."""
+  folder = os.path.dirname(os.path.abspath(spec.partition(":")[0]))
+  if os.path.isfile(os.path.join(folder, "__init__.py")):
+    above = os.path.dirname(folder)
+    if above not in sys.path:
+      sys.path.append(above)
+
+
 def _parses_as(current, value: str) -> bool:
   if isinstance(current, bool):
     return value.lower() in ("true", "false", "1", "0")
@@ -87,6 +107,7 @@ def load_config(spec: str):
   if not os.path.isfile(path):
     raise OSError(f"--config {path}: no such file (run from the repository root, "
                   "or give the path to a config such as configs/default.py).")
+  _importable_base(spec)
   module_spec = importlib.util.spec_from_file_location("sfae_config", path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)

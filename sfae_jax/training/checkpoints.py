@@ -23,6 +23,7 @@ saves those steps again.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import sys
@@ -164,7 +165,7 @@ def _reason(error: BaseException) -> str:
   return best if len(best) <= 400 else best[:400] + " ..."
 
 
-def _quiet_closed_loop_errors() -> None:
+def quiet_closed_loop_errors() -> None:
   """After a failed restore, tensorstore's pending reads call back into orbax's
   asyncio loop once it is closed, and each prints a 'RuntimeError: Event loop is
   closed' traceback (at exit too). They say nothing about the checkpoint, whose
@@ -211,7 +212,7 @@ def restore_newest(mngr: ocp.CheckpointManager, target, data_iter=None,
       # orbax and tensorstore raise many types (ValueError, Exception, OSError,
       # FileNotFoundError, ...) for a damaged file: each means "unreadable".
       damaged.append((s, _reason(e)))
-      _quiet_closed_loop_errors()
+      quiet_closed_loop_errors()
       if step is not None:
         break
       older = [t for t in steps if t < s]
@@ -275,6 +276,27 @@ def restore_variables(workdir, model, input_size: int, sharding,
   finally:
     mngr.close()
   return variables, step
+
+
+class _DiskFullFilter(logging.Filter):
+  """Drops the log records orbax's writer threads and asyncio emit for a full
+  disk: the command reports it, once (`disk_full_message`)."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    text = record.getMessage()
+    if record.exc_info and record.exc_info[1] is not None:
+      text += str(record.exc_info[1])
+    return "No space left on device" not in text
+
+
+def report_write_failures_once() -> None:
+  """For a command that reports a full disk itself: orbax's and asyncio's own
+  records of it, and the 'Event loop is closed' tracebacks that tensorstore's
+  pending writes print after it, stay silent."""
+  for handler in logging.getLogger().handlers:
+    if not any(isinstance(f, _DiskFullFilter) for f in handler.filters):
+      handler.addFilter(_DiskFullFilter())
+  quiet_closed_loop_errors()
 
 
 def disk_full(error: BaseException) -> bool:

@@ -166,23 +166,40 @@ def test_a_video_listed_twice_is_refused_naming_its_rows(tmp_path):
     tracks.read_manifest(str(path))
 
 
-def test_demo_manifest_over_real_media_end_to_end(trained_run, faces_dir, tmp_path):
+def test_demo_manifest_over_real_media_end_to_end(trained_run, faces_dir, tmp_path,
+                                                  capsys):
   """Labels invented (and marked so): media -> predict -> report.html whose every
-  PNG exists and opens."""
+  PNG exists and opens. A missing video, a speaker whose video has no face and
+  one with a photo only are each named with why they are left out, on stderr
+  and in the report."""
   videos = ["WolfgangLanger_Pexels.mp4", "single_face.mp4", "no_face.mp4",
-            "single_face.jpg"]
+            "single_face.jpg", "lost.mp4"]
   manifest = pd.DataFrame({
-      "video": [os.path.join(faces_dir, v) for v in videos],
-      "speaker": ["wolfgang", "clip_speaker", "nobody", "photo_person"],
-      "first_language": ["German", "English", "English", "German"],
-      "label_note": ["INVENTED labels for a demo: not real first languages"] * 4})
+      "video": [os.path.join(faces_dir, v) for v in videos[:-1]]
+               + [str(tmp_path / "lost.mp4")],
+      "speaker": ["wolfgang", "clip_speaker", "nobody", "photo_person", "gone"],
+      "first_language": ["German", "English", "English", "German", "English"],
+      "label_note": ["INVENTED labels for a demo: not real first languages"] * 5})
   path = tmp_path / "demo.csv"
   manifest.to_csv(path, index=False)
   out_dir = tmp_path / "report"
   rc = analyze_cli.main(["--manifest", str(path), "--out", str(out_dir),
                          "--workdir", trained_run[0], "--every", "6",
                          "--backend", "dlib", "--permutations", "10"])
-  assert rc == 0
+  assert rc == 1  # a video of the manifest is missing: the report is written
+  err = capsys.readouterr().err
+  assert f"error: {tmp_path / 'lost.mp4'}: no such file." in err
+  left = {m.group(1): m.group(2) for m in re.finditer(
+      r"warning: speaker (\w+) \(\w+\) is left out of (the [\w ]+):", err)}
+  assert left == {"gone": "the statistics and the classifier",
+                  "nobody": "the statistics and the classifier",
+                  "photo_person": "the classifier"}, err[-2000:]
+  assert "lost.mp4" in err.split("speaker gone")[1].splitlines()[0]
+  assert "no face was found in no_face.mp4" in err
+  assert "single_face.jpg give no timing features" in err
+  # the bar counts the frames decoded (some containers declare a few more)
+  done, total = re.findall(r"all inputs: [^|]*\|[^|]*\| (\d+)/(\d+)", err)[-1]
+  assert done == total, err[-500:]
   html = (out_dir / "report.html").read_text()
   pngs = re.findall(r"src='([^']+\.png)'", html)
   assert {"heatmap.png", "distributions.png"} <= set(pngs)
@@ -193,7 +210,9 @@ def test_demo_manifest_over_real_media_end_to_end(trained_run, faces_dir, tmp_pa
   speakers = pd.read_csv(out_dir / "speakers.csv")
   nobody = speakers.set_index("speaker").loc["nobody"]
   assert nobody["frames_analysed"] == 0 and nobody["frames_no_face"] > 0
-  assert re.search(r"no frame with a face[^<]*: nobody", html)
+  assert "3 speaker(s) of the manifest are left out" in html
+  for speaker in ("gone", "nobody", "photo_person"):
+    assert f"<td>{speaker}</td>" in html
   cached = os.listdir(out_dir / "tracks")              # cached for the next run,
   assert len([f for f in cached if f.endswith(".csv")]) == 4   # each with its
   assert len([f for f in cached if f.endswith(".provenance.json")]) == 4  # record

@@ -1,13 +1,18 @@
-"""Reading images: a truncated or corrupt JPEG is a named error, never a grey-filled
-face (OpenCV decodes a cut JPEG without complaint)."""
+"""Reading media: a truncated or corrupt JPEG is a named error, never a grey-filled
+face (OpenCV decodes a cut JPEG without complaint); media as phones and archives
+make them (rotated, variable-rate, late-starting or cut videos; tiny, huge and
+CMYK images)."""
 
 import os
 
+import av
 import cv2
 import numpy as np
+from PIL import Image
 import pytest
 
 from sfae_jax.face import media
+from tests.face import made_media
 
 
 def _jpeg(**params) -> bytes:
@@ -82,3 +87,75 @@ def test_an_audio_only_mp4_says_it_has_no_video_stream(tmp_path):
     with pytest.raises(media.MediaError,
                        match=r"speech\.mp4: has no video stream \(it holds audio"):
       read(path)
+
+
+def _marked(height=96, width=64):
+  """Black, with a white top-left corner: the orientation is visible."""
+  image = np.zeros((height, width, 3), np.uint8)
+  image[:16, :16] = 255
+  return image
+
+
+@pytest.mark.parametrize("turns", [1, 2, 3])
+def test_a_phone_video_is_read_upright(tmp_path, turns):
+  """Stored turned (as a phone's sensor records), with the display matrix that
+  turns it back: the frames come out as a player shows them."""
+  upright = _marked()
+  path = made_media.mp4(tmp_path / "phone.mp4", [upright] * 3, turns=turns)
+  with av.open(path) as container:  # the file as a phone writes it
+    assert container.streams.video[0].height == np.rot90(upright, turns).shape[0]
+  for frame in media.frames(path):
+    assert frame.rgb.shape == upright.shape
+    assert frame.rgb[:16, :16].mean() > 200 and frame.rgb[-16:, -16:].mean() < 50
+
+
+def test_timestamps_are_presentation_times_not_frame_over_fps(tmp_path):
+  """Variable frame rate, first frame at 1.5 s (a cut from a longer recording)."""
+  pts = [1500, 1540, 1600, 1700, 1733, 1900]
+  path = made_media.mp4(tmp_path / "vfr.mp4", [_marked()] * len(pts), pts_ms=pts)
+  got = [(f.index, f.timestamp) for f in media.frames(path)]
+  assert got == [(k, t / 1000) for k, t in enumerate(pts)]
+  assert [f.timestamp for f in media.frames(path, every=2)] == [1.5, 1.6, 1.733]
+
+
+def test_a_cut_video_yields_its_good_frames_then_says_where_it_broke(faces_dir,
+                                                                     tmp_path):
+  src = os.path.join(faces_dir, "WolfgangLanger_Pexels.mp4")
+  cut = tmp_path / "cut.mp4"
+  cut.write_bytes(open(src, "rb").read()[:800_000])
+  read = []
+  with pytest.raises(media.TruncatedMedia, match="cut.mp4") as error:
+    for frame in media.frames(str(cut)):
+      read.append(frame.index)
+  assert 0 < error.value.decoded < 472
+  assert read == list(range(error.value.decoded))
+
+
+def test_a_one_pixel_png_is_one_frame(tmp_path):
+  path = str(tmp_path / "dot.png")
+  cv2.imwrite(path, np.full((1, 1, 3), 200, np.uint8))
+  (frame,) = media.frames(path)
+  assert frame.rgb.shape == (1, 1, 3) and frame.rgb[0, 0, 0] == 200
+
+
+def test_a_huge_image_is_refused_from_its_header(tmp_path, monkeypatch):
+  """20,000 x 20,000 (1.2 GB decoded) and just over the limit: named, with the
+  fix, and never decoded."""
+  def no_decoding(*args, **kwargs):
+    raise AssertionError("decoded")
+  monkeypatch.setattr(media.cv2, "imdecode", no_decoding)
+  huge = made_media.black_png(tmp_path / "huge.png", 20_000, 20_000)
+  with pytest.raises(media.MediaError, match=r"huge.png: .*\(400 MP\).*downscale"):
+    next(media.frames(huge))
+  over = made_media.black_png(tmp_path / "over.png", 8000, 6300)
+  with pytest.raises(media.MediaError, match=r"8000 x 6300 pixels \(50 MP\)"):
+    media.read_image(over)
+
+
+def test_a_cmyk_jpeg_reads_in_its_colours(faces_dir, tmp_path):
+  rgb = Image.open(os.path.join(faces_dir, "single_face.jpg")).convert("RGB")
+  path = tmp_path / "print.jpg"
+  rgb.convert("CMYK").save(path, quality=95)
+  assert Image.open(path).mode == "CMYK"
+  (frame,) = media.frames(str(path))
+  assert np.abs(frame.rgb.astype(int) - np.asarray(rgb, int)).mean() < 4

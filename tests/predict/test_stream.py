@@ -160,28 +160,10 @@ def test_killed_mid_input_no_worker_lives_on_and_the_rerun_continues(
   assert not os.path.exists(str(out) + ".parts")
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-  """A folder on a 400 KB tmpfs (mounting needs root, as in CI): (path, resize
-  callable). Unmounted afterwards."""
-  mount = tmp_path / "disk"
-  mount.mkdir()
-  r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs",
-                      str(mount)], capture_output=True, text=True)
-  if r.returncode != 0:
-    if os.environ.get("CI"):
-      pytest.fail(f"CI runs as root and must mount a tmpfs: {r.stderr.strip()}")
-    pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.strip()}")
-  def resize(size):
-    subprocess.run(["mount", "-o", f"remount,size={size}", str(mount)], check=True)
-  yield mount, resize
-  subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def test_a_full_disk_is_one_line_keeps_the_chunks_and_the_rerun_continues(
     trained_run, clip, whole_run, small_disk):
-  """The rows of 600 frames take ~1.3 MB: the 400 KB disk fills part-way."""
-  disk, resize = small_disk
+  """The rows of 600 frames take ~1.3 MB: a 400 KB disk fills part-way."""
+  disk, resize = small_disk("400k")
   cmd = _cli(trained_run, clip, "--out", f"{disk}/", "--workers", 1,
              "--chunk-frames", 64)
   full = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)

@@ -11,6 +11,7 @@ from tfds_bp4d.bp4d import layout
 from tfds_bp4d.synthetic import bp4d as synthetic
 from tfds_bp4d.synthetic import labels as synthetic_labels
 from tfds_bp4d.synthetic.face import Identity, Pose, deform, neutral_landmarks
+from tfds_bp4d.synthetic.progress import RecentEta
 from tfds_bp4d.synthetic.render import render
 
 
@@ -170,3 +171,14 @@ def test_the_generator_still_writes_the_committed_dummy_data(tmp_path):
                      progress=False)
   os.remove(os.path.join(out, "AUCoding", "AU_INT", "AU17", "F012_T1_AU17.csv"))
   assert _digest(out) == _digest(dummy)
+
+
+def test_the_eta_follows_the_recent_rate_not_the_start_up():
+  """82 tasks: the first done after 20 s (workers starting), then one a second.
+  After 6 the ETA is the 76 left at 1 s each; since the start it would be 316 s."""
+  clock = iter([0.0, 20.0, 21.0, 22.0, 23.0, 24.0, 25.0]).__next__
+  eta = RecentEta(82, window=4, clock=clock)
+  for done in range(1, 7):
+    eta.done(done)
+  assert eta.seconds() == pytest.approx(76.0)
+  assert RecentEta(5, clock=lambda: 0.0).seconds() is None  # nothing done yet

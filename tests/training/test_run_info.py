@@ -79,6 +79,15 @@ def test_resume_with_changed_steps_lr_and_threshold_is_recorded_and_used(
   assert result["step"] == 8 and result["threshold"] == 0.3
   again = evaluate.evaluate_workdir(workdir)  # from the record alone
   assert again["threshold"] == 0.3 and again["mean_f1"] == result["mean_f1"]
+  # the same command once more: nothing to train or evaluate, and it says so
+  capsys.readouterr()
+  steps = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+  assert train.train_and_evaluate(config, workdir)["mean_f1"] == result["mean_f1"]
+  out = capsys.readouterr().out
+  assert "has trained 8 steps" in out and "nothing to do" in out
+  assert "Resum" not in out and "step 8/8" not in out
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == steps
+  assert len(run_info.read(workdir).changes) == 3
 
 
 def test_a_stale_record_without_checkpoints_is_replaced(trained_run,

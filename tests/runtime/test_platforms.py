@@ -1,0 +1,48 @@
+"""JAX starts with the CPU alone where the machine has no accelerator (so an
+installed libtpu prints nothing), and is left to choose where there is one or
+the user chose."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sfae_jax.runtime import platforms
+
+
+@pytest.mark.parametrize("gpu,tpu,amd,expected", [
+    (False, False, False, "cpu"),
+    (True, False, False, None),
+    (False, True, False, None),
+    (False, False, True, None),
+])
+def test_cpu_only_where_there_is_no_accelerator(monkeypatch, gpu, tpu, amd,
+                                                expected):
+  monkeypatch.delenv("JAX_PLATFORMS", raising=False)
+  monkeypatch.setattr(platforms, "nvidia_gpu_present", lambda: gpu)
+  monkeypatch.setattr(platforms, "tpu_present", lambda: tpu)
+  monkeypatch.setattr(platforms, "amd_gpu_present", lambda: amd)
+  monkeypatch.setattr(platforms.sys, "modules", {})  # as before JAX is imported
+  assert platforms.use_cpu_without_accelerators() == (expected is not None)
+  assert os.environ.get("JAX_PLATFORMS") == expected
+
+
+def test_the_users_choice_stands(monkeypatch):
+  monkeypatch.setenv("JAX_PLATFORMS", "cuda,cpu")
+  monkeypatch.setattr(platforms, "nvidia_gpu_present", lambda: False)
+  assert not platforms.use_cpu_without_accelerators()
+  assert os.environ["JAX_PLATFORMS"] == "cuda,cpu"
+
+
+def test_importing_the_package_before_or_after_jax_gives_the_cpu_alone():
+  """In a fresh process on this machine (no accelerator, libtpu installed by the
+  dev extra): no TPU initialisation, whichever is imported first."""
+  env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
+  for first in ("import jax, sfae_jax", "import sfae_jax, jax"):
+    r = subprocess.run([sys.executable, "-c",
+                        f"{first}; print(sorted(jax.config.jax_platforms.split(',')),"
+                        " jax.default_backend())"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and r.stdout.split() == ["['cpu']", "cpu"], r.stderr
+    assert r.stderr == "", r.stderr
