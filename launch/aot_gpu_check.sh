@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pip install -q -e ".[aot-gpu]"
-JAX_PLATFORMS=cpu python -m pytest -q -m gpu_compile tests/test_aot.py
+JAX_PLATFORMS=cpu python -m pytest -q -m gpu_compile tests/tools/test_aot.py
 if [[ "${FULL:-0}" == 1 ]]; then
   python -m sfae_jax.tools.aot --config configs/cloud.py --target h100,h200,8xh100 \
     --batch 16,256 --programs train_step --nomax_batch

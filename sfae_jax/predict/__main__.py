@@ -33,9 +33,12 @@ output made with other settings (run, step, backend, threshold, --every,
 chunks wait in `table.csv.parts/` until then). The provenance records the run,
 checkpoint step, training dataset and config, landmark backend, the settings,
 package version and date; a run trained on the synthetic dataset is flagged there
-and on stderr (its AU values on real faces mean nothing). An unreadable or
-truncated input is named on stderr, gives no rows, and makes the exit status 1;
-the other inputs are still written.
+and on stderr (its AU values on real faces mean nothing). An unreadable input is
+named on stderr, gives no rows, and makes the exit status 1; a video cut
+part-way keeps the rows before the break and ends with a row flagged
+decode_error=2 (1 marks a frame decoded with errors), and is named and makes
+the exit status 1 too. The other inputs are still written. A second run on an
+output that another run is writing refuses the inputs it holds, naming it.
 """
 
 from __future__ import annotations
