@@ -226,9 +226,9 @@ def run(det, paths, every: int = 1, *, store: Optional[outputs.ChunkStore] = Non
         state = states.pop(item.path)
         _close(item, state, results[item.path], store, det, settings, on_failure,
                timing)
-        # The bar's total was the containers' declared frames: it ends at the
-        # frames decoded.
-        overall.total += state.arrived - state.started - totals[item.path]
+        if overall.total is not None:  # None: no input declared a length
+          # the containers' declared frames, corrected to the frames decoded
+          overall.total += state.arrived - state.started - totals[item.path]
         count_faces()
         overall.refresh()
         continue

@@ -36,9 +36,10 @@ def amd_gpu_present() -> bool:
 
 
 def use_cpu_without_accelerators() -> bool:
-  """Sets JAX_PLATFORMS=cpu on a machine with no GPU and no TPU, unless the user
-  chose platforms; returns whether it did."""
-  if "JAX_PLATFORMS" in os.environ:
+  """Sets JAX_PLATFORMS=cpu on a Linux machine with no GPU and no TPU, unless the
+  user chose platforms; returns whether it did. (libtpu is Linux's alone, and
+  elsewhere a plugin such as Apple's Metal is not found by these checks.)"""
+  if "JAX_PLATFORMS" in os.environ or not sys.platform.startswith("linux"):
     return False
   if nvidia_gpu_present() or tpu_present() or amd_gpu_present():
     return False

@@ -5,6 +5,7 @@ the user chose."""
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -23,16 +24,23 @@ def test_cpu_only_where_there_is_no_accelerator(monkeypatch, gpu, tpu, amd,
   monkeypatch.setattr(platforms, "nvidia_gpu_present", lambda: gpu)
   monkeypatch.setattr(platforms, "tpu_present", lambda: tpu)
   monkeypatch.setattr(platforms, "amd_gpu_present", lambda: amd)
-  monkeypatch.setattr(platforms.sys, "modules", {})  # as before JAX is imported
+  # Linux, before JAX is imported
+  monkeypatch.setattr(platforms, "sys", types.SimpleNamespace(modules={},
+                                                              platform="linux"))
   assert platforms.use_cpu_without_accelerators() == (expected is not None)
   assert os.environ.get("JAX_PLATFORMS") == expected
 
 
-def test_the_users_choice_stands(monkeypatch):
+def test_the_users_choice_and_other_systems_stand(monkeypatch):
   monkeypatch.setenv("JAX_PLATFORMS", "cuda,cpu")
   monkeypatch.setattr(platforms, "nvidia_gpu_present", lambda: False)
   assert not platforms.use_cpu_without_accelerators()
   assert os.environ["JAX_PLATFORMS"] == "cuda,cpu"
+  monkeypatch.delenv("JAX_PLATFORMS")
+  monkeypatch.setattr(platforms, "sys", types.SimpleNamespace(modules={},
+                                                              platform="darwin"))
+  assert not platforms.use_cpu_without_accelerators()  # Apple's Metal plugin
+  assert "JAX_PLATFORMS" not in os.environ
 
 
 def test_importing_the_package_before_or_after_jax_gives_the_cpu_alone():
