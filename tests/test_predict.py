@@ -17,6 +17,7 @@ from sfae_jax.predict import __main__ as predict_cli
 from sfae_jax.runtime import sharding
 from sfae_jax.training import run_info
 from sfae_jax.training.trained_run import model_of
+from tests import test_first_run as first_run
 from tests.predict.reference import sequential_rows
 from tfds_bp4d.bp4d import layout
 
@@ -165,7 +166,8 @@ def test_tiny_huge_and_cmyk_images_in_bounded_memory(trained_run, faces_dir,
                                                      tmp_path):
   """A 1x1 PNG gives its no-face row, a CMYK JPEG its face, a 20,000 x 20,000
   PNG (1.2 GB decoded) a one-line refusal and exit 1, in well under the memory
-  its pixels would take."""
+  its pixels would take; run as a user runs it (no JAX_PLATFORMS), nothing else
+  on stderr looks like an error."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   import cv2  # pylint: disable=g-import-not-at-top
   import subprocess  # pylint: disable=g-import-not-at-top
@@ -183,10 +185,12 @@ def test_tiny_huge_and_cmyk_images_in_bounded_memory(trained_run, faces_dir,
                       "sfae_jax.predict", "--workdir", trained_run[0], "--backend",
                       "dlib", "--workers", "0", str(tmp_path / "dot.png"),
                       str(tmp_path / "print.jpg"), str(tmp_path / "huge.png"),
-                      "--out", str(out)], capture_output=True, text=True)
+                      "--out", str(out)], capture_output=True, text=True,
+                     env=first_run.as_a_user())
   assert r.returncode == 1, r.stderr[-2000:]
   errors = [l for l in r.stderr.splitlines() if l.startswith("error:")]
   assert len(errors) == 1 and "huge.png" in errors[0] and "400 MP" in errors[0]
+  assert not first_run.ERROR_LOOKING.findall(r.stderr), r.stderr[-2000:]
   assert int(r.stdout.split()[-1]) / 1024 < 1000  # MiB; decoding takes 1,144
   df = pd.read_csv(out).set_index("input")
   assert df.loc[str(tmp_path / "dot.png"), "success"] == 0

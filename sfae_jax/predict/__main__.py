@@ -170,9 +170,12 @@ def _join(out, root, report, det, every) -> None:
     return
   outputs.join_csvs(out, parts)
   done = [r for r in report.inputs.values() if r.csv]
-  provenance.write(out, dict(det.provenance, settings=det.settings(every),
-                             inputs=[r.path for r in done],
-                             incomplete={r.path: r.error for r in done if r.error}))
+  record = dict(det.provenance, settings=det.settings(every),
+                inputs=[r.path for r in done])
+  incomplete = {r.path: r.error for r in done if r.error}
+  if incomplete:  # inputs whose CSV ends where their decoding broke
+    record["incomplete"] = incomplete
+  provenance.write(out, record)
   shutil.rmtree(root, ignore_errors=True)
 
 

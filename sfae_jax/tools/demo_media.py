@@ -37,13 +37,13 @@ def default_face() -> str:
 
 def write(out: str, face: Optional[str] = None, frames: int = 60) -> str:
   """The videos and `manifest.csv` in `out`; returns the manifest's path."""
-  face = face or default_face()
+  photo = synthetic_video.face_of(face or default_face())
   os.makedirs(out, exist_ok=True)
   rows = []
   for k, (speaker, language) in enumerate(SPEAKERS):
     name = f"{speaker}.mp4"
-    synthetic_video.write(face, frames + 10 * k, os.path.join(out, name),
-                          fps=25)
+    synthetic_video.write_face(*photo, frames + 10 * k, os.path.join(out, name),
+                               fps=25)
     rows.append({"video": name, "speaker": speaker, "first_language": language,
                  "label_note": LABEL_NOTE})
   path = os.path.join(out, "manifest.csv")

@@ -26,11 +26,22 @@ from sfae_jax.face import detectors, media
 def write(face_photo: str, frames: int, out: str, size=(240, 200),
           fps: int = 30) -> str:
   """Writes the video; returns `out`. `size` is (width, height)."""
+  return write_face(*face_of(face_photo), frames, out, size, fps)
+
+
+def face_of(face_photo: str) -> tuple[np.ndarray, tuple]:
+  """The photo (RGB) and its first face's box (x, y, w, h), found with dlib."""
   rgb = np.ascontiguousarray(media.read_image(face_photo)[..., ::-1])
   found = detectors.load_backend("dlib").detect(rgb)
   if not found:
     raise ValueError(f"{face_photo}: no face found to make a video of.")
-  x, y, w, h = found[0].box
+  return rgb, tuple(found[0].box)
+
+
+def write_face(rgb: np.ndarray, box, frames: int, out: str, size=(240, 200),
+               fps: int = 30) -> str:
+  """`write` for a photo whose face is found already (`face_of`)."""
+  x, y, w, h = box
   cx, cy, side = x + w / 2, y + h / 2, 1.9 * max(w, h)
   w_out, h_out = size
   scale = 0.8 * min(w_out, h_out) / side
