@@ -80,27 +80,29 @@ def _aligned(rgb: np.ndarray, face: detectors.Face) -> Optional[np.ndarray]:
 _WORKER_BACKEND: Optional[detectors.Backend] = None
 
 
-def start_worker(backend: str) -> None:
+def start_worker(backend: str, parent: int) -> None:
   """A worker process's initializer: load the named face backend once. One
   thread per worker for OpenCV, whose own pool would compete with the others.
   Ctrl-C and SIGTERM are the main process's to handle (it ends the run at a
   segment boundary, which needs the workers alive until then); a worker whose
-  main process is gone exits (`_exit_with_parent`)."""
+  main process (pid `parent`) is gone exits (`_exit_with_parent`)."""
   global _WORKER_BACKEND
   signal.signal(signal.SIGINT, signal.SIG_IGN)
   signal.signal(signal.SIGTERM, signal.SIG_IGN)
-  threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
+  threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
                    name="exit-with-parent").start()
   cv2.setNumThreads(1)
   _WORKER_BACKEND = detectors.load_backend(backend)
 
 
 def _exit_with_parent(parent: int, every_s: float = 0.5) -> None:
-  """Ends this process once its parent is gone. A main process killed outright
-  (SIGKILL, the out-of-memory killer) runs no clean-up, and a worker, which
-  ignores SIGTERM and waits on a queue its siblings keep open, would otherwise
-  live on. Polling the parent pid works whichever thread started the worker
-  (PR_SET_PDEATHSIG fires when that thread ends, not the process) and on macOS."""
+  """Ends this process once its parent, pid `parent`, is gone. A main process
+  killed outright (SIGKILL, the out-of-memory killer) runs no clean-up, and a
+  worker, which ignores SIGTERM and waits on a queue its siblings keep open,
+  would otherwise live on. Polling the parent pid works whichever thread
+  started the worker (PR_SET_PDEATHSIG fires when that thread ends, not the
+  process) and on macOS. The pid comes from the parent, not from getppid() at
+  start: a parent killed while the worker was still importing is noticed too."""
   while os.getppid() == parent:
     time.sleep(every_s)
   os._exit(1)  # pylint: disable=protected-access
@@ -118,5 +120,6 @@ def in_worker(frames: Sequence[Frame], detect_every: int,
               video: bool) -> tuple[list[FrameFaces], float]:
   """`timed` with the worker's backend (see `start_worker`)."""
   if _WORKER_BACKEND is None:
-    raise RuntimeError("start_worker(backend) must run in this process first.")
+    raise RuntimeError("start_worker(backend, parent) must run in this process "
+                       "first.")
   return timed(_WORKER_BACKEND, frames, detect_every, video)

@@ -466,7 +466,7 @@ def _pool(det, workers):
     return None
   return concurrent.futures.ProcessPoolExecutor(
       max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-      initializer=segments.start_worker, initargs=(det.backend_name,))
+      initializer=segments.start_worker, initargs=(det.backend_name, os.getpid()))
 
 
 def _feed(det, paths, store, settings, every, detect_every, pool, items, stop,

@@ -160,6 +160,27 @@ def test_killed_mid_input_no_worker_lives_on_and_the_rerun_continues(
   assert not os.path.exists(str(out) + ".parts")
 
 
+def test_a_main_process_killed_while_its_workers_start_leaves_none(trained_run,
+                                                                   clip,
+                                                                   tmp_path):
+  """Killed as soon as its workers exist, while they are still importing: they
+  exit once started, not live on under init."""
+  proc = subprocess.Popen(_cli(trained_run, clip, "--out", f"{tmp_path}/",
+                               "--workers", 2), cwd=ROOT,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 120
+  while len(_descendants(proc.pid)) < 2:
+    assert proc.poll() is None and time.time() < deadline
+    time.sleep(0.02)
+  workers = _descendants(proc.pid)
+  proc.kill()
+  proc.wait()
+  deadline = time.time() + 30  # their imports finish, then they see the parent gone
+  while _alive(workers) and time.time() < deadline:
+    time.sleep(0.2)
+  assert not _alive(workers), f"orphaned: {_alive(workers)}"
+
+
 def test_a_full_disk_is_one_line_keeps_the_chunks_and_the_rerun_continues(
     trained_run, clip, whole_run, small_disk):
   """The rows of 600 frames take ~1.3 MB: a 400 KB disk fills part-way."""
