@@ -3,10 +3,14 @@
 import json
 import os
 import re
+import subprocess
+import sys
 
+import cv2
 import jax
 import numpy as np
 import pandas as pd
+from PIL import Image
 import pytest
 
 from sfae_jax import evaluate
@@ -18,6 +22,7 @@ from sfae_jax.runtime import sharding
 from sfae_jax.training import run_info
 from sfae_jax.training.trained_run import model_of
 from tests import test_first_run as first_run
+from tests.face import made_media
 from tests.predict.reference import sequential_rows
 from tfds_bp4d.bp4d import layout
 
@@ -48,7 +53,6 @@ def _check_au_columns(df, threshold=0.5):
 
 def _count_frames_with_opencv(path):
   """An independent decoder's frame count (not the container's declaration)."""
-  import cv2  # pylint: disable=g-import-not-at-top
   cap, n = cv2.VideoCapture(path), 0
   while cap.read()[0]:
     n += 1
@@ -147,8 +151,6 @@ def test_a_phone_video_is_analysed_upright_in_displayed_coordinates(detector,
   """A portrait clip stored sideways with its display matrix (as phones record):
   the face is found in every frame, and its landmarks are those found in the
   same clip stored upright, in the upright frame's coordinates."""
-  from tests.face import made_media  # pylint: disable=g-import-not-at-top
-  import cv2  # pylint: disable=g-import-not-at-top
   face = cv2.imread(os.path.join(faces_dir, "single_face.jpg"))[..., ::-1]
   portrait = np.ascontiguousarray(cv2.resize(face, (240, 320)))
   frames = [np.roll(portrait, k, axis=1) for k in range(0, 12, 2)]
@@ -168,11 +170,6 @@ def test_tiny_huge_and_cmyk_images_in_bounded_memory(trained_run, faces_dir,
   PNG (1.2 GB decoded) a one-line refusal and exit 1, in well under the memory
   its pixels would take; run as a user runs it (no JAX_PLATFORMS), nothing else
   on stderr looks like an error."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  import cv2  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-  from tests.face import made_media  # pylint: disable=g-import-not-at-top
   cv2.imwrite(str(tmp_path / "dot.png"), np.zeros((1, 1, 3), np.uint8))
   Image.open(os.path.join(faces_dir, "single_face.jpg")).convert("CMYK").save(
       tmp_path / "print.jpg")
@@ -234,7 +231,6 @@ def test_ground_truth_landmarks_through_detector_match_evaluation(trained_run,
     pos = sorted(frames).index(int(e["frame"]))
     if mats[pos] is None:
       continue
-    import cv2  # pylint: disable=g-import-not-at-top
     images.append(cv2.imread(frames[int(e["frame"])])[..., ::-1])
     lms.append(np.asarray(mats[pos]) - 1.0)   # MATLAB 1-based
     keep.append(i)
@@ -363,7 +359,6 @@ def test_evaluate_workdirs_uses_the_data_dir_given(trained_run, tmp_path, capsys
 
 def test_cli_help_exits_0():
   """absl's --help exits 1 (train and ablate); argparse's (predict, evaluate) 0."""
-  import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
   r = subprocess.run([sys.executable, "-m", "sfae_jax.train", "--help"],
                      capture_output=True, text=True, check=False)
   assert r.returncode == 0 and "--workdir" in r.stdout, r.stderr[-500:]
@@ -412,7 +407,6 @@ def test_every_nth_frame_keeps_file_frame_numbers_and_timestamps(detector,
 
 def test_overlays_one_png_per_frame_with_a_panel_per_face(detector, faces_dir,
                                                           tmp_path):
-  import cv2  # pylint: disable=g-import-not-at-top
   path = os.path.join(faces_dir, "multi_face.jpg")
   df = detector.detect(path, overlays=str(tmp_path))
   faces = int(df["success"].sum())
