@@ -175,10 +175,12 @@ def test_the_generator_still_writes_the_committed_dummy_data(tmp_path):
 
 def test_the_eta_follows_the_recent_rate_not_the_start_up():
   """82 tasks: the first done after 20 s (workers starting), then one a second.
-  After 6 the ETA is the 76 left at 1 s each; since the start it would be 316 s."""
-  clock = iter([0.0, 20.0, 21.0, 22.0, 23.0, 24.0, 25.0]).__next__
+  After 6 the ETA is the 76 left at 1 s each (since the start: 273 s); before 3
+  are done it says none rather than one from the start-up."""
+  clock = iter([20.0, 21.0, 22.0, 23.0, 24.0, 25.0]).__next__
   eta = RecentEta(82, window=4, clock=clock)
   for done in range(1, 7):
     eta.done(done)
+    if done < 3:
+      assert eta.seconds() is None
   assert eta.seconds() == pytest.approx(76.0)
-  assert RecentEta(5, clock=lambda: 0.0).seconds() is None  # nothing done yet
