@@ -83,8 +83,9 @@ def _importable_base(spec: str) -> None:
   """A config in a package folder imports its base config by package
   (`from configs import default`): the folder above it goes on sys.path, so
   the command runs from any working directory."""
-  folder = os.path.dirname(os.path.abspath(spec.partition(":")[0]))
-  if os.path.isfile(os.path.join(folder, "__init__.py")):
+  path = spec.partition(":")[0]
+  folder = os.path.dirname(os.path.abspath(path))
+  if path.endswith(".py") and os.path.isfile(os.path.join(folder, "__init__.py")):
     above = os.path.dirname(folder)
     if above not in sys.path:
       sys.path.append(above)
