@@ -25,7 +25,7 @@ import os
 import sys
 
 from absl import app, flags, logging
-from clu import metric_writers, parameter_overview
+from clu import parameter_overview
 from etils import epath
 import jax
 from ml_collections import config_flags
@@ -37,7 +37,7 @@ from sfae_jax.models import create_model, relation
 from sfae_jax.models.sfae_net import RELATION_HEAD
 from sfae_jax.runtime import cli, distributed, sharding
 from sfae_jax.training import checkpoints, config_checks, losses, metrics, monitor
-from sfae_jax.training import preemption, run_info, train_step, transfer
+from sfae_jax.training import preemption, run_info, tensorboard, train_step, transfer
 from sfae_jax.training import workdir_lock
 from tfds_bp4d import prepare
 
@@ -51,6 +51,10 @@ distributed.define_absl_flags()
 
 
 PARAMETERS_FILE = "parameters.txt"  # the parameter table, one line per array
+
+
+def _eval_tag(split: str) -> str:
+  return f"eval_{split}/mean_f1"
 
 
 def _is_main() -> bool:
@@ -246,10 +250,9 @@ def _train_and_evaluate(config, workdir: str) -> dict:
       if _is_main():
         print(report.summary(), flush=True)
 
-  writer = metric_writers.create_default_writer(workdir, just_logging=not _is_main())
+  writer = tensorboard.EventWriter(workdir)
   if start_step == 0 and _is_main():
-    writer.write_hparams({k: v if isinstance(v, (int, float, str, bool)) else str(v)
-                          for k, v in run_info.flat_config(config).items()})
+    writer.hparams(run_info.flat_config(config), metrics=[_eval_tag(eval_split)])
     table = parameter_overview.get_parameter_overview(state.params)
     (epath.Path(workdir) / PARAMETERS_FILE).write_text(table + "\n")
     print(f"{parameter_overview.count_parameters(state.params):,} parameters "
@@ -289,7 +292,7 @@ def _train_and_evaluate(config, workdir: str) -> dict:
         values = {k: float(v) for k, v in acc.compute().items()}
         monitor.check_finite(*pending)
         images_per_s = rate.add(done)
-        writer.write_scalars(done, dict(values, images_per_second=images_per_s))
+        writer.scalars(done, dict(values, images_per_second=images_per_s))
         if _is_main():
           print(monitor.progress_line(done, total, steps_per_epoch,
                           dict(values, batch=config.batch_size), images_per_s),
@@ -313,8 +316,7 @@ def _train_and_evaluate(config, workdir: str) -> dict:
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   result = evaluate.evaluate_state(workdir, config, info, variables, mesh, data_dir,
                                    eval_split, int(state.step))
-  writer.write_scalars(int(state.step), {f"eval_{eval_split}/mean_f1":
-                                         result["mean_f1"]})
+  writer.scalars(int(state.step), {_eval_tag(eval_split): result["mean_f1"]})
   writer.close()
   mngr.close()
   return result

@@ -183,3 +183,26 @@ def test_the_intensity_switch_follows_the_build_and_refuses_on_without_labels():
   config.intensity = "yes"
   with pytest.raises(config_checks.ConfigError, match="intensity='yes'"):
     config_checks.check(config)
+
+
+def test_tensorboard_reads_the_runs_events(trained_run):
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  from tensorboard.plugins.hparams import plugin_data_pb2  # pylint: disable=g-import-not-at-top
+  workdir, result = trained_run
+  events = event_accumulator.EventAccumulator(
+      workdir, size_guidance={event_accumulator.SCALARS: 0})
+  events.Reload()
+  loss = events.Scalars("loss")
+  assert [e.step for e in loss] == [2, 4, 6]  # log_every_steps=2
+  assert all(np.isfinite(e.value) and e.value > 0 for e in loss)
+  (f1,) = events.Scalars("eval_part3/mean_f1")
+  assert f1.step == 6
+  assert f1.value == pytest.approx(result["mean_f1"], rel=1e-6)
+  hparams = events.PluginTagToContent("hparams")
+  start = plugin_data_pb2.HParamsPluginData.FromString(
+      hparams["_hparams_/session_start_info"]).session_start_info.hparams
+  assert start["learning_rate"].number_value == pytest.approx(
+      _config("").learning_rate)
+  experiment = plugin_data_pb2.HParamsPluginData.FromString(
+      hparams["_hparams_/experiment"]).experiment
+  assert [m.name.tag for m in experiment.metric_infos] == ["eval_part3/mean_f1"]
