@@ -25,7 +25,6 @@ import os
 import sys
 
 from absl import app, flags, logging
-from clu import parameter_overview
 from etils import epath
 import jax
 from ml_collections import config_flags
@@ -33,10 +32,9 @@ import numpy as np
 
 from sfae_jax import evaluate
 from sfae_jax.data import loader, registry, sources
-from sfae_jax.models import create_model, relation
-from sfae_jax.models.sfae_net import RELATION_HEAD
+from sfae_jax.models import create_model, losses
 from sfae_jax.runtime import cli, distributed, sharding
-from sfae_jax.training import checkpoints, config_checks, losses, metrics, monitor
+from sfae_jax.training import checkpoints, config_checks, metrics, monitor
 from sfae_jax.training import preemption, run_info, tensorboard, train_step, transfer
 from sfae_jax.training import workdir_lock
 from tfds_bp4d import prepare
@@ -159,22 +157,6 @@ def _hold_workdir(workdir) -> workdir_lock.WorkdirLock:
   return lock
 
 
-def _with_relation_prior(state, info: run_info.RunInfo, mesh):
-  """The relation head's relation matrix starts at the training split's
-  co-occurrence (`relation.prior_logits`), kept in run.json."""
-  co = np.asarray(info.cooccurrence, np.float32)
-  if co.shape != (len(info.au_ids),) * 2:
-    raise ValueError(
-        f"relation_prior needs the training split's AU co-occurrence in run.json, "
-        f"found shape {co.shape}: start the run in a fresh workdir.")
-  params = dict(state.params)
-  head = dict(params[RELATION_HEAD])
-  head["relation"] = jax.device_put(relation.prior_logits(co),
-                                    sharding.replicated(mesh))
-  params[RELATION_HEAD] = head
-  return state.replace(params=params)
-
-
 def _evaluation_if_finished(workdir, total: int, step: int, split: str):
   """The stored evaluation of a run already at (or past) its last step, or None
   when it has more to train or was not evaluated yet."""
@@ -241,8 +223,9 @@ def _train_and_evaluate(config, workdir: str) -> dict:
   else:
     state = jax.jit(setup.init, out_shardings=sharding.replicated(mesh))(
         jax.random.key(config.seed))
-    if config.model.au_relation and config.relation_prior:
-      state = _with_relation_prior(state, info, mesh)
+    params = model.initial_params(state.params, info, config)
+    if params is not state.params:  # host arrays where the model changed some
+      state = state.replace(params=jax.device_put(params, sharding.replicated(mesh)))
     if config.init_from:
       state, report = transfer.init_from(config.init_from, state, model, info.au_ids,
                                          info.landmark_scheme,
@@ -253,10 +236,10 @@ def _train_and_evaluate(config, workdir: str) -> dict:
   writer = tensorboard.EventWriter(workdir)
   if start_step == 0 and _is_main():
     writer.hparams(run_info.flat_config(config), metrics=[_eval_tag(eval_split)])
-    table = parameter_overview.get_parameter_overview(state.params)
+    table, count = monitor.parameter_table(state.params)
     (epath.Path(workdir) / PARAMETERS_FILE).write_text(table + "\n")
-    print(f"{parameter_overview.count_parameters(state.params):,} parameters "
-          f"(per array: {epath.Path(workdir) / PARAMETERS_FILE})", flush=True)
+    print(f"{count:,} parameters (per array: {epath.Path(workdir) / PARAMETERS_FILE})",
+          flush=True)
   if _is_main():
     print(f"Training {config.model_name} on {train_split} ({len(train_src)} examples, "
           f"{steps_per_epoch} steps/epoch) for {total} steps on {mesh.size} "
@@ -268,7 +251,7 @@ def _train_and_evaluate(config, workdir: str) -> dict:
                                        info.au_weights, mesh)
   key = jax.jit(lambda: jax.random.key(config.seed + 1),  # multi-host safe
                 out_shardings=sharding.replicated(mesh))()
-  acc, pending, rate = None, None, monitor.Rate(config.batch_size)
+  acc, pending, rate = metrics.TrainAverages(), None, monitor.Rate(config.batch_size)
   with preemption.StopSignals() as stop:
     for step in range(start_step, total):
       batch = next(data_iter)
@@ -282,14 +265,13 @@ def _train_and_evaluate(config, workdir: str) -> dict:
       if pending is not None:  # one step late, so the host never stalls the device
         monitor.check_finite(*pending)
       pending = (step + 1, out)
-      m = metrics.TrainMetrics.single_from_model_output(**out)
-      acc = m if acc is None else acc.merge(m)
+      acc.add(out)
       done = step + 1
       if step == start_step:  # the first step compiles: time from its end
         jax.block_until_ready(state.step)
         rate.add(done)
       if done % config.log_every_steps == 0 or done == total:
-        values = {k: float(v) for k, v in acc.compute().items()}
+        values = acc.compute()
         monitor.check_finite(*pending)
         images_per_s = rate.add(done)
         writer.scalars(done, dict(values, images_per_second=images_per_s))
@@ -297,7 +279,6 @@ def _train_and_evaluate(config, workdir: str) -> dict:
           print(monitor.progress_line(done, total, steps_per_epoch,
                           dict(values, batch=config.batch_size), images_per_s),
                 flush=True)
-        acc = None
       preempted = stop.reached(done)
       if preempted or done % config.checkpoint_every_steps == 0 or done == total:
         monitor.check_finite(*pending)

@@ -1,6 +1,7 @@
-"""SFAE-Net and its parts; `registry` builds a model by name from a config."""
+"""The AU models (SFAE-Net, DRML) and their parts; `registry` builds a model by
+name from a config, `interface` says what every model provides."""
 
+from sfae_jax.models.interface import AUOutput
 from sfae_jax.models.registry import MODELS, create_model
-from sfae_jax.models.sfae_net import SFAENet, SFAENetTiny, SFAEOutput
 
-__all__ = ["MODELS", "SFAENet", "SFAENetTiny", "SFAEOutput", "create_model"]
+__all__ = ["AUOutput", "MODELS", "create_model"]

@@ -32,7 +32,8 @@ import numpy as np
 from sfae_jax.face import schemes
 
 # AU -> its two centres, each (68-point landmark index, vertical offset in rulers;
-# negative is up). From JAA-Net (see ../shared/REFERENCE.md).
+# negative is up). JAA-Net's rules (`ZhiwenShao/PyTorch-JAANet`, which SFAE-Net
+# follows), written for the 68-point iBUG scheme, 0-based; docs/model.md.
 AU_CENTRE_RULES: dict[int, tuple[tuple[int, float], tuple[int, float]]] = {
     1: ((21, -1 / 2), (22, -1 / 2)),
     2: ((18, -1 / 3), (25, -1 / 3)),

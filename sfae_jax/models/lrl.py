@@ -123,7 +123,7 @@ class AttentionRefinement(nn.Module):
   channel and a sigmoid. Convolutions are 'SAME' on the map's own grid (JAA-Net
   computes the rule map on a grid 8 cells larger and shrinks it with unpadded
   convs). Trained by the AU loss through the local branch plus a small pull
-  towards the rule map (`sfae_jax.training.losses.attention_refine_loss`).
+  towards the rule map (`sfae_jax.models.losses.attention_refine_loss`).
 
   `[B, A, h, w] -> [B, A, h, w]` in (0, 1), float32.
   """

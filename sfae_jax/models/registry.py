@@ -3,7 +3,7 @@
 `config.model_name` names the model; the fields of the `config.model` block are
 its constructor's (big_vision's `Model(**config.model)`). What the run fixes
 besides (its AUs, landmark scheme) and how it computes (`dtype`, `conv_impl`)
-come from the run.
+come from the run. Every model keeps `sfae_jax.models.interface`'s contract.
 """
 
 from __future__ import annotations
@@ -12,9 +12,13 @@ from typing import Sequence
 
 import jax.numpy as jnp
 
+import flax.linen as nn
+
+from sfae_jax.models.drml import DRML, DRMLTiny
 from sfae_jax.models.sfae_net import SFAENet, SFAENetTiny
 
-MODELS = {"sfae_net": SFAENet, "sfae_net_tiny": SFAENetTiny}
+MODELS = {"sfae_net": SFAENet, "sfae_net_tiny": SFAENetTiny,
+          "drml": DRML, "drml_tiny": DRMLTiny}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -27,7 +31,7 @@ def compute_dtype(config):
 
 def create_model(config, au_ids: Sequence[int], landmark_scheme: str,
                  bn_axis_name: str | None = None,
-                 intensity_au_ids: Sequence[int] = ()) -> SFAENet:
+                 intensity_au_ids: Sequence[int] = ()) -> nn.Module:
   """The model `config.model_name` names, built with `config.model`'s fields, for
   `au_ids`, the landmark scheme and the AUs it estimates intensity for (none: no
   intensity head).

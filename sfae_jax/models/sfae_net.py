@@ -11,27 +11,28 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+import numpy as np
+
 from sfae_jax.face import action_units, schemes
 from sfae_jax.models import landmark_attention as la
+from sfae_jax.models import losses
+from sfae_jax.models.interface import MAX_INTENSITY
 from sfae_jax.models.lrl import (AttentionRefinement, LandmarkBranch,
                                  LightLocalAUBranch, LocalAUBranch)
 from sfae_jax.models.multiscale import MultiScaleRegionLearning
 from sfae_jax.models.region_conv import HierarchicalRegionBlock
-from sfae_jax.models.relation import AURelationHead
+from sfae_jax.models.relation import AURelationHead, prior_logits
 
 
-# Submodules whose parameters have one row per AU (leading axis, in `au_ids`
-# order), and the AU head: what `sfae_jax.training.transfer` maps between AU sets.
-PER_AU_MODULES = ("local_au", "attention_refine")
 AU_HEAD = "head"
 INTENSITY_HEAD = "intensity_head"
-MAX_INTENSITY = 5.0  # FACS intensity codes A..E as 1..5; 0 absent
 RELATION_HEAD = "relation_head"  # the AU-relation correction, when au_relation is on
 
 
 @flax.struct.dataclass
 class SFAEOutput:
-  """What SFAENet returns. Fields of a switched-off branch are None.
+  """What SFAENet returns (`models.interface.AUOutput`'s fields and more).
+  Fields of a switched-off branch are None.
 
   au_logits: `[B, A]` float32, one logit per AU (sigmoid -> probability).
   landmarks: `[B, L, 2]` float32 predicted (x, y) in input pixels (LRL only).
@@ -178,6 +179,36 @@ class SFAENet(nn.Module):
     return SFAEOutput(au_logits=logits, landmarks=pred_landmarks,
                       attention=attention, rule_attention=rule_attention,
                       relation=relation, intensity=intensity)
+
+  def loss_terms(self, out: SFAEOutput, landmarks, config, axis_name) -> dict:
+    """JAA-Net's landmark loss (`config.landmark_weight`) with the landmark
+    error as a monitor, and the attention refinement's (`config.refine_weight`),
+    for the branches that are on."""
+    terms = {}
+    if out.landmarks is not None:
+      d0 = schemes.eye_centre_distance(landmarks, self.landmark_scheme)
+      terms["landmark"] = (config.landmark_weight, losses.landmark_loss(
+          out.landmarks, landmarks, d0, axis_name))
+      terms["landmark_error"] = (0.0, losses.landmark_error(
+          out.landmarks, landmarks, d0, axis_name))
+    if self.attention_refine and out.rule_attention is not None:
+      terms["refine"] = (config.refine_weight, losses.attention_refine_loss(
+          out.attention, out.rule_attention, axis_name))
+    return terms
+
+  def initial_params(self, params, run, config):
+    """With `au_relation` and `config.relation_prior`, the relation head's
+    matrix starts at the training split's co-occurrence (`run.cooccurrence`;
+    `models.relation.prior_logits`)."""
+    if not (self.au_relation and config.relation_prior):
+      return params
+    co = np.asarray(run.cooccurrence, np.float32)
+    if co.shape != (len(self.au_ids),) * 2:
+      raise ValueError(
+          "relation_prior needs the training split's AU co-occurrence in "
+          f"run.json, found shape {co.shape}: start the run in a fresh workdir.")
+    head = dict(params[RELATION_HEAD], relation=prior_logits(co))
+    return dict(params, **{RELATION_HEAD: head})
 
 
 LOCAL_BRANCHES = ("deep", "light")

@@ -79,7 +79,7 @@ def figure(co: np.ndarray, att: np.ndarray, rel: np.ndarray, au_ids, path: str,
 def load(workdir, step=None) -> trained_run.TrainedRun:
   """A relation run's checkpoint `step` (default: the newest readable)."""
   run = trained_run.load(workdir, step)
-  if not run.info.config.model.au_relation:
+  if not run.info.config.model.get("au_relation"):
     raise ValueError(f"{workdir} has no relation head (config.model.au_relation "
                      "is off): nothing learned to show.")
   return run

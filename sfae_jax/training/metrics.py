@@ -3,14 +3,13 @@ correlation and mean absolute error of intensity, unknown labels excluded.
 
 Computed on the host in numpy from every frame's probability (the F1 of a dataset
 is not a mean of per-batch F1s); `sfae_jax.evaluate.predict_split` gathers them
-from every host and orders them by example id, which a clu collecting metric
-cannot, so there is none here.
+from every host and orders them by example id. `TrainAverages` averages the train
+step's scalars between two log lines.
 """
 
 from typing import Sequence
 
-from clu import metrics as clu_metrics
-import flax
+import jax
 import numpy as np
 
 
@@ -137,16 +136,27 @@ def intensity_table(result: dict, au_ids: Sequence[int], title: str = "") -> str
   return "\n".join(lines)
 
 
-@flax.struct.dataclass
-class TrainMetrics(clu_metrics.Collection):
-  """Training losses averaged over the steps between two log lines."""
-  loss: clu_metrics.Average.from_output("loss")
-  ce: clu_metrics.Average.from_output("ce")
-  dice: clu_metrics.Average.from_output("dice")
-  landmark: clu_metrics.Average.from_output("landmark")
-  landmark_error: clu_metrics.Average.from_output("landmark_error")
-  refine: clu_metrics.Average.from_output("refine")
-  intensity: clu_metrics.Average.from_output("intensity")
-  grad_norm: clu_metrics.Average.from_output("grad_norm")
-  param_norm: clu_metrics.LastValue.from_output("param_norm")
-  learning_rate: clu_metrics.LastValue.from_output("learning_rate")
+class TrainAverages:
+  """The train step's scalars (whichever loss terms the model has) averaged over
+  the steps since the last `compute`; `LAST` ones are the latest value. Sums stay
+  on the device until `compute`, so adding a step never waits for it."""
+  LAST = ("param_norm", "learning_rate")
+
+  def __init__(self):
+    self._sums, self._last, self._steps = None, {}, 0
+
+  def add(self, values: dict) -> None:
+    mean = {k: v for k, v in values.items() if k not in self.LAST}
+    self._last = {k: v for k, v in values.items() if k in self.LAST}
+    self._sums = mean if self._sums is None else jax.tree.map(
+        lambda a, b: a + b, self._sums, mean)
+    self._steps += 1
+
+  def compute(self) -> dict[str, float]:
+    """The averages (and last values) as floats; starts a new interval."""
+    if not self._steps:
+      raise ValueError("TrainAverages.compute: no step was added.")
+    out = {k: float(v) / self._steps for k, v in self._sums.items()}
+    out.update({k: float(v) for k, v in self._last.items()})
+    self._sums, self._last, self._steps = None, {}, 0
+    return out

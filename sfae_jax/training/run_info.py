@@ -68,7 +68,7 @@ class RunInfo:
   # Changes of MUTABLE fields on resume: {"step", "field", "old", "new"}.
   changes: tuple[dict, ...] = ()
   # What the model was trained on: {"name", "config", "synthetic", ...}
-  # (`sfae_jax.training.sources.dataset_record`).
+  # (`sfae_jax.data.sources.dataset_record`).
   dataset: dict = dataclasses.field(default_factory=dict)
   # The AUs the model estimates intensity for (its intensity head; none: no
   # head), in the dataset's intensity label order (`config.intensity`).

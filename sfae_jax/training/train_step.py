@@ -11,8 +11,10 @@ Gradients: inside `shard_map`, parameters are replicated (mesh-invariant) while 
 data varies by device, and differentiation sums the per-device contributions of an
 invariant loss into an invariant gradient. That sum *is* the global-batch gradient,
 so no further `pmean` is applied: it would be a no-op here, and a `pmean` of a
-per-device loss's gradient would be N times too large (REFERENCE.md). The 1-device vs
-4-device equality test is what pins this down.
+per-device loss's gradient would be N times too large (the transpose of the
+parameters' implicit broadcast is already a `psum`; under `jax.pmap` it is not,
+which is why pmap-era code averages gradients). The 1-device vs 4-device equality
+test is what pins this down.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from jax.sharding import Mesh, PartitionSpec as P
 import optax
 
 from sfae_jax.data import augment
-from sfae_jax.face import schemes
-from sfae_jax.models import SFAENet
-from sfae_jax.models.sfae_net import MAX_INTENSITY
+from sfae_jax.models import losses
+from sfae_jax.models.interface import MAX_INTENSITY
 from sfae_jax.runtime.sharding import AXIS
-from sfae_jax.training import losses
+
+# A model as `sfae_jax.models.interface` describes it (a flax module).
+Model = Any
+_DROPOUT = 1 << 30
 
 
 @flax.struct.dataclass
@@ -60,7 +64,7 @@ def make_optimizer(config, schedule: optax.Schedule) -> optax.GradientTransforma
   raise ValueError(f"config.optimizer={config.optimizer!r}: choose 'sgd' or 'adamw'.")
 
 
-def init_state(model: SFAENet, tx, config, key: jax.Array) -> TrainState:
+def init_state(model: Model, tx, config, key: jax.Array) -> TrainState:
   images = jnp.zeros((1, config.input_size, config.input_size, 3), jnp.uint8)
   variables = model.init(key, images, train=False)
   params = variables["params"]
@@ -76,39 +80,34 @@ class TrainSetup(NamedTuple):
   init: Callable[[jax.Array], TrainState]
 
 
-def train_setup(model: SFAENet, config, steps_per_epoch: int) -> TrainSetup:
+def train_setup(model: Model, config, steps_per_epoch: int) -> TrainSetup:
   """What training, the benchmark and the tests build a train step from."""
   schedule = learning_rate_schedule(config, steps_per_epoch)
   tx = make_optimizer(config, schedule)
   return TrainSetup(schedule, tx, lambda key: init_state(model, tx, config, key))
 
 
-def _losses(out, labels, lms, config, au_weights, scheme, intensity=None):
-  """The total loss and its parts (with the landmark error, a monitor)."""
+def _losses(model, out, labels, lms, config, au_weights, intensity=None):
+  """The total loss and its parts: the AU losses every model has, the
+  intensity loss of a model with an intensity head, and the model's own terms
+  (`loss_terms`; weight 0: a monitor)."""
   ce = losses.weighted_cross_entropy(out.au_logits, labels, au_weights, AXIS)
   dice = losses.weighted_dice(out.au_logits, labels, au_weights, AXIS,
                               divide_by_batch=config.dice_divide_by_batch)
-  zero = jnp.zeros(())
-  lm = lm_error = refine = intensity_term = zero
-  if out.landmarks is not None:
-    d0 = schemes.eye_centre_distance(lms, scheme)
-    lm = losses.landmark_loss(out.landmarks, lms, d0, AXIS)
-    lm_error = losses.landmark_error(out.landmarks, lms, d0, AXIS)
-  if out.rule_attention is not None and config.model.attention_refine:
-    refine = losses.attention_refine_loss(out.attention, out.rule_attention, AXIS)
-  total = (config.au_weight * (ce + config.dice_weight * dice)
-           + config.landmark_weight * lm
-           + config.refine_weight * refine)
+  total = config.au_weight * (ce + config.dice_weight * dice)
+  parts = {"ce": ce, "dice": dice}
   if out.intensity is not None:
-    intensity_term = losses.intensity_loss(out.intensity, intensity,
-                                           MAX_INTENSITY, AXIS)
-    total = total + config.intensity_weight * intensity_term
-  return total, {"ce": ce, "dice": dice, "landmark": lm,
-                 "landmark_error": lm_error, "refine": refine,
-                 "intensity": intensity_term}
+    parts["intensity"] = losses.intensity_loss(out.intensity, intensity,
+                                               MAX_INTENSITY, AXIS)
+    total = total + config.intensity_weight * parts["intensity"]
+  for name, (weight, value) in model.loss_terms(out, lms, config, AXIS).items():
+    parts[name] = value
+    if weight:
+      total = total + weight * value
+  return total, parts
 
 
-def make_train_step(model: SFAENet, tx, schedule, config, au_weights, mesh: Mesh):
+def make_train_step(model: Model, tx, schedule, config, au_weights, mesh: Mesh):
   """jit(shard_map(step)): (state, batch, key) -> (state, metrics); donates state.
 
   batch: `image` `[B, S, S, 3]` uint8, `landmarks` `[B, L, 2]`, `au` `[B, A]` int8
@@ -128,13 +127,18 @@ def make_train_step(model: SFAENet, tx, schedule, config, au_weights, mesh: Mesh
     images, lms = augment.random_augment(key, ids, batch["image"],
                                          batch["landmarks"], spec)
     guide = lms if config.gt_landmark_attention else None
+    # A model with dropout draws its own mask on each device (augment folds the
+    # example ids, far below _DROPOUT, into the same step key).
+    dropout = jax.random.fold_in(jax.random.fold_in(key, _DROPOUT),
+                                 jax.lax.axis_index(AXIS))
 
     def loss_fn(params):
       out, mutated = model.apply(
           {"params": params, "batch_stats": state.batch_stats}, images,
-          train=True, landmarks=guide, mutable=["batch_stats"])
-      total, parts = _losses(out, batch["au"], lms, config, weights,
-                             model.landmark_scheme, batch.get("intensity"))
+          train=True, landmarks=guide, mutable=["batch_stats"],
+          rngs={"dropout": dropout})
+      total, parts = _losses(model, out, batch["au"], lms, config, weights,
+                             batch.get("intensity"))
       return total, (mutated["batch_stats"], parts)
 
     (loss, (batch_stats, parts)), grads = jax.value_and_grad(
@@ -153,10 +157,10 @@ def make_train_step(model: SFAENet, tx, schedule, config, au_weights, mesh: Mesh
   return jax.jit(sharded, donate_argnums=0)
 
 
-def make_inference_fn(model: SFAENet, spec: augment.AugmentSpec):
+def make_inference_fn(model: Model, spec: augment.AugmentSpec):
   """The one inference forward (evaluation, `predict`, the relations figure):
   (variables, stored faces `[B, 200, 200, 3]` uint8) -> (probabilities `[B, A]`,
-  the model's `SFAEOutput`: intensity, attention, relation, ...). Centre crop;
+  the model's output: intensity, attention, ...). Centre crop;
   attention placed on the model's own landmarks."""
   def forward(variables, images):
     crops, _ = augment.centre_crop(
@@ -166,7 +170,7 @@ def make_inference_fn(model: SFAENet, spec: augment.AugmentSpec):
   return forward
 
 
-def make_eval_step(model: SFAENet, config, mesh: Mesh):
+def make_eval_step(model: Model, config, mesh: Mesh):
   """jit(shard_map): (variables, batch) -> (probabilities `[B, A]`, intensities
   `[B, K]`: `K` = 0 without an intensity head), sharded over `data` (the
   inference forward on each device's rows)."""

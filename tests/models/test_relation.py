@@ -4,7 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sfae_jax.models import SFAENetTiny, relation
+from sfae_jax.models import relation
+from sfae_jax.models.sfae_net import SFAENetTiny
 
 
 def _head(a=5, d=12, seed=0):

@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from sfae_jax.face import action_units
-from sfae_jax.models import SFAENet, SFAENetTiny
+from sfae_jax.models.sfae_net import SFAENet, SFAENetTiny
 from sfae_jax.models import landmark_attention as la
 
 B, S = 2, 176

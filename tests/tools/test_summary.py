@@ -6,7 +6,7 @@ import importlib
 import jax
 import jax.numpy as jnp
 
-from sfae_jax.models import SFAENetTiny
+from sfae_jax.models.sfae_net import SFAENetTiny
 
 cli = importlib.import_module("sfae_jax.tools.summary")
 

@@ -13,7 +13,7 @@ import pytest
 from configs import test as test_config
 from sfae_jax import evaluate, train
 from sfae_jax.face import action_units
-from sfae_jax.models import SFAENetTiny
+from sfae_jax.models.sfae_net import SFAENetTiny
 from sfae_jax.training import checkpoints, run_info, transfer
 
 SHARED = [1, 2, 4, 6, 12]

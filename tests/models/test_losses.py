@@ -5,7 +5,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, PartitionSpec as P
 import numpy as np
 
-from sfae_jax.training import losses
+from sfae_jax.models import losses
 
 
 def _batch(seed=0, b=8, a=5):
