@@ -21,7 +21,8 @@ from scipy.signal import lfilter
 from scipy.special import expit, ndtri
 
 from sfae_jax.face import action_units
-from tfds_bp4d.bp4d.layout import AUS  # the one list of BP4D's 12
+
+AUS = action_units.BP4D
 BASE = dict(zip(AUS, (.2, .17, .2, .3, .4, .45, .35, .4, .17, .3, .16, .15)))
 
 
