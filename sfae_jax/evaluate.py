@@ -38,7 +38,7 @@ import numpy as np
 
 from sfae_jax.data import loader, registry, sources
 from sfae_jax.runtime import distributed, files, sharding
-from sfae_jax.training import checkpoints, metrics, run_info, trained_run
+from sfae_jax.training import metrics, run_info, trained_run
 from sfae_jax.training import train_step
 
 
@@ -256,8 +256,7 @@ def main(argv=None) -> int:
       evaluate_workdir(args.workdir, args.step, args.split, args.data_dir)
     else:
       average_workdirs(args.workdirs, args.step, args.split, args.data_dir)
-  except (FileNotFoundError, ValueError, checkpoints.CheckpointError) as e:
-    # (registry.DatasetError is a ValueError)
+  except trained_run.LOAD_ERRORS as e:  # (registry.DatasetError is a ValueError)
     print(f"error: {e}", file=sys.stderr)
     return 1
   return 0

@@ -28,14 +28,14 @@ from absl import app, flags, logging
 from etils import epath
 import jax
 from ml_collections import config_flags
-import numpy as np
 
 from sfae_jax import evaluate
 from sfae_jax.data import loader, registry, sources
-from sfae_jax.models import create_model, losses
+from sfae_jax.models import create_model
 from sfae_jax.runtime import cli, distributed, sharding
 from sfae_jax.training import checkpoints, config_checks, metrics, monitor
-from sfae_jax.training import preemption, run_info, tensorboard, train_step, transfer
+from sfae_jax.training import preemption, run_info, run_setup, tensorboard
+from sfae_jax.training import train_step, transfer
 from sfae_jax.training import workdir_lock
 from tfds_bp4d import prepare
 
@@ -57,79 +57,6 @@ def _eval_tag(split: str) -> str:
 
 def _is_main() -> bool:
   return jax.process_index() == 0
-
-
-def _run_info(workdir, config, data_dir, train_split, train_examples: int,
-              resume_step) -> run_info.RunInfo:
-  """The run record, decided by process 0 once the run's checks have passed, then
-  read by every process.
-
-  A new run (no checkpoint yet, whatever an earlier failed attempt left) gets a
-  fresh record: AU class weights from the training split, the dataset's
-  provenance. A resumed run keeps its record; a changed field that fixes the model
-  or its data stops it (`run_info.RunChangedError`), a changed MUTABLE field is
-  printed and recorded with the step it takes effect at. Checkpoints without a
-  record stop it too: a record is never invented for weights it did not train."""
-  def decide():
-    if resume_step is not None:
-      stored = run_info.read(workdir)
-      changed = run_info.compare(stored, config, workdir)
-      if stored.train_examples and stored.train_examples != train_examples:
-        raise run_info.RunChangedError(
-            f"{workdir} was trained on {stored.train_examples} examples of "
-            f"{train_split}; {data_dir} has {train_examples}: not the same data. "
-            f"Point --config.data_dir at {stored.data_dir}, or use a new --workdir.")
-      if changed:
-        print(f"Resuming {workdir} at step {resume_step} with changed settings: "
-              + "; ".join(f"{k} {was!r} -> {now!r}" for k, was, now in changed),
-              flush=True)
-        run_info.write(workdir, run_info.with_changes(stored, config, changed,
-                                                      resume_step))
-      return
-    labels = sources.labels_of(sources.open_split(
-        data_dir, config.dataset_config, train_split, decode_images=False,
-        dataset=registry.of_config(config).name))
-    rates, known = sources.occurrence_rates(labels)
-    co = np.nan_to_num(sources.cooccurrence(labels), nan=0.0)
-    dataset = sources.dataset_record(data_dir, config, train_split)
-    au_ids = dataset["au_ids"]  # from the dataset, not the model's constant
-    head_aus = intensity_aus(config, dataset)
-    if not head_aus and config.intensity == "auto":
-      print(f"No intensity head: the {dataset['name']} build at {dataset['path']} "
-            "has no intensity labels (built from a copy without them, or by a "
-            "builder before they existed: rebuild it to train one).", flush=True)
-    for au, r, k in zip(au_ids, rates, known):
-      if k == 0 or r == 0:
-        logging.warning("AU%02d has no positive training label (known %d): its "
-                        "class weight is capped.", au, k)
-    run_info.write(workdir, run_info.RunInfo(
-        config=config, au_ids=tuple(au_ids),
-        landmark_scheme=dataset["landmarks"],
-        occurrence_rates=tuple(rates.tolist()),
-        known_labels=tuple(known.tolist()),
-        cooccurrence=tuple(tuple(row) for row in co.tolist()),
-        au_weights=tuple(losses.au_class_weights(rates).tolist()),
-        threshold=config.threshold, train_examples=len(labels),
-        data_dir=os.path.abspath(data_dir) if "://" not in data_dir else data_dir,
-        dataset=dataset, intensity_au_ids=tuple(head_aus)))
-  distributed.run_on_main("sfae_run_info", decide)
-  return run_info.read(workdir)
-
-
-def intensity_aus(config, dataset: dict) -> list[int]:
-  """The AUs the intensity head estimates (`config.intensity`): the build's
-  intensity AUs for 'auto' and 'on', none for 'off'; 'on' with a build that has
-  none is refused."""
-  aus = list(dataset.get("intensity_au_ids") or [])
-  if config.intensity == "off":
-    return []
-  if config.intensity == "on" and not aus:
-    raise config_checks.ConfigError(
-        f"config.intensity='on', but the {dataset['name']} build at "
-        f"{dataset['path']} has no intensity labels (its source.json lists no "
-        "intensity_au_ids): rebuild it from a copy with intensity files, or set "
-        "--config.intensity=auto.")
-  return aus
 
 
 def _prepare_data(config) -> str:
@@ -197,10 +124,11 @@ def _train_and_evaluate(config, workdir: str) -> dict:
   config_checks.check_steps(total, config)
   data_iter = loader.Prefetch(iter(loader.train_loader(
       train_src, host_batch, config.seed, config.grain_workers)))
-  mngr, resume_step = checkpoints.open_for_training(workdir, config)
+  mngr, resume_step = checkpoints.open_for_training(workdir, config,
+                                                    loader.CHECKPOINTING)
   # The checks above passed: now the record is written (or checked, on resume).
-  info = _run_info(workdir, config, data_dir, train_split, len(train_src),
-                   resume_step)
+  info = run_setup.decide(workdir, config, data_dir, train_split, len(train_src),
+                          resume_step)
   record = info.to_json()
   model = create_model(config, info.au_ids, info.landmark_scheme,
                        intensity_au_ids=info.intensity_au_ids)
@@ -213,7 +141,7 @@ def _train_and_evaluate(config, workdir: str) -> dict:
         jax.eval_shape(setup.init, jax.random.key(config.seed)),
         sharding.replicated(mesh))
     mngr, state, _, start_step = checkpoints.restore_for_training(
-        mngr, workdir, config, abstract, data_iter)
+        mngr, workdir, config, abstract, loader.CHECKPOINTING, data_iter)
     finished = _evaluation_if_finished(workdir, total, start_step, eval_split)
     if finished is not None:
       mngr.close()
@@ -282,7 +210,7 @@ def _train_and_evaluate(config, workdir: str) -> dict:
       preempted = stop.reached(done)
       if preempted or done % config.checkpoint_every_steps == 0 or done == total:
         monitor.check_finite(*pending)
-        checkpoints.save(mngr, done, state, data_iter,
+        checkpoints.save(mngr, done, state, loader.CHECKPOINTING.save(data_iter),
                          {"epoch": done / steps_per_epoch}, record,
                          force=done == total or preempted)
       if preempted:

@@ -16,7 +16,7 @@ import pytest
 from configs import test as test_config
 from sfae_jax import evaluate, train
 from sfae_jax.data import sources
-from sfae_jax.training import monitor
+from sfae_jax.training import monitor, run_setup
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -171,15 +171,15 @@ def test_the_intensity_switch_follows_the_build_and_refuses_on_without_labels():
   without = {"name": "bp4d", "path": "/d/bp4d49/1.0.0", "intensity_au_ids": []}
   config = test_config.with_data("")
   assert config.intensity == "auto"
-  assert train.intensity_aus(config, with_int) == [6, 10, 12, 14, 17]
-  assert train.intensity_aus(config, without) == []
+  assert run_setup.intensity_aus(config, with_int) == [6, 10, 12, 14, 17]
+  assert run_setup.intensity_aus(config, without) == []
   config.intensity = "off"
-  assert train.intensity_aus(config, with_int) == []
+  assert run_setup.intensity_aus(config, with_int) == []
   config.intensity = "on"
-  assert train.intensity_aus(config, with_int) == [6, 10, 12, 14, 17]
+  assert run_setup.intensity_aus(config, with_int) == [6, 10, 12, 14, 17]
   with pytest.raises(config_checks.ConfigError,
                      match=r"/d/bp4d49/1.0.0 has no intensity labels"):
-    train.intensity_aus(config, without)
+    run_setup.intensity_aus(config, without)
   config.intensity = "yes"
   with pytest.raises(config_checks.ConfigError, match="intensity='yes'"):
     config_checks.check(config)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from sfae_jax.analyze import (classify, features, figures, report, stats,
                               temporal, tracks)
-from sfae_jax.training import provenance
+from sfae_jax.predict import provenance
 
 
 def video_table(manifest: pd.DataFrame, track_map: dict) -> pd.DataFrame:

@@ -16,7 +16,7 @@ import sys
 import pandas as pd
 
 from sfae_jax.predict import Detector, outputs
-from sfae_jax.training import provenance
+from sfae_jax.predict import provenance
 
 REQUIRED = ("video", "speaker", "first_language")
 
@@ -85,7 +85,7 @@ def load_tracks(manifest: pd.DataFrame, out_dir: str, workdir: str | None,
                 every: int = 1, backend: str = "auto", workers: int = 0
                 ) -> tuple[dict, list[str], dict]:
   """{video path: track DataFrame}, the errors of videos that failed, and
-  {video path: provenance record} (`sfae_jax.training.provenance`; None for a track CSV
+  {video path: provenance record} (`sfae_jax.predict.provenance`; None for a track CSV
   that has none beside it). Media not yet cached go through predict's streamed
   path together (`workers` face-detection processes); an interrupted run
   continues from its chunks in `<out>/tracks/`."""

@@ -21,7 +21,7 @@ import multiprocessing
 import os
 import queue
 import threading
-from typing import Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 from absl import flags
 from absl import logging
@@ -187,6 +187,19 @@ def train_loader(source, host_batch: int, seed: int, workers: int):
       data_source=_Indexed(source), sampler=sampler,
       worker_count=resolve_workers(workers), shard_options=grain.NoSharding(),
       operations=[_Select(), grain.Batch(host_batch, drop_remainder=True)])
+
+
+class Checkpointing(NamedTuple):
+  """How an orbax checkpoint keeps a train iterator's position."""
+  handler: Callable[[], Any]     # () -> the orbax item handler
+  save: Callable[[Any], Any]     # iterator -> its save args
+  restore: Callable[[Any], Any]  # iterator -> its restore args
+
+
+# grain's: one `process_<k>-of-<n>.json` per process (`training.checkpoints`).
+CHECKPOINTING = Checkpointing(grain.PyGrainCheckpointHandler,
+                              grain.PyGrainCheckpointSave,
+                              grain.PyGrainCheckpointRestore)
 
 
 class Prefetch:

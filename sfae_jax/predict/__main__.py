@@ -54,10 +54,10 @@ import threading
 import jax
 
 from sfae_jax.face import detectors
-from sfae_jax.predict import outputs, stream
+from sfae_jax.predict import outputs, provenance, stream
 from sfae_jax.predict.detector import Detector
 from sfae_jax.runtime import compilation_cache, devices
-from sfae_jax.training import checkpoints, provenance
+from sfae_jax.training import trained_run
 
 
 def main(argv=None) -> int:
@@ -116,8 +116,7 @@ def main(argv=None) -> int:
     det = Detector(args.workdir, args.backend, batch_size, args.threshold,
                    step=args.step, detect_every=args.detect_every)
     det.backend  # pylint: disable=pointless-statement  (fail before reading media)
-  except (FileNotFoundError, detectors.BackendUnavailable, ValueError,
-          checkpoints.CheckpointError) as e:
+  except (*trained_run.LOAD_ERRORS, detectors.BackendUnavailable) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   print(f"{args.workdir}: checkpoint step {det.step}; {args.workers} face "

@@ -19,10 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from sfae_jax.data import augment
 from sfae_jax.face import align, detectors, media, schemes
-from sfae_jax.predict import rows, stream
-from sfae_jax.training import provenance, train_step, trained_run
+from sfae_jax.predict import provenance, rows, stream
+from sfae_jax.training import trained_run
 
 
 def predict_forward(model, config):
@@ -30,8 +29,7 @@ def predict_forward(model, config):
   `[B, A + K]`: A probabilities then K intensities (none without an intensity
   head), attention maps)): the inference forward, as `Detector` runs it. One
   array, so a batch comes back in one transfer."""
-  forward = train_step.make_inference_fn(
-      model, augment.AugmentSpec.from_config(config, model.landmark_scheme))
+  forward = trained_run.inference_forward(model, config)
 
   def outputs_and_attention(variables, images):
     probs, out = forward(variables, images)

@@ -44,7 +44,7 @@ from typing import Callable, Optional
 import pandas as pd
 
 from sfae_jax.runtime import files
-from sfae_jax.training import provenance
+from sfae_jax.predict import provenance
 
 PARTIAL = ".partial"
 PARTS = ".parts"

@@ -49,6 +49,19 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 DEFAULT_VARIANTS = ("full", "no_lrl", "no_msl", "stem_only", "light_local",
                     "gt_attention")
 
+def applies(config, name: str) -> bool:
+  """Does variant `name` change fields `config` has (its model's, for a model
+  override)? SFAE-Net's variants do not apply to another model family."""
+  for key in VARIANTS[name][1]:
+    *parents, leaf = key.split(".")
+    block = config
+    for parent in parents:
+      block = block[parent]
+    if leaf not in block:
+      return False
+  return True
+
+
 def variant_config(config, name: str, seed: int):
   """`config` with variant `name`'s overrides and `seed`."""
   if name not in VARIANTS:

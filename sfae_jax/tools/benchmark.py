@@ -35,15 +35,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from sfae_jax.data import loader, registry, sources
-from sfae_jax.face import action_units, align, schemes
-from sfae_jax.models import conv, create_model
+from sfae_jax.face import align, schemes
+from sfae_jax.models import conv
 from sfae_jax.models.lrl import (AttentionRefinement, LandmarkBranch,
                                  LightLocalAUBranch, LocalAUBranch)
 from sfae_jax.models.multiscale import MultiScaleRegionLearning
 from sfae_jax.models.region_conv import HierarchicalRegionBlock
 from sfae_jax.runtime import chips, cli, sharding
 from sfae_jax.tools.summary import flops_of
-from sfae_jax.training import train_step
+from sfae_jax.training import train_step, trained_run
 
 
 def peak_tflops(dtype: str, given: Optional[float] = None) -> Optional[float]:
@@ -91,14 +91,20 @@ def time_calls(fn: Callable[[], object], steps: int) -> float:
   return (time.perf_counter() - start) / steps
 
 
-def random_batch(config, n: int, num_points: int, seed: int = 0) -> dict:
-  """A host batch shaped like the pipeline's: stored faces, landmarks, labels."""
+def random_batch(model, n: int, seed: int = 0) -> dict:
+  """A host batch shaped like the pipeline's for `model`: stored faces,
+  landmarks of its scheme, AU labels and, for an intensity head, intensities."""
   rng = np.random.default_rng(seed)
   size = align.ALIGNED_SIZE
-  lms = rng.uniform(0.3 * size, 0.7 * size, (n, num_points, 2))
-  return {"image": rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
-          "landmarks": lms.astype(np.float32),
-          "au": (rng.random((n, len(action_units.BP4D))) < 0.3).astype(np.int8)}
+  points = schemes.get_scheme(model.landmark_scheme).num_points
+  lms = rng.uniform(0.3 * size, 0.7 * size, (n, points, 2))
+  batch = {"image": rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
+           "landmarks": lms.astype(np.float32),
+           "au": (rng.random((n, len(model.au_ids))) < 0.3).astype(np.int8)}
+  if model.intensity_au_ids:
+    batch["intensity"] = rng.integers(0, 6, (n, len(model.intensity_au_ids)),
+                                      dtype=np.int8)
+  return batch
 
 
 class Setup:
@@ -106,14 +112,13 @@ class Setup:
 
   def __init__(self, config):
     self.config = config
-    self.scheme = schemes.of_dataset_config(config.dataset_config)
     self.mesh = sharding.make_mesh()
-    self.model = create_model(config, action_units.BP4D, self.scheme)
+    self.model, aus = trained_run.model_for(config)
     schedule, tx, init = train_step.train_setup(self.model, config, 1000)
     self.state = jax.jit(init, out_shardings=sharding.replicated(self.mesh))(
         jax.random.key(0))
     self.key = jax.device_put(jax.random.key(1), sharding.replicated(self.mesh))
-    weights = np.ones(len(action_units.BP4D), np.float32)
+    weights = np.ones(len(aus), np.float32)
     self.train = train_step.make_train_step(self.model, tx, schedule, config,
                                             weights, self.mesh)
     self.eval = train_step.make_eval_step(self.model, config, self.mesh)
@@ -138,7 +143,7 @@ class Setup:
 
   def time_train(self, steps: int) -> Timing:
     c = self.config
-    batch = self.put(random_batch(c, c.batch_size, self.model.num_points))
+    batch = self.put(random_batch(self.model, c.batch_size))
     compiled = self.compiled_train(batch)
 
     def run():
@@ -151,7 +156,7 @@ class Setup:
                   flops)
 
   def time_eval(self, batch_size: int, steps: int) -> Timing:
-    batch = random_batch(self.config, batch_size, self.model.num_points)
+    batch = random_batch(self.model, batch_size)
     batch = self.put({k: batch[k] for k in ("image", "landmarks")})
     variables = {"params": self.state.params, "batch_stats": self.state.batch_stats}
     compiled = self.eval.lower(variables, batch).compile()

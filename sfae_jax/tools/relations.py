@@ -20,8 +20,8 @@ import jax
 import matplotlib
 import numpy as np
 
-from sfae_jax.data import augment, loader, registry, sources
-from sfae_jax.training import checkpoints, train_step, trained_run
+from sfae_jax.data import loader, registry, sources
+from sfae_jax.training import trained_run
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file backend)
@@ -39,8 +39,7 @@ def mean_attention(run: trained_run.TrainedRun, split: str, frames: int = 512,
   """(`[A, A]` relation attention averaged over the first `frames` frames of
   `split`, frames used), on one device, through the inference forward."""
   config = run.info.config
-  forward = train_step.make_inference_fn(
-      run.model, augment.AugmentSpec.from_config(config, run.model.landmark_scheme))
+  forward = trained_run.inference_forward(run.model, config)
   attention = jax.jit(lambda variables, images: forward(variables, images)[1].relation)
   source = sources.open_split(run.info.data_dir, config.dataset_config, split,
                                dataset=registry.of_config(config).name)
@@ -99,7 +98,7 @@ def main(argv=None) -> int:
     info, variables, step = run.info, run.variables, run.step
     train_split, test_split = sources.splits(info.config)[:2]
     att, frames = mean_attention(run, test_split, args.frames)
-  except (FileNotFoundError, ValueError, checkpoints.CheckpointError) as e:
+  except trained_run.LOAD_ERRORS as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   out = args.out or os.path.join(args.workdir, "relations.png")

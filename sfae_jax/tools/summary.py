@@ -17,11 +17,10 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from sfae_jax.face import action_units, schemes
-from sfae_jax.models import create_model
+from sfae_jax.face import schemes
 from sfae_jax.runtime import cli
-from sfae_jax.tools.ablate import variant_config
-from sfae_jax.training import checkpoints
+from sfae_jax.tools.ablate import applies, variant_config
+from sfae_jax.training import checkpoints, trained_run
 
 # Ablation variants that change the model (sfae_jax.tools.ablate.VARIANTS has the rest).
 SUMMARY_VARIANTS = ("full", "light_local", "refine", "relation", "no_lrl",
@@ -52,16 +51,19 @@ def forward_flops(model, size: int) -> float:
 
 
 def summary(config, size: int | None = None) -> None:
-  """Parameters and forward GFLOPs per image of `config`'s model and variants:
-  its landmark scheme (49 points for BP4D), its AUs (BP4D's 12) and input size."""
+  """Parameters and forward GFLOPs per image of `config`'s model and of the
+  ablation variants that apply to it, as a run of `config` builds it: its
+  dataset's AUs and intensity head, its landmark scheme, its input size."""
   size = size or config.input_size
-  scheme = schemes.of_dataset_config(config.dataset_config)
-  points = schemes.get_scheme(scheme).num_points
-  print(f"{config.model_name}, {points} landmarks, {len(action_units.BP4D)} AUs, "
-        f"{size}x{size} input")
+  model, aus = trained_run.model_for(config)
+  points = schemes.get_scheme(model.landmark_scheme).num_points
+  print(f"{config.model_name}, {points} landmarks, {len(aus)} AUs "
+        f"({len(model.intensity_au_ids)} with intensity), {size}x{size} input")
   print(f"{'variant':<12} {'params':>12} {'GFLOPs/image':>13}")
   for name in SUMMARY_VARIANTS:
-    model = create_model(variant_config(config, name, 0), action_units.BP4D, scheme)
+    if not applies(config, name):
+      continue
+    model, _ = trained_run.model_for(variant_config(config, name, 0))
     print(f"{name:<12} {count_params(model, size):>12,} "
           f"{forward_flops(model, size) / 1e9:>13.2f}")
 

@@ -2,8 +2,11 @@
 
 `state` is the TrainState (params, BatchNorm statistics, optimiser state, step),
 saved asynchronously. `data` is the input pipeline's position, one file per
-process (grain's orbax handler: `process_<k>-of-<n>.json`), so a resumed run reads
-exactly the batches the interrupted one would have on every host. `meta` is JSON
+process (grain's orbax handler, which training passes in as
+`sfae_jax.data.loader.CHECKPOINTING`: `process_<k>-of-<n>.json`), so a resumed
+run reads exactly the batches the interrupted one would have on every host.
+Reading a run's variables needs no data pipeline, so evaluation and `predict`
+load without grain. `meta` is JSON
 (the epoch). The record of the run is `WORKDIR/run.json` (`sfae_jax.training.run_info`);
 `run` is its copy as of the checkpoint, to restore it from.
 
@@ -31,7 +34,6 @@ from typing import Any, Optional
 
 from absl import logging as absl_logging
 from etils import epath
-import grain.python as grain
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
@@ -40,6 +42,7 @@ from sfae_jax.runtime import distributed
 from sfae_jax.training import run_info
 
 VARIABLES = ("params", "batch_stats")
+ITEMS = ("state", "data", "meta", run_info.RECORD_ITEM)
 DAMAGED_DIR = "checkpoints_damaged"
 
 
@@ -69,8 +72,11 @@ class CheckpointError(RuntimeError):
   """No readable checkpoint; the message names each one tried and why."""
 
 
-def manager(workdir, config=None, *, read_only: bool = False
+def manager(workdir, config=None, *, read_only: bool = False, data=None
             ) -> ocp.CheckpointManager:
+  """An orbax manager of `workdir`'s checkpoints; `data`
+  (`loader.CHECKPOINTING`) adds the input pipeline's item, which training
+  saves and restores."""
   every = config.checkpoint_every_steps if config is not None else 1
   keep = config.keep_checkpoints if config is not None else None
   options = ocp.CheckpointManagerOptions(
@@ -87,8 +93,9 @@ def manager(workdir, config=None, *, read_only: bool = False
   try:
     return ocp.CheckpointManager(
         checkpoint_dir(workdir), options=options,
-        item_names=("state", "data", "meta", run_info.RECORD_ITEM),
-        item_handlers={"data": grain.PyGrainCheckpointHandler()})
+        item_names=ITEMS if data is not None else tuple(
+            i for i in ITEMS if i != "data"),
+        item_handlers={"data": data.handler()} if data is not None else None)
   finally:
     absl_logging.set_verbosity(level)
 
@@ -100,21 +107,23 @@ def checkpoint_dir(workdir) -> epath.Path:
       "checkpoints"
 
 
-def save(mngr: ocp.CheckpointManager, step: int, state, data_iter, meta: dict,
+def save(mngr: ocp.CheckpointManager, step: int, state, data_args, meta: dict,
          record: dict, force: bool = False) -> bool:
-  """Called by every process (orbax coordinates them). `record`: the run record
-  (`RunInfo.to_json()`), kept as each checkpoint's copy of run.json."""
+  """Called by every process (orbax coordinates them). `data_args`: the input
+  pipeline's save args (`loader.CHECKPOINTING.save(iterator)`); `record`: the
+  run record (`RunInfo.to_json()`), kept as each checkpoint's copy of run.json."""
   return mngr.save(step, args=ocp.args.Composite(
       state=ocp.args.StandardSave(state),
-      data=grain.PyGrainCheckpointSave(data_iter),
+      data=data_args,
       meta=ocp.args.JsonSave(meta),
       **{run_info.RECORD_ITEM: ocp.args.JsonSave(record)}), force=force)
 
 
 def restore(mngr: ocp.CheckpointManager, step: Optional[int], target,
-            data_iter=None) -> tuple[Any, dict]:
+            data_args=None) -> tuple[Any, dict]:
   """Restores checkpoint `step` (default: the latest) onto `target`'s shapes,
-  dtypes and shardings; returns (state, meta), and positions `data_iter` too.
+  dtypes and shardings; returns (state, meta), and with `data_args`
+  (`loader.CHECKPOINTING.restore(iterator)`) positions the input pipeline too.
 
   `target`: ShapeDtypeStructs with `sharding` (`abstract_like`): a whole
   TrainState (training resumes), or a dict holding a subset of its fields, e.g.
@@ -130,8 +139,8 @@ def restore(mngr: ocp.CheckpointManager, step: Optional[int], target,
   else:
     state_args = ocp.args.StandardRestore(target)
   items = {"state": state_args, "meta": ocp.args.JsonRestore()}
-  if data_iter is not None:
-    items["data"] = grain.PyGrainCheckpointRestore(data_iter)
+  if data_args is not None:
+    items["data"] = data_args
   restored = mngr.restore(step, args=ocp.args.Composite(**items))
   return restored["state"], restored["meta"]
 
@@ -192,7 +201,7 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
-def restore_newest(mngr: ocp.CheckpointManager, target, data_iter=None,
+def restore_newest(mngr: ocp.CheckpointManager, target, data_args=None,
                    step: Optional[int] = None):
   """`restore` of checkpoint `step`, or of the newest readable one: returns
   (state, meta, step, damaged), `damaged` the [(step, reason)] that could not be
@@ -207,7 +216,7 @@ def restore_newest(mngr: ocp.CheckpointManager, target, data_iter=None,
   damaged = []
   for s in ([step] if step is not None else steps):
     try:
-      state, meta = restore(mngr, s, target, data_iter)
+      state, meta = restore(mngr, s, target, data_args)
     except Exception as e:  # pylint: disable=broad-except
       # orbax and tensorstore raise many types (ValueError, Exception, OSError,
       # FileNotFoundError, ...) for a damaged file: each means "unreadable".
@@ -229,19 +238,23 @@ def restore_newest(mngr: ocp.CheckpointManager, target, data_iter=None,
          "from a copy, or") + " train again in a new workdir.")
 
 
-def open_for_training(workdir, config) -> tuple[ocp.CheckpointManager,
-                                               Optional[int]]:
-  """(manager, latest step or None) for a training run in `workdir`."""
-  mngr = manager(workdir, config)
+def open_for_training(workdir, config, data) -> tuple[ocp.CheckpointManager,
+                                                     Optional[int]]:
+  """(manager, latest step or None) for a training run in `workdir`; `data`:
+  the input pipeline's checkpointing (`loader.CHECKPOINTING`)."""
+  mngr = manager(workdir, config, data=data)
   return mngr, mngr.latest_step()
 
 
 def restore_for_training(mngr: ocp.CheckpointManager, workdir, config, target,
-                         data_iter):
-  """Resumes from the newest readable checkpoint: (manager, state, meta, step).
-  Newer unreadable ones are moved to WORKDIR/checkpoints_damaged/ (by process
-  0; every process takes part), and a fresh manager is returned."""
-  state, meta, step, damaged = restore_newest(mngr, target, data_iter)
+                         data, data_iter):
+  """Resumes from the newest readable checkpoint, the state onto `target` and
+  `data_iter` at its position (`data`: `loader.CHECKPOINTING`): (manager,
+  state, meta, step). Newer unreadable ones are moved to
+  WORKDIR/checkpoints_damaged/ (by process 0; every process takes part), and a
+  fresh manager is returned."""
+  state, meta, step, damaged = restore_newest(mngr, target,
+                                              data.restore(data_iter))
   newer = [s for s, _ in damaged if s > step]
   if newer:
     mngr.close()
@@ -257,7 +270,7 @@ def restore_for_training(mngr: ocp.CheckpointManager, workdir, config, target,
         _warn(f"moved the unreadable checkpoint {s} to {target_dir}; training "
               f"resumes from step {step}.")
     distributed.barrier("sfae_damaged_checkpoints")
-    mngr = manager(workdir, config)
+    mngr = manager(workdir, config, data=data)
   return mngr, state, meta, step
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Mapping, Optional
 
 import jax
+from tensorboardX import SummaryWriter
+from tensorboardX.summary import hparams as hparams_summaries
 
 
 class EventWriter:
@@ -24,7 +26,6 @@ class EventWriter:
       enabled = jax.process_index() == 0
     self._writer = None
     if enabled:
-      from tensorboardX import SummaryWriter
       # flush_secs: events reach the disk while a long run is watched.
       self._writer = SummaryWriter(logdir=str(logdir), flush_secs=30)
 
@@ -33,10 +34,9 @@ class EventWriter:
     tags it shows beside them."""
     if self._writer is None:
       return
-    from tensorboardX.summary import hparams
     flat = {k: v if isinstance(v, (int, float, str, bool)) else str(v)
             for k, v in values.items()}
-    experiment, start, _ = hparams(flat, {tag: 0.0 for tag in metrics})
+    experiment, start, _ = hparams_summaries(flat, {tag: 0.0 for tag in metrics})
     self._writer.file_writer.add_summary(experiment)
     self._writer.file_writer.add_summary(start)
 

@@ -31,6 +31,7 @@ from sfae_jax.data import augment
 from sfae_jax.models import losses
 from sfae_jax.models.interface import MAX_INTENSITY
 from sfae_jax.runtime.sharding import AXIS
+from sfae_jax.training import trained_run
 
 # A model as `sfae_jax.models.interface` describes it (a flax module).
 Model = Any
@@ -157,25 +158,11 @@ def make_train_step(model: Model, tx, schedule, config, au_weights, mesh: Mesh):
   return jax.jit(sharded, donate_argnums=0)
 
 
-def make_inference_fn(model: Model, spec: augment.AugmentSpec):
-  """The one inference forward (evaluation, `predict`, the relations figure):
-  (variables, stored faces `[B, 200, 200, 3]` uint8) -> (probabilities `[B, A]`,
-  the model's output: intensity, attention, ...). Centre crop;
-  attention placed on the model's own landmarks."""
-  def forward(variables, images):
-    crops, _ = augment.centre_crop(
-        images, jnp.zeros((images.shape[0], 1, 2), jnp.float32), spec)
-    out = model.apply(variables, crops, train=False)
-    return jax.nn.sigmoid(out.au_logits), out
-  return forward
-
-
 def make_eval_step(model: Model, config, mesh: Mesh):
   """jit(shard_map): (variables, batch) -> (probabilities `[B, A]`, intensities
   `[B, K]`: `K` = 0 without an intensity head), sharded over `data` (the
   inference forward on each device's rows)."""
-  forward = make_inference_fn(
-      model, augment.AugmentSpec.from_config(config, model.landmark_scheme))
+  forward = trained_run.inference_forward(model, config)
 
   def local_eval(variables, batch):
     probs, out = forward(variables, batch["image"])

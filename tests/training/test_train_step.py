@@ -82,7 +82,7 @@ def test_loss_falls_on_a_fixed_batch_without_recompiling_and_intensity_off_is_it
   assert seen[-1] < 0.95 * seen[0], seen
   assert int(state.step) == 5
   assert step._cache_size() == 1  # pylint: disable=protected-access
-  assert "intensity_head" not in state.params and float(m["intensity"]) == 0.0
+  assert "intensity_head" not in state.params and "intensity" not in m
   config.intensity_weight = 0.0
   codes = np.random.default_rng(5).integers(-1, 6, (8, 5)).astype(np.int8)
   mesh, _, silent, step, key = _intensity_setup(
@@ -164,8 +164,8 @@ def test_training_attention_sits_on_the_models_own_landmarks():
                             "batch_stats": state.batch_stats}, images, train=True,
                            landmarks=lms if use_gt else None,
                            mutable=["batch_stats"])
-      return train_step._losses(out, batch["au"], lms, config,  # pylint: disable=protected-access
-                                jnp.ones(12), schemes.BP4D49)[0]
+      return train_step._losses(model, out, batch["au"], lms, config,  # pylint: disable=protected-access
+                                jnp.ones(12))[0]
 
     # The reference reads neither gt_landmark_attention nor anything else the
     # two configs differ in: computed once, from the first config's closure.

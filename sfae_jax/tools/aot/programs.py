@@ -2,7 +2,7 @@
 
 Each builder returns `(jitted, args)`: the very function `train` / `evaluate` /
 `predict` jit (`train_step.make_train_step`, `make_eval_step`,
-`make_inference_fn`), and `jax.ShapeDtypeStruct`s carrying the shardings those
+`detector.predict_forward`), and `jax.ShapeDtypeStruct`s carrying the shardings those
 commands give their inputs, so `jitted.lower(*args).compile()` builds the program
 the command would run on those devices, with nothing allocated.
 """
@@ -16,12 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sfae_jax.data import registry
 from sfae_jax.face import schemes
-from sfae_jax.models import create_model
 from sfae_jax.predict import detector
 from sfae_jax.runtime import sharding
-from sfae_jax.training import checkpoints, train_step
+from sfae_jax.training import checkpoints, train_step, trained_run
 
 STORED = 200  # side of the stored, aligned face (the builders' output)
 PROGRAMS = ("train_step", "eval_step", "predict_forward")
@@ -34,19 +32,6 @@ class Program:
   args: tuple
   devices: int        # how many devices it runs on
   batch: int          # images per device per call
-
-
-def model_for(config):
-  """The model a run of `config` trains, without its data: the dataset's AUs,
-  the landmark scheme its builder config produces (what a build records) and,
-  unless `config.intensity` is 'off', the intensity head of a build with the
-  dataset's intensity labels (the licensed distributions have them)."""
-  dataset = registry.of_config(config)
-  scheme = schemes.of_dataset_config(config.dataset_config)
-  intensity = () if config.get("intensity", "auto") == "off" else (
-      dataset.intensity_au_ids)
-  return create_model(config, dataset.au_ids, scheme,
-                      intensity_au_ids=intensity), dataset.au_ids
 
 
 def _sds(shape, dtype, sharding_):
@@ -72,7 +57,7 @@ def _landmark_count(model) -> int:
 def train(config, devices, batch: int, steps_per_epoch: int = 1000) -> Program:
   """The train step over a 1-D mesh of `devices`, `batch` images per device."""
   mesh = sharding.make_mesh(devices)
-  model, aus = model_for(config)
+  model, aus = trained_run.model_for(config)
   schedule, tx, init = train_step.train_setup(model, config, steps_per_epoch)
   jitted = train_step.make_train_step(model, tx, schedule, config,
                                       np.ones(len(aus), np.float32), mesh)
@@ -88,7 +73,7 @@ def train(config, devices, batch: int, steps_per_epoch: int = 1000) -> Program:
 def evaluate(config, devices, batch: int) -> Program:
   """The evaluation step (`evaluate`, and the end of `train`) over `devices`."""
   mesh = sharding.make_mesh(devices)
-  model, aus = model_for(config)
+  model, aus = trained_run.model_for(config)
   variables = checkpoints.abstract_variables(model, config.input_size,
                                              sharding.replicated(mesh))
   jitted = train_step.make_eval_step(model, config, mesh)
@@ -100,7 +85,7 @@ def evaluate(config, devices, batch: int) -> Program:
 def predict(config, devices, batch: int) -> Program:
   """`predict`'s forward, which runs on one device: the first of `devices`."""
   mesh = sharding.make_mesh(devices[:1])
-  model, _ = model_for(config)
+  model, _ = trained_run.model_for(config)
   variables = checkpoints.abstract_variables(model, config.input_size,
                                              sharding.replicated(mesh))
   jitted = detector.predict_forward(model, config)
