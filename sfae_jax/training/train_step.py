@@ -3,7 +3,7 @@
 The per-device step is written in pmap style, for one shard of the global batch,
 with explicit collectives over the mesh axis `data`: BatchNorm statistics are
 averaged with `lax.pmean` (flax `axis_name`) and the loss's sums are `psum`med
-(`sfae_jax.training.losses`), so every device holds the loss of the global batch. It runs
+(`sfae_jax.models.losses`), so every device holds the loss of the global batch. It runs
 under `jax.shard_map` inside `jax.jit` on a 1-D mesh of every device (every host's,
 in a multi-host job; the mesh and array layouts are `sfae_jax.runtime.sharding`'s).
 
