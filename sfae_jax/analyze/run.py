@@ -10,7 +10,7 @@ import time
 
 import pandas as pd
 
-from sfae_jax.analyze import (classify, features, figures, report, stats,
+from sfae_jax.analyze import (classify, features, report, stats,
                               temporal, tracks)
 from sfae_jax.predict import provenance
 
@@ -143,7 +143,3 @@ def provenance_summary(sources: dict) -> dict:
   return {"videos": sources, "runs": list(runs.values()),
           "unknown_provenance": unknown,
           "warning": provenance.SYNTHETIC_WARNING if synthetic else None}
-
-
-__all__ = ["run_analysis", "classify", "features", "figures", "report", "stats",
-           "tracks"]
