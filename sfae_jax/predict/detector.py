@@ -109,26 +109,16 @@ class Detector:
     """Values per face of `forward`: probabilities, then intensities."""
     return len(self.au_ids) + len(self.intensity_au_ids)
 
-  def predict_aligned(self, faces: np.ndarray, with_attention: bool = False,
-                      with_intensity: bool = False):
-    """AU probabilities `[N, A]` for aligned 200x200 faces `[N, 200, 200, 3]`;
-    `with_intensity`: the outputs `[N, A + K]`, the K intensities after them."""
-    outputs, maps = [], []
+  def predict_aligned(self, faces: np.ndarray) -> np.ndarray:
+    """The outputs `[N, A + K]` for aligned 200x200 faces `[N, 200, 200, 3]`:
+    A probabilities, then the K intensities of an intensity head."""
+    outputs = []
     for i in range(0, len(faces), self.batch_size):
       chunk = faces[i:i + self.batch_size]
-      pad = self.batch_size - len(chunk)  # fixed shape: one compilation
-      batch = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], np.uint8)])
-      o, a = self.forward(self._variables, batch)
+      o, _ = self.forward(self._variables, stream.pad_batch(chunk, self.batch_size))
       outputs.append(np.asarray(o)[:len(chunk)])
-      if with_attention and a is not None:
-        maps.append(np.asarray(a)[:len(chunk)])
-    outputs = (np.concatenate(outputs) if outputs
-               else np.zeros((0, self.num_outputs), np.float32))
-    if not with_intensity:
-      outputs = outputs[:, :len(self.au_ids)]
-    if with_attention:
-      return outputs, np.concatenate(maps) if maps else None
-    return outputs
+    return (np.concatenate(outputs) if outputs
+            else np.zeros((0, self.num_outputs), np.float32))
 
   def predict_faces(self, images: Sequence[np.ndarray],
                     landmarks: Sequence[np.ndarray],
@@ -137,7 +127,7 @@ class Detector:
     the same alignment and model path as `detect`, without the detector."""
     aligned = np.stack([align.align_face(im, lm, scheme).image
                         for im, lm in zip(images, landmarks)])
-    return self.predict_aligned(aligned)
+    return self.predict_aligned(aligned)[:, :len(self.au_ids)]
 
   def detect(self, inputs, every: int = 1, progress: bool = False,
              overlays: Optional[str] = None, on_error: str = "raise",

@@ -54,6 +54,15 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
+def pad_batch(faces: np.ndarray, size: int) -> np.ndarray:
+  """`faces` padded with black faces to `size` rows: every batch the forward
+  sees has one shape, so it compiles once."""
+  pad = size - len(faces)
+  if pad <= 0:
+    return faces
+  return np.concatenate([faces, np.zeros((pad,) + faces.shape[1:], faces.dtype)])
+
+
 @dataclasses.dataclass
 class InputResult:
   path: str
@@ -127,10 +136,7 @@ class _Batches:
     if not self._images:
       return
     start = time.perf_counter()
-    batch = np.stack(self._images)
-    if len(batch) < self._size:  # fixed shape: one compilation
-      batch = np.concatenate([batch, np.zeros((self._size - len(batch),)
-                                              + batch.shape[1:], np.uint8)])
+    batch = pad_batch(np.stack(self._images), self._size)
     self._flight.append((self._forward(self._variables, batch), self._slots))
     self._images, self._slots = [], []
     self._timing["forward"] += time.perf_counter() - start
