@@ -47,6 +47,15 @@ def put_batch(batch: dict, mesh: Mesh) -> dict:
           for k, v in batch.items()}
 
 
+def replicated_value(x) -> np.ndarray:
+  """A replicated array (or any array-like) as numpy on this host: in a
+  multi-process job any local shard of a replicated array is all of it, and
+  eager ops on the global array are not allowed."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    return np.asarray(x.addressable_data(0))
+  return np.asarray(x)
+
+
 def host_local(array: jax.Array) -> np.ndarray:
   """This host's rows of a `data`-sharded array, in the order they were put."""
   shards = sorted(array.addressable_shards, key=lambda s: s.index[0].start or 0)

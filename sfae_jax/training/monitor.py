@@ -9,8 +9,8 @@ import math
 import time
 
 from flax import traverse_util
-import jax
-import numpy as np
+
+from sfae_jax.runtime import sharding
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -65,9 +65,7 @@ def parameter_table(params) -> tuple[str, int]:
   the total count). Computed on the host from replicated arrays."""
   rows, total = [], 0
   for path, value in sorted(traverse_util.flatten_dict(params, sep="/").items()):
-    if isinstance(value, jax.Array) and not value.is_fully_addressable:
-      value = value.addressable_data(0)  # replicated: any shard is all of it
-    x = np.asarray(value)
+    x = sharding.replicated_value(value)
     total += x.size
     rows.append((path, str(x.shape), str(x.dtype), f"{x.size:,}",
                  f"{x.mean():.3g}", f"{x.std():.3g}"))

@@ -23,8 +23,8 @@ from typing import Sequence
 
 from flax import traverse_util
 import jax
-import numpy as np
 
+from sfae_jax.runtime import sharding as sharding_lib
 from sfae_jax.training import run_info, trained_run
 
 
@@ -46,12 +46,6 @@ class TransferReport:
                if self.fresh else "") + ".")
 
 
-def _host(x) -> np.ndarray:
-  if isinstance(x, jax.Array) and not x.is_fully_addressable:
-    return np.asarray(x.addressable_data(0))  # replicated: any shard is all of it
-  return np.asarray(x)
-
-
 def transplant(target: dict, source: dict, target_aus: Sequence[int],
                source_aus: Sequence[int], report: TransferReport, model,
                target_intensity_aus: Sequence[int] = (),
@@ -61,8 +55,8 @@ def transplant(target: dict, source: dict, target_aus: Sequence[int],
   its class) names its per-AU modules and heads."""
   # On the host, in numpy: the arrays may be replicated over several processes'
   # devices, where eager jax ops are not allowed; every process computes the same.
-  target = jax.tree.map(_host, target)
-  source = jax.tree.map(_host, source)
+  target = jax.tree.map(sharding_lib.replicated_value, target)
+  source = jax.tree.map(sharding_lib.replicated_value, source)
   same_aus = tuple(target_aus) == tuple(source_aus)
   same_intensity = tuple(target_intensity_aus) == tuple(source_intensity_aus)
   rows = [(target_aus.index(a), source_aus.index(a)) for a in target_aus
