@@ -53,11 +53,10 @@ class RunChangedError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class RunInfo:
+  """Each fact once: the AU ids and landmark scheme are the dataset's, the
+  threshold is the config's (properties below)."""
   config: ml_collections.ConfigDict
-  au_ids: tuple[int, ...]
-  landmark_scheme: str
   au_weights: tuple[float, ...]
-  threshold: float
   occurrence_rates: tuple[float, ...] = ()
   known_labels: tuple[int, ...] = ()
   # Training split's P(AU j present | AU i present) (`sources.cooccurrence`,
@@ -74,6 +73,19 @@ class RunInfo:
   # head), in the dataset's intensity label order (`config.intensity`).
   intensity_au_ids: tuple[int, ...] = ()
 
+  @property
+  def au_ids(self) -> tuple[int, ...]:
+    """The AUs the model detects, in its output order: the dataset's."""
+    return tuple(self.dataset["au_ids"])
+
+  @property
+  def landmark_scheme(self) -> str:
+    return self.dataset["landmarks"]
+
+  @property
+  def threshold(self) -> float:
+    return float(self.config.threshold)
+
   def to_json(self) -> dict[str, Any]:
     out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
     out["config"] = json.loads(self.config.to_json_best_effort())
@@ -85,6 +97,13 @@ class RunInfo:
     kw = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
           if k in names}
     kw["config"] = ml_collections.ConfigDict(data["config"])
+    # Records written before each fact had one home kept the AU ids and the
+    # scheme beside the dataset's record as well; those runs still load.
+    dataset = dict(kw.get("dataset") or {})
+    for key, old in (("au_ids", "au_ids"), ("landmarks", "landmark_scheme")):
+      if key not in dataset and old in data:
+        dataset[key] = data[old]
+    kw["dataset"] = dataset
     return cls(**kw)
 
 
@@ -199,5 +218,4 @@ def with_changes(stored: RunInfo, config, changed, step: int) -> RunInfo:
   """The record of a run resumed at `step` with the MUTABLE `changed` fields."""
   log = tuple(stored.changes) + tuple(
       {"step": step, "field": k, "old": was, "new": now} for k, was, now in changed)
-  return dataclasses.replace(stored, config=config, threshold=config.threshold,
-                             changes=log)
+  return dataclasses.replace(stored, config=config, changes=log)

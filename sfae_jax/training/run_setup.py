@@ -64,13 +64,11 @@ def decide(workdir, config, data_dir, train_split, train_examples: int,
         logging.warning("AU%02d has no positive training label (known %d): its "
                         "class weight is capped.", au, k)
     run_info.write(workdir, run_info.RunInfo(
-        config=config, au_ids=tuple(au_ids),
-        landmark_scheme=dataset["landmarks"],
-        occurrence_rates=tuple(rates.tolist()),
+        config=config, occurrence_rates=tuple(rates.tolist()),
         known_labels=tuple(known.tolist()),
         cooccurrence=tuple(tuple(row) for row in co.tolist()),
         au_weights=tuple(losses.au_class_weights(rates).tolist()),
-        threshold=config.threshold, train_examples=len(labels),
+        train_examples=len(labels),
         data_dir=os.path.abspath(data_dir) if "://" not in data_dir else data_dir,
         dataset=dataset, intensity_au_ids=tuple(head_aus)))
   distributed.run_on_main("sfae_run_info", decide)

@@ -35,8 +35,8 @@ def test_failed_attempt_writes_no_record(synthetic_tfds, tmp_path):
                                          ("dataset_config", "ibug68"),
                                          ("model.local_branch", "deep")])
 def test_compare_names_a_changed_model_or_data_field(field, value):
-  stored = run_info.RunInfo(config=_config("d"), au_ids=(1,), landmark_scheme="x",
-                            au_weights=(1.0,), threshold=0.5)
+  stored = run_info.RunInfo(config=_config("d"), au_weights=(1.0,),
+                            dataset={"au_ids": [1], "landmarks": "x"})
   block, _, name = field.rpartition(".")
   changed = (_config("d", model={name: value}) if block == "model"
              else _config("d", **{field: value}))
@@ -132,3 +132,21 @@ def test_a_record_from_before_the_model_block_is_refused_in_one_line(trained_run
   with pytest.raises(run_info.RecordError, match="earlier version of sfae-jax"):
     run_info.read(workdir)
   assert evaluate.main(["--workdir", workdir]) == 1
+
+
+def test_the_record_keeps_each_fact_once_and_reads_the_older_layout(trained_run,
+                                                                     tmp_path):
+  """The AU ids and scheme live in the dataset's record, the threshold in the
+  config; a record that also kept them at the top level still loads."""
+  workdir = _copy(trained_run, tmp_path)
+  data = json.loads(run_info.path(workdir).read_text())
+  assert not {"au_ids", "landmark_scheme", "threshold"} & set(data)
+  assert data["dataset"]["au_ids"] == [1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24]
+  assert data["dataset"]["landmarks"] == "bp4d49"
+  older = dict(data, au_ids=[1, 2], landmark_scheme="bp4d49",
+               dataset={k: v for k, v in data["dataset"].items()
+                        if k not in ("au_ids", "landmarks")})
+  run_info.path(workdir).write_text(json.dumps(older))
+  info = run_info.read(workdir)
+  assert info.au_ids == (1, 2) and info.landmark_scheme == "bp4d49"
+  assert info.threshold == data["config"]["threshold"]
