@@ -24,11 +24,10 @@ import jax
 import jax.numpy as jnp
 
 from sfae_jax.face import action_units, schemes
-from sfae_jax.models.interface import MAX_INTENSITY, AUOutput
+from sfae_jax.models.interface import INTENSITY_HEAD, AUOutput, intensity_head
 from sfae_jax.models.region_conv import RegionConv
 
 AU_HEAD = "head"
-INTENSITY_HEAD = "intensity_head"
 
 
 class DRML(nn.Module):
@@ -88,10 +87,7 @@ class DRML(nn.Module):
       x = nn.Dropout(self.dropout, deterministic=not train)(x)
     fused = x.astype(jnp.float32)
     logits = nn.Dense(len(self.au_ids), dtype=jnp.float32, name=AU_HEAD)(fused)
-    intensity = None
-    if self.intensity_au_ids:
-      intensity = MAX_INTENSITY * jax.nn.sigmoid(nn.Dense(
-          len(self.intensity_au_ids), dtype=jnp.float32, name=INTENSITY_HEAD)(fused))
+    intensity = intensity_head(fused, self.intensity_au_ids)
     return AUOutput(au_logits=logits, intensity=intensity)
 
   def loss_terms(self, out, landmarks, config, axis_name) -> dict:

@@ -36,10 +36,23 @@ from __future__ import annotations
 from typing import Optional
 
 import flax
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 # FACS intensity codes A..E as 1..5, 0 absent: the range of every intensity head.
 MAX_INTENSITY = 5.0
+INTENSITY_HEAD = "intensity_head"  # its parameters (a model's `intensity_heads`)
+
+
+def intensity_head(features: jax.Array, intensity_au_ids) -> Optional[jax.Array]:
+  """`[B, K]` intensities in [0, MAX_INTENSITY] from the fused `features` (one
+  float32 Dense, a scaled sigmoid), or None without intensity AUs. Called inside
+  a model's compact `__call__`, whose parameters it joins as INTENSITY_HEAD."""
+  if not intensity_au_ids:
+    return None
+  return MAX_INTENSITY * jax.nn.sigmoid(nn.Dense(
+      len(intensity_au_ids), dtype=jnp.float32, name=INTENSITY_HEAD)(features))
 
 
 @flax.struct.dataclass

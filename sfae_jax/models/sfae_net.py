@@ -16,7 +16,7 @@ import numpy as np
 from sfae_jax.face import action_units, schemes
 from sfae_jax.models import landmark_attention as la
 from sfae_jax.models import losses
-from sfae_jax.models.interface import MAX_INTENSITY
+from sfae_jax.models.interface import INTENSITY_HEAD, intensity_head
 from sfae_jax.models.lrl import (AttentionRefinement, LandmarkBranch,
                                  LightLocalAUBranch, LocalAUBranch)
 from sfae_jax.models.multiscale import MultiScaleRegionLearning
@@ -25,7 +25,6 @@ from sfae_jax.models.relation import AURelationHead, prior_logits
 
 
 AU_HEAD = "head"
-INTENSITY_HEAD = "intensity_head"
 RELATION_HEAD = "relation_head"  # the AU-relation correction, when au_relation is on
 
 
@@ -172,10 +171,7 @@ class SFAENet(nn.Module):
           len(self.au_ids), self.relation_features, self.relation_layers,
           dtype=self.dtype, name=RELATION_HEAD)(fused)
       logits = logits + correction
-    intensity = None
-    if self.intensity_au_ids:
-      intensity = MAX_INTENSITY * jax.nn.sigmoid(nn.Dense(
-          len(self.intensity_au_ids), dtype=jnp.float32, name=INTENSITY_HEAD)(fused))
+    intensity = intensity_head(fused, self.intensity_au_ids)
     return SFAEOutput(au_logits=logits, landmarks=pred_landmarks,
                       attention=attention, rule_attention=rule_attention,
                       relation=relation, intensity=intensity)
