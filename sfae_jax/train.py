@@ -33,10 +33,9 @@ from sfae_jax import evaluate
 from sfae_jax.data import loader, registry, sources
 from sfae_jax.models import create_model
 from sfae_jax.runtime import cli, distributed, sharding
-from sfae_jax.training import checkpoints, config_checks, metrics, monitor
+from sfae_jax.training import checkpoints, config_checks, loop, metrics, monitor
 from sfae_jax.training import preemption, run_info, run_setup, tensorboard
-from sfae_jax.training import train_step, transfer
-from sfae_jax.training import workdir_lock
+from sfae_jax.training import train_step, transfer, workdir_lock
 from tfds_bp4d import prepare
 
 FLAGS = flags.FLAGS
@@ -179,20 +178,11 @@ def _train_and_evaluate(config, workdir: str) -> dict:
                                        info.au_weights, mesh)
   key = jax.jit(lambda: jax.random.key(config.seed + 1),  # multi-host safe
                 out_shardings=sharding.replicated(mesh))()
-  acc, pending, rate = metrics.TrainAverages(), None, monitor.Rate(config.batch_size)
+  loop_step = loop.LoopStep(step_fn, mesh, key, bool(info.intensity_au_ids))
+  acc, rate = metrics.TrainAverages(), monitor.Rate(config.batch_size)
   with preemption.StopSignals() as stop:
     for step in range(start_step, total):
-      batch = next(data_iter)
-      batch.pop("id")
-      if not info.intensity_au_ids:
-        batch.pop("intensity", None)
-      batch = sharding.put_batch(batch, mesh)
-      if step == start_step:
-        step_fn = distributed.compiled(step_fn, state, batch, key, name="train_step")
-      state, out = step_fn(state, batch, key)
-      if pending is not None:  # one step late, so the host never stalls the device
-        monitor.check_finite(*pending)
-      pending = (step + 1, out)
+      state, out = loop_step(state, data_iter, step)
       acc.add(out)
       done = step + 1
       if step == start_step:  # the first step compiles: time from its end
@@ -200,7 +190,7 @@ def _train_and_evaluate(config, workdir: str) -> dict:
         rate.add(done)
       if done % config.log_every_steps == 0 or done == total:
         values = acc.compute()
-        monitor.check_finite(*pending)
+        loop_step.check()
         images_per_s = rate.add(done)
         writer.scalars(done, dict(values, images_per_second=images_per_s))
         if _is_main():
@@ -209,7 +199,7 @@ def _train_and_evaluate(config, workdir: str) -> dict:
                 flush=True)
       preempted = stop.reached(done)
       if preempted or done % config.checkpoint_every_steps == 0 or done == total:
-        monitor.check_finite(*pending)
+        loop_step.check()
         checkpoints.save(mngr, done, state, loader.CHECKPOINTING.save(data_iter),
                          {"epoch": done / steps_per_epoch}, record,
                          force=done == total or preempted)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import itertools
 import time
 from typing import Callable, Optional
 
@@ -43,7 +44,7 @@ from sfae_jax.models.multiscale import MultiScaleRegionLearning
 from sfae_jax.models.region_conv import HierarchicalRegionBlock
 from sfae_jax.runtime import chips, cli, sharding
 from sfae_jax.tools.summary import flops_of
-from sfae_jax.training import train_step, trained_run
+from sfae_jax.training import loop, train_step, trained_run
 
 
 def peak_tflops(dtype: str, given: Optional[float] = None) -> Optional[float]:
@@ -165,22 +166,16 @@ class Setup:
                   flops_of(self.eval_for_flops.lower(variables, batch)))
 
   def time_end_to_end(self, data_iter, steps: int) -> Timing:
-    """The train loop as `train.py` runs it: next batch, put, step, and the
-    previous step's loss read back (its finiteness check) one step late."""
-    compiled, pending = None, None
+    """The train loop's step as `train.py` runs it (`loop.LoopStep`): next
+    batch, put, step, and the previous step's loss read back one step late."""
+    loop_step = loop.LoopStep(self.train, self.mesh, self.key,
+                              bool(self.model.intensity_au_ids),
+                              compiled=self._compiled_train)
+    count = itertools.count()
 
     def run():
-      nonlocal compiled, pending
-      batch = next(data_iter)
-      batch.pop("id", None)
-      batch = self.put(batch)
-      if compiled is None:
-        compiled = self.compiled_train(batch)
-      self.state, out = compiled(self.state, batch, self.key)
-      if pending is not None:
-        float(pending)
-      pending = out["loss"]
-      return pending
+      self.state, out = loop_step(self.state, data_iter, next(count))
+      return out["loss"]
 
     seconds = time_calls(run, steps)
     return Timing("train loop end to end (grain + step)", seconds,
@@ -348,8 +343,10 @@ def run_benchmark(config, args) -> None:
 
 
 def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(prog="python -m sfae_jax.tools.benchmark",
-                                   description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(
+      prog="python -m sfae_jax.tools.benchmark", description=__doc__.splitlines()[0],
+      epilog="--config.FIELD=VALUE overrides a field of the config, as train's "
+      "flags do (e.g. --config.input_size=96).")
   parser.add_argument("--config", default="configs/default.py",
                       help="benchmark this config's model and recipe (path[:arg])")
   parser.add_argument("--batch", type=int, help="global train batch "
@@ -369,10 +366,10 @@ def main(argv=None) -> None:
                       help="device peak for MFU where it is not known")
   parser.add_argument("--no_breakdown", action="store_true",
                       help="skip the per-component timings")
-  args = parser.parse_args(argv)
+  args, overrides = parser.parse_known_args(argv)
   try:
-    config = cli.load_config(args.config)
-  except (OSError, ValueError, AttributeError) as e:
+    config = cli.config_from_args(args.config, overrides)
+  except (OSError, ValueError) as e:
     parser.error(str(e))
   run_benchmark(config, args)
 
