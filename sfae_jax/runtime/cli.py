@@ -1,5 +1,6 @@
-"""Command-line parsing shared by the commands: absl flags (train, ablate, aot)
-and config files given by path (the tools' `--config`)."""
+"""Command-line parsing shared by the commands: absl flags (train, ablate, aot),
+and config files given by path with the same `--config.a.b=value` overrides
+(the argparse tools: benchmark, summary)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import re
 import sys
 
 from absl import flags
+from ml_collections import config_flags
 
 HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
 
@@ -25,14 +27,37 @@ def parse_flags(argv):
     if e.code == 1 and any(a in HELP_FLAGS for a in argv[1:]):
       sys.exit(0)
     raise
-  except flags.Error as e:
-    message = str(e)
-  except (AttributeError, KeyError, TypeError, ValueError) as e:
-    message = str(e.args[0] if e.args else e)
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    print(f"error: {_one_line(argv, e)}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _one_line(argv, error: Exception) -> str:
+  """A flag-parsing error as one line: the override at fault and the nearest
+  field, else the parser's own message."""
+  message = str(error) if isinstance(error, flags.Error) else str(
+      error.args[0] if error.args else error)
   message = message.replace("\\n", " ").replace("\\", "").replace("'", "")
-  message = " ".join(message.split())
-  print(f"error: {_override_error(argv) or message}", file=sys.stderr)
-  sys.exit(2)
+  return _override_error(argv) or " ".join(message.split())
+
+
+def config_from_args(spec: str, overrides=()):
+  """The config file `spec` ('configs/x.py[:arg]') with `--config.a.b=value`
+  `overrides` applied as `train` applies them (ml_collections' config flags).
+  ValueError with one line naming the override and the nearest field."""
+  load_config(spec)  # a missing file: its own message (OSError)
+  argv = ["prog", "--config", spec, *overrides]
+  bad = [a for a in overrides if not a.startswith("--config.")]
+  if bad:
+    raise ValueError(f"unrecognized arguments: {' '.join(bad)}")
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, flag_values=values,
+                                  sys_argv=argv)
+  try:
+    values(argv)
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    raise ValueError(_one_line(argv, e)) from None
+  return values.config
 
 
 def _override_error(argv) -> str | None:

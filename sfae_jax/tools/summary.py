@@ -69,18 +69,20 @@ def summary(config, size: int | None = None) -> None:
 
 
 def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(prog="python -m sfae_jax.tools.summary",
-                                   description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(
+      prog="python -m sfae_jax.tools.summary", description=__doc__.splitlines()[0],
+      epilog="--config.FIELD=VALUE overrides a field of the config, as train's "
+      "flags do (e.g. --config.input_size=96).")
   parser.add_argument("--config", default="configs/default.py",
                       help="summarise this config's model (path[:arg])")
   parser.add_argument("--tiny", action="store_true",
                       help="the tiny test variant of the config's model")
   parser.add_argument("--size", type=int,
                       help="input side in pixels (default: the config's)")
-  args = parser.parse_args(argv)
+  args, overrides = parser.parse_known_args(argv)
   try:
-    config = cli.load_config(args.config)
-  except (OSError, ValueError, AttributeError) as e:
+    config = cli.config_from_args(args.config, overrides)
+  except (OSError, ValueError) as e:
     parser.error(str(e))
   if args.tiny:
     config.unlock()

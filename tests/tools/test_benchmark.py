@@ -40,3 +40,15 @@ def test_a_v5p_is_not_taken_for_a_v5e(monkeypatch):
   assert benchmark.peak_tflops("bfloat16") == 459.0
   fake.device_kind = "NVIDIA H100 80GB HBM3"
   assert benchmark.peak_tflops("float32") == 494.0
+
+
+@pytest.mark.parametrize("flag,said", [
+    ("--config.learning_rat=0.1", "did you mean --config.learning_rate?"),
+    ("--config.batch_size=abc", "batch_size must be an integer"),
+    ("--bogus", "unrecognized arguments: --bogus")])
+def test_a_config_override_mistake_is_one_line_naming_it(flag, said, capsys):
+  with pytest.raises(SystemExit) as e:
+    benchmark.main([flag])
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert said in err and "Traceback" not in err

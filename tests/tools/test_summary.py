@@ -44,3 +44,13 @@ def test_summary_of_drml_has_no_sfae_variants(capsys):
   want = _params(DRML(landmark_scheme="bp4d49", fc_features=(512, 256),
                       intensity_au_ids=action_units.BP4D_INTENSITY), 96)
   assert rows["full"][0] == f"{want:,}"
+
+
+def test_config_overrides_apply_as_in_train(capsys):
+  cli.main(["--config", "configs/drml.py", "--config.model.fc_features=(64, 32)",
+            "--size", "96"])
+  rows = {l.split()[0]: l.split()[1:]
+          for l in capsys.readouterr().out.splitlines()[2:]}
+  want = _params(DRML(landmark_scheme="bp4d49", fc_features=(64, 32),
+                      intensity_au_ids=action_units.BP4D_INTENSITY), 96)
+  assert rows["full"][0] == f"{want:,}"
