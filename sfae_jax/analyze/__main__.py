@@ -3,8 +3,8 @@
 import argparse
 import sys
 
-from sfae_jax.analyze import run as analyze_run
-from sfae_jax.predict import stream
+from sfae_jax.analyze import job
+from sfae_jax.runtime import host
 
 
 def main(argv=None) -> int:
@@ -17,7 +17,7 @@ def main(argv=None) -> int:
   parser.add_argument("--workdir", help="trained run, for media files")
   parser.add_argument("--every", type=int, default=1, help="every N-th frame")
   parser.add_argument("--backend", default="auto", help="face backend for predict")
-  parser.add_argument("--workers", type=int, default=stream.default_workers(),
+  parser.add_argument("--workers", type=int, default=host.cores(),
                       help="face-detection processes for media files (default: one "
                       "per core available, here %(default)s; 0: in this process)")
   parser.add_argument("--mixed", action="store_true",
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
   if args.workers < 0:
     parser.error("--workers must be >= 0")
   try:
-    out = analyze_run.run_analysis(args.manifest, args.out, args.workdir, args.every,
+    out = job.run_analysis(args.manifest, args.out, args.workdir, args.every,
                                args.backend, args.mixed, args.permutations,
                                min_per_group=args.min_speakers, seed=args.seed,
                                temporal_model=args.temporal,

@@ -73,9 +73,9 @@ def run_analysis(manifest_path: str, out_dir: str, workdir: str | None = None,
   deep, deep_why = None, ""
   if temporal_model:
     try:
-      deep = temporal.classify(manifest, track_map, temporal_config,
-                               temporal_permutations, seed,
-                               progress=_progress("temporal model"))
+      deep = temporal.predict_language(manifest, track_map, temporal_config,
+                                       temporal_permutations, seed,
+                                       progress=_progress("temporal model"))
       deep.speaker_predictions.to_csv(
           os.path.join(out_dir, "temporal_speakers.csv"), index=False)
     except ValueError as e:

@@ -4,11 +4,11 @@ differences: the temporal power table.
   python -m sfae_jax.analyze.power --out runs/temporal_power [--workers 2]
 
 For every cell of the grid (lag x episode length) and every seed, two data sets
-of `synthetic.pair_timing_study` (24 speakers, 12 per language, 2 videos of
+of `planted.pair_timing_study` (24 speakers, 12 per language, 2 videos of
 30-80 s at 30 fps each): a planted one (AU12 leads AU10 by the lag in language
 A, follows it in B) and its null (each speaker's order a coin flip). On each:
 
-* the temporal model (`temporal.classify`) and its permutation test;
+* the temporal model (`temporal.predict_language`) and its permutation test;
 * the lead-lag features (`features.LEAD`, speaker as the unit, BH-FDR across
   the family of pairs x lags): found when the planted pair is at q < 0.05 at
   some lag, a false alarm when any pair is;
@@ -47,8 +47,8 @@ import time
 
 import numpy as np
 
-from sfae_jax.analyze import classify, features, stats, synthetic, temporal
-from sfae_jax.analyze import run as analyze_run
+from sfae_jax.analyze import classify, features, planted, stats, temporal
+from sfae_jax.analyze import job
 from sfae_jax.runtime import files
 
 ALPHA = 0.05
@@ -56,30 +56,30 @@ LAGS_S = (0.1, 0.25, 0.5)
 EPISODES_S = (0.2, 0.33, 1.0)
 FIRST_SEED = 2000   # the pilot runs that chose the settings used seeds below 100
 MODELS = ("temporal", "lead_lag", "averages")
-PLANTED_PAIR = f"AU{min(synthetic.FIRST, synthetic.SECOND):02d}-AU" \
-               f"{max(synthetic.FIRST, synthetic.SECOND):02d}"
+PLANTED_PAIR = f"AU{min(planted.FIRST, planted.SECOND):02d}-AU" \
+               f"{max(planted.FIRST, planted.SECOND):02d}"
 
 
 def _settings(permutations: int, config: temporal.TemporalConfig) -> dict:
   return {"permutations": permutations, "temporal": dataclasses.asdict(config)}
 
 
-def one(lag_s: float, episode_s: float, planted: bool, seed: int,
+def one(lag_s: float, episode_s: float, with_effect: bool, seed: int,
         permutations: int, noise: float = 1.0,
         config: temporal.TemporalConfig | None = None) -> dict:
-  """The three analyses of one data set."""
-  manifest, tracks = synthetic.pair_timing_study(seed, lag_s, episode_s, planted,
-                                                 noise=noise)
-  out = {"lag_s": lag_s, "episode_s": episode_s, "planted": planted,
+  """The three analyses of one data set (`with_effect`: planted, else its null)."""
+  manifest, tracks = planted.pair_timing_study(seed, lag_s, episode_s, with_effect,
+                                               noise=noise)
+  out = {"lag_s": lag_s, "episode_s": episode_s, "planted": with_effect,
          "seed": seed, "noise": noise,
          **_settings(permutations, config or temporal.TemporalConfig())}
   t0 = time.time()
-  deep = temporal.classify(manifest, tracks, config, n_permutations=permutations,
-                           seed=seed)
+  deep = temporal.predict_language(manifest, tracks, config,
+                                  n_permutations=permutations, seed=seed)
   out["temporal"] = {"p": deep.p_value, "balanced_accuracy":
                      deep.balanced_accuracy, "seconds": time.time() - t0}
   t0 = time.time()
-  videos = analyze_run.video_table(manifest, tracks)
+  videos = job.video_table(manifest, tracks)
   lead = stats.group_tests(features.speaker_table(videos), features.LEAD,
                            n_boot=0, seed=seed)
   hits = lead[lead["q"] < ALPHA]
@@ -117,8 +117,8 @@ def table(results: list, lags=LAGS_S, episodes=EPISODES_S, noise=1.0) -> str:
       cell = [r for r in results if r["lag_s"] == lag and r["episode_s"] == ep]
       row = [f"{lag:g}", f"{ep:g}"]
       for model in MODELS:
-        for planted in (True, False):
-          rs = [r for r in cell if r["planted"] == planted]
+        for with_effect in (True, False):
+          rs = [r for r in cell if r["planted"] == with_effect]
           hits = sum(_positive(r, model) for r in rs)
           row.append(f"{hits} / {len(rs)}" if rs else "")
       lines.append("| " + " | ".join(row) + " |")
@@ -129,10 +129,10 @@ def summary(results: list) -> str:
   """Mean balanced accuracies and seconds per data set."""
   lines = []
   for model in ("temporal", "averages"):
-    for planted in (True, False):
-      rs = [r[model] for r in results if r["planted"] == planted]
+    for with_effect in (True, False):
+      rs = [r[model] for r in results if r["planted"] == with_effect]
       if rs:
-        lines.append(f"{model}, {'planted' if planted else 'null'}: mean "
+        lines.append(f"{model}, {'planted' if with_effect else 'null'}: mean "
                      f"balanced accuracy {np.mean([r['balanced_accuracy'] for r in rs]):.3f}")
   for model in MODELS:
     secs = [r[model]["seconds"] for r in results]
@@ -144,8 +144,8 @@ def summary(results: list) -> str:
   return "\n".join(lines)
 
 
-def _key(lag_s, episode_s, planted, seed, noise=1.0) -> str:
-  return (f"lag{lag_s:g}_episode{episode_s:g}_{'planted' if planted else 'null'}"
+def _key(lag_s, episode_s, with_effect, seed, noise=1.0) -> str:
+  return (f"lag{lag_s:g}_episode{episode_s:g}_{'planted' if with_effect else 'null'}"
           f"_seed{seed}" + (f"_noise{noise:g}" if noise != 1.0 else ""))
 
 
@@ -269,10 +269,10 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   if args.write:
     os.makedirs(args.write, exist_ok=True)
-    manifest, tracks = synthetic.pair_timing_study(
+    manifest, tracks = planted.pair_timing_study(
         args.seed, args.lag, args.episode, planted=not args.null,
         noise=args.noise)
-    print(synthetic.write(pathlib.Path(args.write), manifest, tracks))
+    print(planted.write(pathlib.Path(args.write), manifest, tracks))
     return 0
   try:
     lags = tuple(float(v) for v in args.lags.split(","))

@@ -399,9 +399,9 @@ class Result:
   settings: str            # the model's settings, in words
 
 
-def classify(manifest: pd.DataFrame, track_map: dict,
-             config: Optional[TemporalConfig] = None, n_permutations: int = 50,
-             seed: int = 0, progress=None) -> Result:
+def predict_language(manifest: pd.DataFrame, track_map: dict,
+                     config: Optional[TemporalConfig] = None, n_permutations: int = 50,
+                     seed: int = 0, progress=None) -> Result:
   """Speaker-grouped cross-validated temporal model + its permutation test."""
   config = config or TemporalConfig()
   seqs = sequences(manifest, track_map, config)

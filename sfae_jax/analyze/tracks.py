@@ -117,9 +117,9 @@ def load_tracks(manifest: pd.DataFrame, out_dir: str, workdir: str | None,
     store = outputs.ChunkStore(cache, todo.__getitem__)
     for path in todo:  # a cache made with other settings is redone, not refused
       try:
-        store.resume(path, detector.settings(every))
+        store.resume(path, detector.settings(every).as_dict())
       except outputs.SettingsMismatch:
-        store.resume(path, detector.settings(every), fresh=True)
+        store.resume(path, detector.settings(every).as_dict(), fresh=True)
     os.makedirs(cache, exist_ok=True)
     report = detector.run(list(todo), every, store=store, workers=workers,
                           progress=True, on_error="skip")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from multiprocessing import shared_memory
 import multiprocessing
-import os
 import queue
 import threading
 from typing import Any, Callable, Iterator, NamedTuple
@@ -30,17 +29,10 @@ import jax
 import numpy as np
 
 from sfae_jax.data.registry import DatasetError
+from sfae_jax.runtime import host
 
 AUTO_WORKERS = -1
 MAX_WORKERS = 16
-
-
-def host_cores() -> int:
-  """CPU cores this process may use (its affinity mask, else os.cpu_count())."""
-  try:
-    return len(os.sched_getaffinity(0))
-  except (AttributeError, OSError):
-    return os.cpu_count() or 1
 
 
 def auto_workers(cores: int | None = None, local_processes: int = 1) -> int:
@@ -51,7 +43,7 @@ def auto_workers(cores: int | None = None, local_processes: int = 1) -> int:
   in well under a millisecond per core (measured: docs/model.md, Performance), so 16
   workers feed several thousand images/s. With two cores or fewer, reading is
   inline: a worker would only take a core from the step."""
-  cores = (cores or host_cores()) // max(1, local_processes)
+  cores = (cores or host.cores()) // max(1, local_processes)
   return max(0, min(MAX_WORKERS, cores - 2))
 
 

@@ -1,2 +1,3 @@
 """Faces: the AUs each dataset codes, landmark schemes and their geometry,
-alignment, face/landmark detectors, tracking, and reading photos and videos."""
+alignment, face backends (detection and landmarks), tracking, and reading
+photos and videos."""

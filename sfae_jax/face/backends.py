@@ -211,7 +211,7 @@ def load_backend(name: str = "auto", **kwargs) -> Backend:
 
 def landmark_fn_68(image_bgr: np.ndarray) -> Optional[np.ndarray]:
   """For the BP4D builder's ibug68 config (`SFAE_LANDMARKER=
-  sfae_jax.face.detectors:landmark_fn_68`): the best face's 68 points, or None."""
+  sfae_jax.face.backends:landmark_fn_68`): the best face's 68 points, or None."""
   global _BUILDER_BACKEND
   if _BUILDER_BACKEND is None:
     _BUILDER_BACKEND = load_backend(os.environ.get("SFAE_FACE_BACKEND", "auto"))

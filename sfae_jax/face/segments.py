@@ -26,13 +26,13 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from sfae_jax.face import align, detectors
+from sfae_jax.face import align, backends
 from sfae_jax.face.media import Frame
 
 
 @dataclasses.dataclass(frozen=True)
 class FoundFace:
-  face: detectors.Face
+  face: backends.Face
   aligned: Optional[np.ndarray]  # [200, 200, 3] uint8; None: degenerate landmarks
 
 
@@ -49,7 +49,7 @@ def segment_length(detect_every: int, frames: int = 16) -> int:
   return detect_every * max(1, round(frames / detect_every))
 
 
-def faces_in_segment(backend: detectors.Backend, frames: Sequence[Frame],
+def faces_in_segment(backend: backends.Backend, frames: Sequence[Frame],
                      detect_every: int, video: bool) -> list[FrameFaces]:
   """The faces of consecutive decoded frames whose first one is a detection frame
   (for a video, its position among the decoded frames is a multiple of
@@ -70,14 +70,14 @@ def faces_in_segment(backend: detectors.Backend, frames: Sequence[Frame],
   return out
 
 
-def _aligned(rgb: np.ndarray, face: detectors.Face) -> Optional[np.ndarray]:
+def _aligned(rgb: np.ndarray, face: backends.Face) -> Optional[np.ndarray]:
   try:
     return align.align_face(rgb, face.landmarks).image
   except ValueError:  # degenerate landmarks: the row is flagged, not dropped
     return None
 
 
-_WORKER_BACKEND: Optional[detectors.Backend] = None
+_WORKER_BACKEND: Optional[backends.Backend] = None
 
 
 def start_worker(backend: str, parent: int) -> None:
@@ -92,7 +92,7 @@ def start_worker(backend: str, parent: int) -> None:
   threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
                    name="exit-with-parent").start()
   cv2.setNumThreads(1)
-  _WORKER_BACKEND = detectors.load_backend(backend)
+  _WORKER_BACKEND = backends.load_backend(backend)
 
 
 def _exit_with_parent(parent: int, every_s: float = 0.5) -> None:
@@ -108,7 +108,7 @@ def _exit_with_parent(parent: int, every_s: float = 0.5) -> None:
   os._exit(1)  # pylint: disable=protected-access
 
 
-def timed(backend: detectors.Backend, frames: Sequence[Frame], detect_every: int,
+def timed(backend: backends.Backend, frames: Sequence[Frame], detect_every: int,
           video: bool) -> tuple[list[FrameFaces], float]:
   """`faces_in_segment` and the seconds it took."""
   start = time.perf_counter()

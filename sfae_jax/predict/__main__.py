@@ -49,14 +49,13 @@ import os
 import shutil
 import signal
 import sys
-import threading
 
 import jax
 
-from sfae_jax.face import detectors
+from sfae_jax.face import backends
 from sfae_jax.predict import outputs, provenance, stream
 from sfae_jax.predict.detector import Detector
-from sfae_jax.runtime import compilation_cache, devices
+from sfae_jax.runtime import compilation_cache, devices, host, signals
 from sfae_jax.training import trained_run
 
 
@@ -75,8 +74,8 @@ def main(argv=None) -> int:
                       "between (1: detect on every frame; a frame without faces "
                       "is always followed by a detection)")
   parser.add_argument("--backend", default="auto",
-                      choices=("auto",) + detectors.BACKENDS)
-  parser.add_argument("--workers", type=int, default=stream.default_workers(),
+                      choices=("auto",) + backends.BACKENDS)
+  parser.add_argument("--workers", type=int, default=host.cores(),
                       help="face-detection processes (default: one per core "
                       "available, here %(default)s; 0: in this process)")
   parser.add_argument("--batch-size", type=int, default=None,
@@ -116,7 +115,7 @@ def main(argv=None) -> int:
     det = Detector(args.workdir, args.backend, batch_size, args.threshold,
                    step=args.step, detect_every=args.detect_every)
     det.backend  # pylint: disable=pointless-statement  (fail before reading media)
-  except (*trained_run.LOAD_ERRORS, detectors.BackendUnavailable) as e:
+  except (*trained_run.LOAD_ERRORS, backends.BackendUnavailable) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   print(f"{args.workdir}: checkpoint step {det.step}; {args.workers} face "
@@ -131,13 +130,15 @@ def main(argv=None) -> int:
   root = args.out if folder else args.out + outputs.PARTS
   store = outputs.ChunkStore(root, outputs.names_for(paths).__getitem__,
                              float_format="%.4f")
-  stop = threading.Event()
+  stop = signals.StopRequest("\n{name}: finishing the frames in flight, then "
+                             "stopping (again to stop at once)")
   try:
     os.makedirs(root, exist_ok=True)
-    with _stopped_by_signals(stop):
+    with stop:
       report = det.run(paths, args.every, store=store, workers=args.workers,
                        progress=True, overlays=args.overlays, on_error="skip",
-                       fresh=args.fresh, stop=stop, chunk_frames=args.chunk_frames)
+                       fresh=args.fresh, stop=stop.event,
+                       chunk_frames=args.chunk_frames)
     if not folder and not report.stopped:
       _join(args.out, root, report, det, args.every)
   except outputs.SettingsMismatch as e:
@@ -169,7 +170,7 @@ def _join(out, root, report, det, every) -> None:
     return
   outputs.join_csvs(out, parts)
   done = [r for r in report.inputs.values() if r.csv]
-  record = dict(det.provenance, settings=det.settings(every),
+  record = dict(det.provenance, settings=det.settings(every).as_dict(),
                 inputs=[r.path for r in done])
   incomplete = {r.path: r.error for r in done if r.error}
   if incomplete:  # inputs whose CSV ends where their decoding broke
@@ -199,33 +200,6 @@ def _summary(report, out) -> None:
         f"({frames / max(took, 1e-9):.1f} frames/s end to end)"
         f"{f', {skipped} input(s) already complete' if skipped else ''} {written}"
         f"\nseconds: {breakdown}", file=sys.stderr)
-
-
-class _stopped_by_signals:  # pylint: disable=invalid-name
-  """SIGINT/SIGTERM set `stop` (the run ends at the next segment); a second one
-  stops at once."""
-
-  def __init__(self, stop):
-    self.stop, self.previous = stop, {}
-    stop.signum = None
-
-  def __enter__(self):
-    for sig in (signal.SIGINT, signal.SIGTERM):
-      self.previous[sig] = signal.signal(sig, self._handle)
-    return self
-
-  def _handle(self, signum, frame):
-    del frame
-    if self.stop.is_set():
-      raise KeyboardInterrupt
-    self.stop.signum = signum
-    self.stop.set()
-    print(f"\n{signal.Signals(signum).name}: finishing the frames in flight, then "
-          "stopping (again to stop at once)", file=sys.stderr, flush=True)
-
-  def __exit__(self, *exc):
-    for sig, handler in self.previous.items():
-      signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -14,35 +14,18 @@ import os
 import sys
 from typing import Optional, Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from sfae_jax.face import align, detectors, media, schemes
-from sfae_jax.predict import provenance, rows, stream
+from sfae_jax.face import align, backends, media, schemes
+from sfae_jax.predict import forward, provenance, rows, stream
 from sfae_jax.training import trained_run
-
-
-def predict_forward(model, config):
-  """jit((variables, aligned faces `[B, 200, 200, 3]` uint8) -> (outputs
-  `[B, A + K]`: A probabilities then K intensities (none without an intensity
-  head), attention maps)): the inference forward, as `Detector` runs it. One
-  array, so a batch comes back in one transfer."""
-  forward = trained_run.inference_forward(model, config)
-
-  def outputs_and_attention(variables, images):
-    probs, out = forward(variables, images)
-    if out.intensity is not None:
-      probs = jnp.concatenate([probs, out.intensity], axis=-1)
-    return probs, out.attention
-  return jax.jit(outputs_and_attention)
 
 
 class Detector:
   """A trained run plus a face backend: `detect(paths) -> DataFrame`."""
 
-  def __init__(self, workdir: str, backend: str | detectors.Backend | None = "auto",
+  def __init__(self, workdir: str, backend: str | backends.Backend | None = "auto",
                batch_size: int = 32, threshold: Optional[float] = None,
                step: Optional[int] = None, detect_every: int = 5):
     if batch_size < 1:
@@ -60,8 +43,12 @@ class Detector:
     self.batch_size = batch_size
     # Videos: run the face detector on every detect_every-th decoded frame and
     # refit the landmarks in the tracked boxes in between (backends with refit).
+    if detect_every < 1:
+      raise ValueError(f"detect_every must be >= 1, got {detect_every}.")
     self.detect_every = detect_every
-    self.forward = predict_forward(self._model, self.config)
+    self.model = forward.BatchedForward(
+        forward.predict_forward(self._model, self.config), self._variables,
+        batch_size, len(self.au_ids) + len(self.intensity_au_ids))
     self._backend_spec = backend
     self._backend = backend if not isinstance(backend, (str, type(None))) else None
     self.failures: list[str] = []
@@ -82,43 +69,28 @@ class Detector:
                                         str(name), self.threshold)
 
   @property
-  def variables(self):
-    return self._variables
-
-  @property
   def backend_name(self) -> str:
-    """The face backend's name, as `detectors.load_backend` takes it."""
+    """The face backend's name, as `backends.load_backend` takes it."""
     return self.backend.name
 
-  def settings(self, every: int) -> dict:
+  def settings(self, every: int) -> stream.Settings:
     """What the rows depend on: a rerun continues an output only with these."""
-    return {"run": self.provenance["run"], "step": int(self.step),
-            "landmark_backend": self.backend_name, "threshold": float(self.threshold),
-            "every": int(every), "detect_every": int(self.detect_every),
-            "au_ids": list(self.au_ids),
-            "intensity_au_ids": list(self.intensity_au_ids)}
+    return stream.Settings(
+        run=self.provenance["run"], step=int(self.step),
+        landmark_backend=self.backend_name, threshold=float(self.threshold),
+        every=int(every), detect_every=int(self.detect_every),
+        au_ids=tuple(self.au_ids), intensity_au_ids=tuple(self.intensity_au_ids))
 
   @property
-  def backend(self) -> detectors.Backend:
+  def backend(self) -> backends.Backend:
     if self._backend is None:
-      self._backend = detectors.load_backend(self._backend_spec or "auto")
+      self._backend = backends.load_backend(self._backend_spec or "auto")
     return self._backend
-
-  @property
-  def num_outputs(self) -> int:
-    """Values per face of `forward`: probabilities, then intensities."""
-    return len(self.au_ids) + len(self.intensity_au_ids)
 
   def predict_aligned(self, faces: np.ndarray) -> np.ndarray:
     """The outputs `[N, A + K]` for aligned 200x200 faces `[N, 200, 200, 3]`:
     A probabilities, then the K intensities of an intensity head."""
-    outputs = []
-    for i in range(0, len(faces), self.batch_size):
-      chunk = faces[i:i + self.batch_size]
-      o, _ = self.forward(self._variables, stream.pad_batch(chunk, self.batch_size))
-      outputs.append(np.asarray(o)[:len(chunk)])
-    return (np.concatenate(outputs) if outputs
-            else np.zeros((0, self.num_outputs), np.float32))
+    return self.model(faces)
 
   def predict_faces(self, images: Sequence[np.ndarray],
                     landmarks: Sequence[np.ndarray],
@@ -167,7 +139,8 @@ class Detector:
     if workers > 0 and not isinstance(self._backend_spec, (str, type(None))):
       raise ValueError("workers > 0 load the face backend by name in each worker "
                        "process: give the backend's name, not an object.")
-    return stream.run(self, paths, every, store=store, workers=workers,
+    return stream.run(paths, self.model, self.settings(every), self.backend,
+                      self.provenance, store=store, workers=workers,
                       progress=progress, overlays=overlays, fresh=fresh, stop=stop,
                       chunk_frames=chunk_frames,
                       on_failure=lambda path, e: self._failed(e, on_error))

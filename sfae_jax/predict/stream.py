@@ -38,7 +38,8 @@ import numpy as np
 import pandas as pd
 import tqdm
 
-from sfae_jax.face import media, segments, tracking
+from sfae_jax.face import backends, media, segments, tracking
+from sfae_jax.predict import forward as forward_lib
 from sfae_jax.predict import outputs, overlays as overlay_pngs, rows
 
 CHUNK_FRAMES = 512     # decoded frames per written chunk: the resume granularity
@@ -46,21 +47,34 @@ _MAX_WAITING = 32      # segments waiting for a partial batch before it is sent
 _MAX_WAITING_OVERLAYS = 4  # ... when they hold their frames for the overlays
 
 
-def default_workers() -> int:
-  """Face-detection processes: one per core this process may use."""
-  try:
-    return len(os.sched_getaffinity(0))
-  except AttributeError:  # macOS
-    return os.cpu_count() or 1
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """What the rows depend on, stored beside an output (`as_dict`): a rerun
+  continues it only with the same."""
+  run: str                 # the trained run (workdir)
+  step: int                # its checkpoint
+  landmark_backend: str    # the face backend's name (`backends.load_backend`)
+  threshold: float
+  every: int               # every n-th decoded frame is used
+  detect_every: int        # videos: detection on every n-th used frame, refits between
+  au_ids: tuple[int, ...]
+  intensity_au_ids: tuple[int, ...] = ()   # the run's intensity head's AUs
 
+  @property
+  def num_outputs(self) -> int:
+    """Values per face: probabilities, then intensities."""
+    return len(self.au_ids) + len(self.intensity_au_ids)
 
-def pad_batch(faces: np.ndarray, size: int) -> np.ndarray:
-  """`faces` padded with black faces to `size` rows: every batch the forward
-  sees has one shape, so it compiles once."""
-  pad = size - len(faces)
-  if pad <= 0:
-    return faces
-  return np.concatenate([faces, np.zeros((pad,) + faces.shape[1:], faces.dtype)])
+  def as_dict(self) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(self).items()}
+
+  def table(self, row_dicts, outputs) -> pd.DataFrame:
+    return rows.table(row_dicts, outputs, self.au_ids, self.threshold,
+                      self.intensity_au_ids)
+
+  def concat(self, tables) -> pd.DataFrame:
+    return rows.concat(tables, self.au_ids, self.intensity_au_ids)
 
 
 @dataclasses.dataclass
@@ -94,7 +108,7 @@ class _Segment:
   rows: list                    # row dicts, frame order
   aligned: list                 # aligned faces, `_face` order; kept after
                                 # batching only for the overlays
-  outputs: np.ndarray           # [faces, A + K] (`Detector.forward`), filled as
+  outputs: np.ndarray           # [faces, A + K] (`BatchedForward`), filled as
                                 # batches come back
   maps: Optional[list]          # attention maps (overlays only)
   waiting: int                  # faces without outputs yet
@@ -116,16 +130,15 @@ class _Marker:
 class _Batches:
   """Aligned faces -> fixed-size device batches, two in flight at most."""
 
-  def __init__(self, forward, variables, batch_size, with_maps, timing):
-    self._forward, self._variables = forward, variables
-    self._size, self._with_maps, self._timing = batch_size, with_maps, timing
+  def __init__(self, model: forward_lib.BatchedForward, with_maps, timing):
+    self._model, self._with_maps, self._timing = model, with_maps, timing
     self._images, self._slots = [], []
     self._flight = collections.deque()
 
   def add(self, image, segment, k):
     self._images.append(image)
     self._slots.append((segment, k))
-    if len(self._images) == self._size:
+    if len(self._images) == self._model.batch_size:
       self.send()
 
   @property
@@ -136,8 +149,7 @@ class _Batches:
     if not self._images:
       return
     start = time.perf_counter()
-    batch = pad_batch(np.stack(self._images), self._size)
-    self._flight.append((self._forward(self._variables, batch), self._slots))
+    self._flight.append((self._model.send(np.stack(self._images)), self._slots))
     self._images, self._slots = [], []
     self._timing["forward"] += time.perf_counter() - start
     while len(self._flight) > 1:
@@ -176,15 +188,20 @@ class _InputState:
     self.bar = bar
 
 
-def run(det, paths, every: int = 1, *, store: Optional[outputs.ChunkStore] = None,
-        workers: int = 0, progress: bool = False, overlays: Optional[str] = None,
+def run(paths, model: forward_lib.BatchedForward, settings: Settings,
+        backend: backends.Backend, record: dict, *,
+        store: Optional[outputs.ChunkStore] = None, workers: int = 0,
+        progress: bool = False, overlays: Optional[str] = None,
         fresh: bool = False, stop: Optional[threading.Event] = None,
         chunk_frames: int = CHUNK_FRAMES,
         on_failure: Optional[Callable[[str, Exception], None]] = None) -> Report:
-  """Rows for `paths` (files) with `det` (a `Detector`). With a `store`, each
-  input's rows go to its CSV there, a chunk of `chunk_frames` at a time, and a
-  rerun continues where the last one stopped; without one, they are returned in
-  memory (`Report.inputs[path].table`). An input that cannot be read gives no
+  """Rows for `paths` (files): faces found by `backend` (in this process;
+  `workers` > 0: in that many processes, each loading
+  `settings.landmark_backend`), their outputs from `model`. With a `store`, each
+  input's rows go to its CSV there, a chunk of `chunk_frames` at a time, with
+  `record` (where the numbers come from) and the settings as its provenance, and
+  a rerun continues where the last one stopped; without one, they are returned
+  in memory (`Report.inputs[path].table`). An input that cannot be read gives no
   rows, and one whose decoding breaks part-way keeps the rows before the break
   and a last row flagged `decode_error=2` where it broke: either way
   `on_failure(path, error)` is called (raise there to stop the run). So is it
@@ -195,67 +212,22 @@ def run(det, paths, every: int = 1, *, store: Optional[outputs.ChunkStore] = Non
   faces), forward (sending batches and reading them back), rows (tracking and
   tables), write (chunks and overlays)."""
   stop, abort = stop or threading.Event(), threading.Event()
-  settings = det.settings(every)
   results = {p: InputResult(p) for p in paths}
   plans = _plans(store, paths, settings, fresh, results, on_failure)
   todo = [p for p in paths if p in plans and not plans[p].done]
-  timing = collections.defaultdict(float)
-  report = Report(results, timing)
+  report = Report(results, collections.defaultdict(float))
   if not todo:
     return report
-  totals = {p: _frames_to_do(p, every, plans[p]) for p in todo}
-  interval = 0.5 if sys.stderr.isatty() else 15  # a log file gets a line a while
-  overall = tqdm.tqdm(total=sum(totals.values()) or None, unit="frame",
-                      desc="all inputs", disable=not progress, position=0,
-                      dynamic_ncols=True, mininterval=interval)
-  detect_every = max(1, det.detect_every)
-  pool = _pool(det, workers)
+  out = _Consumer(model, settings, record, store, results, report.seconds,
+                  overlays, chunk_frames, on_failure,
+                  {p: _frames_to_do(p, settings.every, plans[p]) for p in todo},
+                  progress)
+  pool = _pool(settings.landmark_backend, workers)
   items: queue.Queue = queue.Queue(maxsize=max(workers, 1) + 2)
   feeder = threading.Thread(
       target=_feed, daemon=True, name="predict-decoder",
-      args=(det, todo, store, settings, every, detect_every, pool, items, stop,
-            abort, overlays is not None, timing))
-  batches = _Batches(det.forward, det.variables, det.batch_size,
-                     overlays is not None, timing)
-  waiting: collections.deque = collections.deque()
-  states: dict[str, _InputState] = {}
-  max_waiting = _MAX_WAITING_OVERLAYS if overlays else _MAX_WAITING
-
-  def count_faces():
-    overall.set_postfix(faces=sum(r.faces for r in results.values()),
-                        failed=len(report.failures), refresh=False)
-
-  def finish_ready():
-    while waiting and (isinstance(waiting[0], _Marker) or not waiting[0].waiting):
-      item = waiting.popleft()
-      if isinstance(item, _Marker):
-        state = states.pop(item.path)
-        _close(item, state, results[item.path], store, det, settings, on_failure,
-               timing)
-        if overall.total is not None:  # None: no input declared a length
-          # the containers' declared frames, corrected to the frames decoded
-          overall.total += state.arrived - state.started - totals[item.path]
-        count_faces()
-        overall.refresh()
-        continue
-      state = states[item.path]
-      start = time.perf_counter()
-      table = rows.table(item.rows, item.outputs, det.au_ids, det.threshold,
-                         det.intensity_au_ids)
-      if overlays:
-        overlay_pngs.write(overlays, item.path, table, item.frames, item.aligned,
-                           np.stack(item.maps) if item.maps else None, det.au_ids)
-      timing["rows"] += time.perf_counter() - start
-      state.tables.append(table)
-      state.buffered += item.n_frames
-      state.position = item.position
-      state.chunk_tracker = item.tracker
-      if store is not None and state.buffered >= chunk_frames:
-        _write_chunk(store, state, timing)
-      results[item.path].frames += item.n_frames
-      results[item.path].faces += int(table["success"].sum())
-      count_faces()
-
+      args=(backend, todo, store, settings, pool, items, stop, abort,
+            overlays is not None, report.seconds))
   started = time.perf_counter()
   feeder.start()
   try:
@@ -266,55 +238,180 @@ def run(det, paths, every: int = 1, *, store: Optional[outputs.ChunkStore] = Non
         break
       if isinstance(item, Exception):
         raise item
-      timing["wait"] += time.perf_counter() - start
+      report.seconds["wait"] += time.perf_counter() - start
       if isinstance(item, _Marker) and item.kind == "start":
-        path = item.path
-        bar = tqdm.tqdm(total=totals[path] or None, unit="frame", leave=False,
-                        desc=os.path.basename(path), position=1, dynamic_ncols=True,
-                        disable=not progress or not media.is_video(path),
-                        mininterval=interval)
-        states[path] = _InputState(path, item.plan or outputs.Resume(), bar)
-        if store is not None and item.plan is not None:
-          store.start(path, settings)
+        out.start(item)
       elif isinstance(item, _Marker):
-        waiting.append(item)
+        out.waiting.append(item)
       else:
-        path, future, frames = item
-        start = time.perf_counter()
-        found, seconds = future.result()
-        timing["wait"] += time.perf_counter() - start
-        timing["detect"] += seconds
-        start = time.perf_counter()
-        segment = _segment(states[path], found, frames, overlays is not None,
-                           det.num_outputs)
-        timing["rows"] += time.perf_counter() - start
-        for k, image in enumerate(segment.aligned):
-          batches.add(image, segment, k)  # timed as forward when a batch is sent
-        if not overlays:
-          segment.aligned = []
-        waiting.append(segment)
-        states[path].bar.update(len(found))
-        overall.update(len(found))
-        if sum(isinstance(w, _Segment) for w in waiting) > max_waiting:
-          batches.send()
-      finish_ready()
-    batches.finish()
-    finish_ready()
+        out.take(*item)
+      out.finish_ready()
+    out.batches.finish()
+    out.finish_ready()
   finally:
     abort.set()
     _drain(items)
     feeder.join(timeout=60)
     if pool is not None:
       pool.shutdown(wait=True, cancel_futures=True)
-    for state in states.values():
-      state.bar.close()
-      if store is not None:
-        store.unlock(state.path)
-    overall.close()
+    out.close()
   report.stopped = stop.is_set() and any(r.status in ("pending", "stopped")
                                          for r in results.values())
-  timing["total"] = time.perf_counter() - started
+  report.seconds["total"] = time.perf_counter() - started
   return report
+
+
+class _Consumer:
+  """This thread's side of `run`: segments' faces into batches, finished
+  segments into rows, rows into chunks, inputs closed in order."""
+
+  def __init__(self, model, settings, record, store, results, timing, overlays,
+               chunk_frames, on_failure, totals, progress):
+    self.settings, self.record, self.store = settings, record, store
+    self.results, self.timing, self.overlays = results, timing, overlays
+    self.chunk_frames, self.on_failure, self.totals = chunk_frames, on_failure, totals
+    self.progress = progress
+    self.batches = _Batches(model, overlays is not None, timing)
+    self.waiting: collections.deque = collections.deque()
+    self.states: dict[str, _InputState] = {}
+    self.max_waiting = _MAX_WAITING_OVERLAYS if overlays else _MAX_WAITING
+    self.interval = 0.5 if sys.stderr.isatty() else 15  # a log file: a line a while
+    self.overall = tqdm.tqdm(total=sum(totals.values()) or None, unit="frame",
+                             desc="all inputs", disable=not progress, position=0,
+                             dynamic_ncols=True, mininterval=self.interval)
+
+  def start(self, marker: _Marker) -> None:
+    path = marker.path
+    bar = tqdm.tqdm(total=self.totals[path] or None, unit="frame", leave=False,
+                    desc=os.path.basename(path), position=1, dynamic_ncols=True,
+                    disable=not self.progress or not media.is_video(path),
+                    mininterval=self.interval)
+    self.states[path] = _InputState(path, marker.plan or outputs.Resume(), bar)
+    if self.store is not None and marker.plan is not None:
+      self.store.start(path, self.settings.as_dict())
+
+  def take(self, path, future, frames) -> None:
+    """A segment's faces (from the workers): rows, and faces into batches."""
+    start = time.perf_counter()
+    found, seconds = future.result()
+    self.timing["wait"] += time.perf_counter() - start
+    self.timing["detect"] += seconds
+    start = time.perf_counter()
+    segment = _segment(self.states[path], found, frames, self.overlays is not None,
+                       self.settings.num_outputs)
+    self.timing["rows"] += time.perf_counter() - start
+    for k, image in enumerate(segment.aligned):
+      self.batches.add(image, segment, k)  # timed as forward when a batch is sent
+    if not self.overlays:
+      segment.aligned = []
+    self.waiting.append(segment)
+    self.states[path].bar.update(len(found))
+    self.overall.update(len(found))
+    if sum(isinstance(w, _Segment) for w in self.waiting) > self.max_waiting:
+      self.batches.send()
+
+  def finish_ready(self) -> None:
+    """Rows for the leading segments whose faces all have outputs; inputs whose
+    last segment is done are closed."""
+    while self.waiting and (isinstance(self.waiting[0], _Marker)
+                            or not self.waiting[0].waiting):
+      item = self.waiting.popleft()
+      if isinstance(item, _Marker):
+        self._close(item)
+      else:
+        self._rows(item)
+      self.overall.set_postfix(
+          faces=sum(r.faces for r in self.results.values()),
+          failed=sum(bool(r.error) for r in self.results.values()), refresh=False)
+
+  def _rows(self, segment: _Segment) -> None:
+    state, result = self.states[segment.path], self.results[segment.path]
+    start = time.perf_counter()
+    table = self.settings.table(segment.rows, segment.outputs)
+    if self.overlays:
+      overlay_pngs.write(self.overlays, segment.path, table, segment.frames,
+                         segment.aligned,
+                         np.stack(segment.maps) if segment.maps else None,
+                         self.settings.au_ids)
+    self.timing["rows"] += time.perf_counter() - start
+    state.tables.append(table)
+    state.buffered += segment.n_frames
+    state.position = segment.position
+    state.chunk_tracker = segment.tracker
+    if self.store is not None and state.buffered >= self.chunk_frames:
+      _write_chunk(self.store, state, self.timing)
+    result.frames += segment.n_frames
+    result.faces += int(table["success"].sum())
+
+  def _close(self, marker: _Marker) -> None:
+    """An input's last segment is done: finish, fail or keep it for a rerun."""
+    state = self.states.pop(marker.path)
+    state.bar.close()
+    try:
+      self._finish_input(marker, state, self.results[marker.path])
+    finally:
+      if self.store is not None:
+        self.store.unlock(state.path)
+    if self.overall.total is not None:  # None: no input declared a length
+      # the containers' declared frames, corrected to the frames decoded
+      self.overall.total += state.arrived - state.started - self.totals[marker.path]
+    self.overall.refresh()
+
+  def _finish_input(self, marker: _Marker, state: _InputState,
+                    result: InputResult) -> None:
+    store, on_failure = self.store, self.on_failure
+    if marker.kind == "skipped":
+      result.status, result.csv = "skipped", store.csv_path(state.path)
+      return
+    if marker.kind == "error":
+      result.status, result.error = "failed", str(marker.error)
+      result.frames = result.faces = 0  # its rows are discarded
+      if store is not None and not isinstance(marker.error, outputs.OutputInUse):
+        store.discard(state.path)
+      if on_failure is not None:
+        on_failure(state.path, marker.error)
+      return
+    record = dict(self.record, settings=self.settings.as_dict())
+    if marker.kind == "truncated":  # the rows before the break are kept
+      state.tables.append(self._break_row(state.path, marker.error.decoded))
+      result.status, result.error = "truncated", str(marker.error)
+      record["incomplete"] = result.error
+    if store is not None:
+      _write_chunk(store, state, self.timing)
+    if marker.kind == "stopped":
+      result.status = "stopped"
+      return
+    if state.flagged:
+      shown = ", ".join(map(str, state.flagged[:10]))
+      tqdm.tqdm.write(
+          f"warning: {state.path}: {len(state.flagged)} frame(s) decoded with "
+          f"errors (frames {shown}{' ...' if len(state.flagged) > 10 else ''}): "
+          "rows flagged decode_error=1, success=0, not analysed.", file=sys.stderr)
+    if marker.kind == "end":
+      result.status = "done"
+    if store is None:
+      result.table = self.settings.concat(state.tables)
+    else:
+      start = time.perf_counter()
+      result.csv = store.finish(state.path, record)
+      self.timing["write"] += time.perf_counter() - start
+    if marker.kind == "truncated" and on_failure is not None:
+      on_failure(state.path, marker.error)
+
+  def _break_row(self, path: str, index: int) -> pd.DataFrame:
+    """The row of the first frame that could not be decoded (success=0,
+    decode_error=2, no timestamp: it was never presented)."""
+    frame = segments.FrameFaces(index, float("nan"), True, ())
+    return self.settings.table(
+        [rows.row(path, frame, -1, None, None, decode_error=2)],
+        np.zeros((0, self.settings.num_outputs)))
+
+  def close(self) -> None:
+    for state in self.states.values():
+      state.bar.close()
+      if self.store is not None:
+        self.store.unlock(state.path)
+    self.overall.close()
 
 
 def _segment(state: _InputState, found, frames, keep_aligned, n_outputs) -> _Segment:
@@ -354,67 +451,6 @@ def _write_chunk(store, state: _InputState, timing) -> None:
   timing["write"] += time.perf_counter() - start
 
 
-def _close(marker: _Marker, state: _InputState, result: InputResult, store, det,
-           settings, on_failure, timing) -> None:
-  """An input's last segment is done: finish, fail or keep it for a rerun."""
-  state.bar.close()
-  try:
-    _finish_input(marker, state, result, store, det, settings, on_failure, timing)
-  finally:
-    if store is not None:
-      store.unlock(state.path)
-
-
-def _finish_input(marker: _Marker, state: _InputState, result: InputResult, store,
-                  det, settings, on_failure, timing) -> None:
-  if marker.kind == "skipped":
-    result.status, result.csv = "skipped", store.csv_path(state.path)
-    return
-  if marker.kind == "error":
-    result.status, result.error = "failed", str(marker.error)
-    result.frames = result.faces = 0  # its rows are discarded
-    if store is not None and not isinstance(marker.error, outputs.OutputInUse):
-      store.discard(state.path)
-    if on_failure is not None:
-      on_failure(state.path, marker.error)
-    return
-  record = dict(det.provenance, settings=settings)
-  if marker.kind == "truncated":  # the rows before the break are kept
-    state.tables.append(_break_row(state.path, marker.error.decoded, det))
-    result.status, result.error = "truncated", str(marker.error)
-    record["incomplete"] = result.error
-  if store is not None:
-    _write_chunk(store, state, timing)
-  if marker.kind == "stopped":
-    result.status = "stopped"
-    return
-  if state.flagged:
-    shown = ", ".join(map(str, state.flagged[:10]))
-    tqdm.tqdm.write(
-        f"warning: {state.path}: {len(state.flagged)} frame(s) decoded with errors "
-        f"(frames {shown}{' ...' if len(state.flagged) > 10 else ''}): rows "
-        "flagged decode_error=1, success=0, not analysed.", file=sys.stderr)
-  if marker.kind == "end":
-    result.status = "done"
-  if store is None:
-    result.table = rows.concat(state.tables, det.au_ids, det.intensity_au_ids)
-  else:
-    start = time.perf_counter()
-    result.csv = store.finish(state.path, record)
-    timing["write"] += time.perf_counter() - start
-  if marker.kind == "truncated" and on_failure is not None:
-    on_failure(state.path, marker.error)
-
-
-def _break_row(path: str, index: int, det) -> pd.DataFrame:
-  """The row of the first frame that could not be decoded (success=0,
-  decode_error=2, no timestamp: it was never presented)."""
-  frame = segments.FrameFaces(index, float("nan"), True, ())
-  return rows.table([rows.row(path, frame, -1, None, None, decode_error=2)],
-                    np.zeros((0, det.num_outputs)), det.au_ids, det.threshold,
-                    det.intensity_au_ids)
-
-
 def _declared_frames(path) -> int:
   """A video's frame count as its container declares it (0: unknown, or
   unreadable, which is reported when it is read); 1 for an image."""
@@ -449,7 +485,7 @@ def _plans(store, paths, settings, fresh, results, on_failure) -> dict:
         on_failure(p, e)
       continue
     try:
-      plans[p] = plan = store.resume(p, settings, fresh)
+      plans[p] = plan = store.resume(p, settings.as_dict(), fresh)
     finally:
       store.unlock(p)
     if plan.done:
@@ -459,7 +495,7 @@ def _plans(store, paths, settings, fresh, results, on_failure) -> dict:
         if on_failure is not None:
           on_failure(p, media.TruncatedMedia(plan.incomplete, 0))
     elif plan.position:
-      frame = plan.position * settings["every"]
+      frame = plan.position * settings.every
       declared = _declared_frames(p)
       tqdm.tqdm.write(f"continuing {p} at frame {frame}"
                       + (f" of {declared}" if declared else "")
@@ -467,16 +503,16 @@ def _plans(store, paths, settings, fresh, results, on_failure) -> dict:
   return plans
 
 
-def _pool(det, workers):
+def _pool(backend_name: str, workers: int):
   if workers <= 0:
     return None
   return concurrent.futures.ProcessPoolExecutor(
       max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-      initializer=segments.start_worker, initargs=(det.backend_name, os.getpid()))
+      initializer=segments.start_worker, initargs=(backend_name, os.getpid()))
 
 
-def _feed(det, paths, store, settings, every, detect_every, pool, items, stop,
-          abort, keep_frames, timing):
+def _feed(backend, paths, store, settings: Settings, pool, items, stop, abort,
+          keep_frames, timing):
   """The decoder thread: segments of every input, in order, into `items`, each
   input between a start `_Marker` and an end, truncated, error or stopped one.
   With a store, an input is locked, and its plan read again under the lock,
@@ -492,6 +528,7 @@ def _feed(det, paths, store, settings, every, detect_every, pool, items, stop,
         continue
     return False
 
+  every, detect_every = settings.every, max(1, settings.detect_every)
   try:
     for path in paths:
       if stop.is_set():
@@ -526,7 +563,7 @@ def _feed(det, paths, store, settings, every, detect_every, pool, items, stop,
           if frames and (frame is None or len(frames) == length):
             if pool is None:
               future = concurrent.futures.Future()
-              future.set_result(segments.timed(det.backend, frames, detect_every,
+              future.set_result(segments.timed(backend, frames, detect_every,
                                                video))
             else:
               future = pool.submit(segments.in_worker, frames, detect_every, video)
@@ -555,7 +592,7 @@ def _locked_plan(store, path, settings) -> outputs.Resume:
     return outputs.Resume()
   store.lock(path)
   try:
-    plan = store.resume(path, settings)
+    plan = store.resume(path, settings.as_dict())
   except BaseException:
     store.unlock(path)
     raise

@@ -22,7 +22,7 @@ from typing import Optional
 from matplotlib import cbook
 import pandas as pd
 
-from sfae_jax.face import detectors, media
+from sfae_jax.face import backends, media
 from sfae_jax.tools import synthetic_video
 
 SPEAKERS = (("speaker_a", "English"), ("speaker_b", "English"),
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     parser.error("--frames must be >= 1")
   try:
     path = write(args.out, args.face, args.frames)
-  except (ValueError, media.MediaError, detectors.BackendUnavailable) as e:
+  except (ValueError, media.MediaError, backends.BackendUnavailable) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   print(f"wrote {len(SPEAKERS)} videos and {path} (invented labels)",

@@ -20,7 +20,7 @@ import av
 import cv2
 import numpy as np
 
-from sfae_jax.face import detectors, media
+from sfae_jax.face import backends, media
 
 
 def write(face_photo: str, frames: int, out: str, size=(240, 200),
@@ -32,7 +32,7 @@ def write(face_photo: str, frames: int, out: str, size=(240, 200),
 def face_of(face_photo: str) -> tuple[np.ndarray, tuple]:
   """The photo (RGB) and its first face's box (x, y, w, h), found with dlib."""
   rgb = np.ascontiguousarray(media.read_image(face_photo)[..., ::-1])
-  found = detectors.load_backend("dlib").detect(rgb)
+  found = backends.load_backend("dlib").detect(rgb)
   if not found:
     raise ValueError(f"{face_photo}: no face found to make a video of.")
   return rgb, tuple(found[0].box)
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     parser.error("--frames must be >= 1")
   try:
     write(args.face, args.frames, args.out, size, args.fps)
-  except (ValueError, media.MediaError, detectors.BackendUnavailable) as e:
+  except (ValueError, media.MediaError, backends.BackendUnavailable) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   print(f"wrote {args.out}: {args.frames} frames, {size[0]}x{size[1]}", file=sys.stderr)

@@ -25,10 +25,11 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 
 from jax._src import distributed as jax_distributed
 from jax.experimental import multihost_utils
+
+from sfae_jax.runtime import signals
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: try again later (the rerun resumes)
 
@@ -46,45 +47,36 @@ def _coordinated() -> bool:
   return jax_distributed.global_state.preemption_sync_manager is not None
 
 
-class StopSignals:
+class StopSignals(signals.StopRequest):
   """A context manager: within it, SIGTERM and SIGINT ask the training loop to
   stop; `reached(step)`, called by every process after every step, says when."""
 
   def __init__(self):
-    self._signame = None
-    self._old = {}
+    super().__init__("{name}: stopping after this step, with a checkpoint (send "
+                     "it again to stop at once, without one).")
 
-  def __enter__(self) -> "StopSignals":
-    if threading.current_thread() is not threading.main_thread():
-      return self  # only the main thread may set handlers (e.g. a notebook's worker)
-    self._old[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_signal)
-    if not _coordinated():  # else JAX's notifier owns SIGTERM
-      self._old[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._on_signal)
-    return self
+  def handled(self) -> tuple[int, ...]:
+    if _coordinated():  # JAX's notifier owns SIGTERM
+      return (signal.SIGINT,)
+    return super().handled()
 
-  def __exit__(self, *exc) -> None:
-    for sig, handler in self._old.items():
-      signal.signal(sig, handler)
-    self._old = {}
-
-  def _on_signal(self, signum, _frame) -> None:
-    name = signal.Signals(signum).name
-    if self._signame is not None:
-      print(f"{name} again: stopping now, without a checkpoint.", file=sys.stderr,
-            flush=True)
-      os._exit(128 + signum)  # pylint: disable=protected-access
-    self._signame = name
-    print(f"{name}: stopping after this step, with a checkpoint (send it again to "
-          "stop at once, without one).", file=sys.stderr, flush=True)
+  def after_first(self, signum: int) -> None:
     if _coordinated() and signum != signal.SIGTERM:
       os.kill(os.getpid(), signal.SIGTERM)  # JAX's notifier: every process agrees
 
+  def stop_now(self, signum: int) -> None:
+    # At once, without unwinding: a multi-process job's exit handlers would wait
+    # for peers that are still training.
+    print(f"{signal.Signals(signum).name} again: stopping now, without a "
+          "checkpoint.", file=sys.stderr, flush=True)
+    os._exit(128 + signum)  # pylint: disable=protected-access
+
   @property
   def signame(self) -> str:
-    return self._signame or "SIGTERM"
+    return signal.Signals(self.signum or signal.SIGTERM).name
 
   def reached(self, step: int) -> bool:
     """True at the step to stop at (the same on every process of the job)."""
     if _coordinated():
       return multihost_utils.reached_preemption_sync_point(step)
-    return self._signame is not None
+    return self.event.is_set()

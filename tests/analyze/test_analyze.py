@@ -10,15 +10,15 @@ import pandas as pd
 import pytest
 
 from sfae_jax.analyze import classify, features, stats, tracks
-from sfae_jax.analyze import run as analyze_run
-from sfae_jax.analyze import synthetic as st
+from sfae_jax.analyze import job
+from sfae_jax.analyze import planted as st
 from sfae_jax.analyze import __main__ as analyze_cli
 
 
 def _run(tmp_path, seed, **kw):
   manifest, tracks = st.study(seed, **kw)
   path = st.write(tmp_path, manifest, tracks)
-  return analyze_run.run_analysis(path, str(tmp_path / "report"), n_permutations=100,
+  return job.run_analysis(path, str(tmp_path / "report"), n_permutations=100,
                               n_boot=200, seed=seed)
 
 
@@ -50,7 +50,7 @@ def test_null_data_nothing_significant_classifier_at_chance(tmp_path, seed):
 def _intensity_run(tmp_path, seed, planted):
   manifest, tracks = st.intensity_study(seed, planted=planted)
   path = st.write(tmp_path, manifest, tracks)
-  return analyze_run.run_analysis(path, str(tmp_path / "report"), n_permutations=20,
+  return job.run_analysis(path, str(tmp_path / "report"), n_permutations=20,
                                   n_boot=200, seed=seed)
 
 
@@ -115,7 +115,7 @@ def test_a_speaker_is_the_unweighted_mean_of_their_videos(tmp_path):
   rng = np.random.default_rng(0)
   tracks[first[0]] = st.track(rng, {**st.BASE, 12: 0.8}, 2000)   # long
   tracks[first[1]] = st.track(rng, {**st.BASE, 12: 0.1}, 100)    # short
-  videos = analyze_run.video_table(manifest, tracks)
+  videos = job.video_table(manifest, tracks)
   speakers = features.speaker_table(videos).set_index("speaker")
   v = videos.set_index("video").loc[first, "AU12_rate"].to_numpy()
   assert v[0] - v[1] > 0.4  # the two videos really differ
@@ -129,7 +129,7 @@ def test_a_speaker_is_the_unweighted_mean_of_their_videos(tmp_path):
 def test_too_few_speakers_is_said_plainly_not_a_p_value(tmp_path):
   manifest, tracks = st.study(2, speakers=2)
   path = st.write(tmp_path, manifest, tracks)
-  out = analyze_run.run_analysis(path, str(tmp_path / "r"), n_permutations=10,
+  out = job.run_analysis(path, str(tmp_path / "r"), n_permutations=10,
                              n_boot=10)
   assert out["stats"]["p"].isna().all()
   assert out["stats"]["note"].str.contains("too few speakers").all()
@@ -141,7 +141,7 @@ def test_manifest_errors_name_the_file_and_columns(tmp_path):
   bad = tmp_path / "m.csv"
   bad.write_text("video,speaker\nx.csv,s1\n")
   with pytest.raises(ValueError, match="first_language"):
-    analyze_run.run_analysis(str(bad), str(tmp_path / "r"))
+    job.run_analysis(str(bad), str(tmp_path / "r"))
 
 
 def test_manifest_labels_are_stripped_and_near_duplicates_refused(tmp_path):
@@ -225,7 +225,7 @@ def test_demo_manifest_over_real_media_end_to_end(trained_run, faces_dir, tmp_pa
 
 def test_mixed_models_find_the_planted_aus(tmp_path):
   manifest, tracks = st.study(3)
-  videos = analyze_run.video_table(manifest, tracks)
+  videos = job.video_table(manifest, tracks)
   table = stats.mixed_models(videos, "rate", ["task"]).set_index("feature")
   assert table.loc[["AU06_rate", "AU12_rate"], "q"].max() < 0.05
   others = table.drop(index=["AU06_rate", "AU12_rate"])

@@ -6,8 +6,8 @@ import pytest
 from scipy import stats as sps
 
 from sfae_jax.analyze import features, stats
-from sfae_jax.analyze import run as analyze_run
-from sfae_jax.analyze import synthetic as st
+from sfae_jax.analyze import job
+from sfae_jax.analyze import planted as st
 
 
 def test_bh_fdr_matches_statsmodels_and_keeps_nan():
@@ -105,7 +105,7 @@ def test_lead_lag_features_find_an_onset_order_difference_only_there():
   for planted in (True, False):
     manifest, tracks = st.temporal_study(3, planted=planted, fps=30.0,
                                          lag_s=0.25, seconds=30.0)
-    speakers = features.speaker_table(analyze_run.video_table(manifest, tracks))
+    speakers = features.speaker_table(job.video_table(manifest, tracks))
     table = stats.group_tests(speakers, features.LEAD, n_boot=200)
     assert len(table) == 3 * 66  # the family: 66 pairs x 3 lags
     found = set(table.loc[table["q"] < 0.05, "feature"])

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from sfae_jax.analyze import features, stats, temporal
-from sfae_jax.analyze import run as analyze_run
-from sfae_jax.analyze import synthetic as st
+from sfae_jax.analyze import job
+from sfae_jax.analyze import planted as st
 
 
 def _disjoint_and_complete(splits, speakers):
@@ -102,7 +102,7 @@ def test_planted_order_is_invisible_to_averages_and_found_by_the_temporal_model(
   report's section renders with both models."""
   manifest, tracks = st.temporal_study(0, planted=True)
   path = st.write(tmp_path, manifest, tracks)
-  out = analyze_run.run_analysis(path, str(tmp_path / "report"), n_permutations=19,
+  out = job.run_analysis(path, str(tmp_path / "report"), n_permutations=19,
                              n_boot=100, temporal_model=True,
                              temporal_permutations=1)
   rate = out["stats"][out["stats"]["kind"] == "rate"].set_index("au")
@@ -152,7 +152,7 @@ def _lag(course, lead, follow, most=10):
 def test_too_few_speakers_is_a_plain_error():
   manifest, tracks = st.temporal_study(0, speakers=2)
   with pytest.raises(ValueError, match="at least 2 first languages with 3"):
-    temporal.classify(manifest, tracks, n_permutations=0)
+    temporal.predict_language(manifest, tracks, n_permutations=0)
 
 
 def test_videos_without_an_analysable_window_are_named_not_guessed():
@@ -182,7 +182,7 @@ def test_pair_timing_study_differs_in_order_only():
   for planted in (True, False):
     manifest, tracks = st.pair_timing_study(7, 0.25, 0.33, planted, speakers=6,
                                             seconds=(20.0, 30.0))
-    speakers = features.speaker_table(analyze_run.video_table(manifest, tracks))
+    speakers = features.speaker_table(job.video_table(manifest, tracks))
     lead = speakers.set_index("first_language")["lead_10x12_250ms"]
     rate = stats.group_tests(speakers, "rate", n_boot=0).set_index("au")
     assert (rate.loc[["AU10", "AU12"], "p"] > 0.05).all(), rate
@@ -201,7 +201,7 @@ def test_the_temporal_model_finds_short_and_long_onset_orders(lag_s, episode_s):
   accuracy = {}
   for planted in (True, False):
     manifest, tracks = st.pair_timing_study(3, lag_s, episode_s, planted)
-    deep = temporal.classify(manifest, tracks, n_permutations=0, seed=3)
+    deep = temporal.predict_language(manifest, tracks, n_permutations=0, seed=3)
     _disjoint_and_complete(deep.splits, manifest["speaker"].unique())
     accuracy[planted] = deep.balanced_accuracy
   assert accuracy[True] >= 0.9 and accuracy[False] <= 0.7, accuracy

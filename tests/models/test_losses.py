@@ -87,7 +87,6 @@ def test_sharded_losses_equal_the_global_batch_losses():
 
 def test_landmark_normaliser_is_the_eye_centre_distance():
   """JAA-Net's d0: distance between the means of the two eyes' six points."""
-  from sfae_jax.data import augment  # pylint: disable=g-import-not-at-top
   from sfae_jax.face import schemes  # pylint: disable=g-import-not-at-top
   lms = np.zeros((1, 68, 2), np.float32)
   lms[0, 36:42] = [[10, 50], [12, 48], [14, 48], [16, 50], [14, 52], [12, 52]]

@@ -33,5 +33,5 @@ def sequential_rows(det, path, every=1):
       out.append(rows.row(path, frame, face_id, face, len(faces)))
       faces.append(aligned)
   outputs = (det.predict_aligned(np.stack(faces)) if faces
-             else np.zeros((0, det.num_outputs)))
+             else np.zeros((0, det.model.num_outputs)))
   return rows.table(out, outputs, det.au_ids, det.threshold, det.intensity_au_ids)

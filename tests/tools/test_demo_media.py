@@ -2,7 +2,7 @@
 from the photo matplotlib ships, with no media beside the clone."""
 
 from sfae_jax.analyze import tracks
-from sfae_jax.face import detectors, media
+from sfae_jax.face import backends, media
 from sfae_jax.tools import demo_media
 
 
@@ -17,4 +17,4 @@ def test_a_manifest_of_videos_with_a_face_and_invented_labels(tmp_path):
   lengths = [sum(1 for _ in media.frames(v)) for v in manifest["video"]]
   assert lengths == [3, 13, 23, 33, 43, 53]
   first = next(media.frames(manifest["video"].iloc[-1])).rgb
-  assert len(detectors.load_backend("dlib").detect(first)) == 1
+  assert len(backends.load_backend("dlib").detect(first)) == 1

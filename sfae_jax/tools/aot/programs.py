@@ -2,7 +2,7 @@
 
 Each builder returns `(jitted, args)`: the very function `train` / `evaluate` /
 `predict` jit (`train_step.make_train_step`, `make_eval_step`,
-`detector.predict_forward`), and `jax.ShapeDtypeStruct`s carrying the shardings those
+`forward.predict_forward`), and `jax.ShapeDtypeStruct`s carrying the shardings those
 commands give their inputs, so `jitted.lower(*args).compile()` builds the program
 the command would run on those devices, with nothing allocated.
 """
@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sfae_jax.face import schemes
-from sfae_jax.predict import detector
+from sfae_jax.predict import forward
 from sfae_jax.runtime import sharding
 from sfae_jax.training import checkpoints, train_step, trained_run
 
@@ -88,7 +88,7 @@ def predict(config, devices, batch: int) -> Program:
   model, _ = trained_run.model_for(config)
   variables = checkpoints.abstract_variables(model, config.input_size,
                                              sharding.replicated(mesh))
-  jitted = detector.predict_forward(model, config)
+  jitted = forward.predict_forward(model, config)
   images = _sds((batch, STORED, STORED, 3), jnp.uint8, sharding.replicated(mesh))
   return Program("predict_forward", jitted, (variables, images), 1, batch)
 
