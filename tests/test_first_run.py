@@ -2,7 +2,7 @@
 like an error (libtpu's initialisation errors on a machine without a TPU, a
 traceback, TensorFlow's CUDA probe), on this CPU machine with the dev extra
 installed, libtpu included. (`predict` is held to the same in
-tests/test_predict.py, where it runs as a user runs it anyway.)"""
+tests/predict/test_detector.py, where it runs as a user runs it anyway.)"""
 
 import os
 import re

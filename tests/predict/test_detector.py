@@ -15,7 +15,7 @@ import pytest
 
 from sfae_jax import evaluate
 from sfae_jax.data import sources
-from sfae_jax.face import detectors
+from sfae_jax.face import backends
 from sfae_jax.predict import Detector
 from sfae_jax.predict import __main__ as predict_cli
 from sfae_jax.runtime import sharding
@@ -246,10 +246,10 @@ def test_ground_truth_landmarks_through_detector_match_evaluation(trained_run,
 
 
 def test_missing_face_alignment_weights_say_where_to_put_them(tmp_path, monkeypatch):
-  monkeypatch.setattr(detectors.importlib.util, "find_spec",
+  monkeypatch.setattr(backends.importlib.util, "find_spec",
                       lambda name: object() if name == "face_alignment" else None)
-  with pytest.raises(detectors.BackendUnavailable) as e:
-    detectors.FaceAlignmentBackend(weights_dir=str(tmp_path))
+  with pytest.raises(backends.BackendUnavailable) as e:
+    backends.FaceAlignmentBackend(weights_dir=str(tmp_path))
   msg = str(e.value)
   assert os.path.join(str(tmp_path), "hub", "checkpoints") in msg
   assert "2DFAN4" in msg and "s3fd" in msg
@@ -308,7 +308,7 @@ def test_cut_jpeg_is_named_and_the_rest_written_with_provenance(trained_run,
   same = {k: v for k, v in det.provenance.items() if k != "date"}
   assert same == {k: v for k, v in record.items()
                   if k not in ("date", "settings", "inputs")}
-  assert record["settings"] == det.settings(every=1) and record["inputs"] == [src]
+  assert record["settings"] == det.settings(every=1).as_dict() and record["inputs"] == [src]
 
 
 @pytest.mark.parametrize("flags,message", [

@@ -68,7 +68,7 @@ def test_rows_equal_the_sequential_loop_on_the_shared_clips(detector, faces_dir)
   """Row order, face ids, landmarks, success and AU values as the frame-by-frame
   loop gives them, for a several-face photo and a short video. (The talking
   head at every 2nd frame and the video without faces are held to the same
-  loop in tests/test_predict.py, where they are predicted anyway.)"""
+  loop in tests/predict/test_detector.py, where they are predicted anyway.)"""
   for name, every in (("multi_face.jpg", 1), ("single_face.mp4", 1)):
     path = os.path.join(faces_dir, name)
     got = detector.detect(path, every=every)
