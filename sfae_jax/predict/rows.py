@@ -6,6 +6,8 @@ that readers of the occurrence-only table still find theirs where they were."""
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple, Optional
+
 import numpy as np
 import pandas as pd
 
@@ -28,41 +30,59 @@ def concat(tables, au_ids, intensity_au_ids=()) -> pd.DataFrame:
   return pd.concat(tables, ignore_index=True)[names]
 
 
-def row(path, frame, face_id, face, face_index, decode_error=0) -> dict:
+class Row(NamedTuple):
+  """A frame's row before the model's outputs: its face (None: no face), and
+  that face's place among the aligned faces the model sees (None: not
+  aligned, or no face)."""
+  input: str
+  frame: int
+  timestamp: float
+  face_id: int
+  face: Any
+  face_index: Optional[int]
+  decode_error: int
+
+
+def row(path, frame, face_id, face, face_index, decode_error=0) -> Row:
   """A frame's row for one face (`face_index`: its place among the aligned faces
   the model sees; None when it was not aligned), or for no face."""
-  out = {"input": path, "frame": frame.index, "timestamp": round(frame.timestamp, 6),
-         "face_id": face_id, "success": int(face_index is not None),
-         "_face": face_index, "decode_error": decode_error}
-  if face is None:
-    out.update(confidence=0.0, face_x=np.nan, face_y=np.nan, face_w=np.nan,
-               face_h=np.nan)
-    lm = np.full((N_POINTS, 2), np.nan)
-  else:
-    out.update(confidence=face.score, face_x=face.box[0], face_y=face.box[1],
-               face_w=face.box[2], face_h=face.box[3])
-    lm = face.landmarks
-  out.update({f"x_{i}": lm[i, 0] for i in range(N_POINTS)})
-  out.update({f"y_{i}": lm[i, 1] for i in range(N_POINTS)})
-  return out
+  return Row(path, frame.index, round(frame.timestamp, 6), face_id, face,
+             face_index, decode_error)
 
 
 def table(rows, outputs, au_ids, threshold, intensity_au_ids=()) -> pd.DataFrame:
   """`rows` (from `row`) with their AU columns, in `columns` order. `outputs[i]`
   is the face with `face_index` i: its `len(au_ids)` probabilities, then its
-  `len(intensity_au_ids)` intensities."""
-  df = pd.DataFrame(rows)
-  idx = df.pop("_face").to_numpy()
-  has = np.array([i is not None and not pd.isna(i) for i in idx])
-  n = len(au_ids)
-  out = np.full((len(df), n + len(intensity_au_ids)), np.nan)
+  `len(intensity_au_ids)` intensities. Built a column block at a time (a row
+  at a time costs ~10 ms per frame)."""
+  n, a = len(rows), len(au_ids)
+  # confidence, face_x, face_y, face_w, face_h, x_0..x_67, y_0..y_67
+  face = np.full((n, 5 + 2 * N_POINTS), np.nan)
+  face[:, 0] = 0.0
+  index = np.full(n, -1)
+  for i, r in enumerate(rows):
+    if r.face is not None:
+      lm = np.asarray(r.face.landmarks)
+      face[i, 0], face[i, 1:5] = r.face.score, r.face.box
+      face[i, 5:5 + N_POINTS], face[i, 5 + N_POINTS:] = lm[:, 0], lm[:, 1]
+    if r.face_index is not None:
+      index[i] = r.face_index
+  has = index >= 0
+  out = np.full((n, a + len(intensity_au_ids)), np.nan)
   if has.any():
-    out[has] = np.asarray(outputs)[idx[has].astype(int)]
-  for k, a in enumerate(au_ids):
-    df[f"AU{a:02d}"] = out[:, k]
-  for k, a in enumerate(au_ids):
-    occ = np.where(np.isnan(out[:, k]), -1, (out[:, k] >= threshold).astype(int))
-    df[f"AU{a:02d}_c"] = occ
-  for k, a in enumerate(intensity_au_ids):
-    df[f"AU{a:02d}_r"] = out[:, n + k]
-  return df[columns(au_ids, intensity_au_ids)]
+    out[has] = np.asarray(outputs)[index[has]]
+  occurrence = np.where(np.isnan(out[:, :a]), -1,
+                        (out[:, :a] >= threshold)).astype(np.int64)
+  names = columns(au_ids, intensity_au_ids)
+  data = {"input": [r.input for r in rows],
+          "frame": np.array([r.frame for r in rows], np.int64),
+          "timestamp": np.array([r.timestamp for r in rows], np.float64),
+          "face_id": np.array([r.face_id for r in rows], np.int64),
+          "success": has.astype(np.int64)}
+  data.update(zip(names[5:10 + 2 * N_POINTS], face.T))
+  data.update(zip(names[10 + 2 * N_POINTS:10 + 2 * N_POINTS + a], out[:, :a].T))
+  data.update(zip(names[10 + 2 * N_POINTS + a:10 + 2 * N_POINTS + 2 * a],
+                  occurrence.T))
+  data["decode_error"] = np.array([r.decode_error for r in rows], np.int64)
+  data.update(zip(names[11 + 2 * N_POINTS + 2 * a:], out[:, a:].T))
+  return pd.DataFrame(data, columns=names)
