@@ -62,7 +62,7 @@ def test_train_then_evaluate_from_checkpoint_reproduces_the_table(trained_run):
     md = f.read()
   assert "| **mean** |" in md and "| AU | ICC(3,1) | PCC | MAE | coded |" in md
   run = json.load(open(os.path.join(workdir, "run.json")))
-  assert run["au_ids"] == [1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24]
+  assert run["dataset"]["au_ids"] == [1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24]
   assert run["intensity_au_ids"] == [6, 10, 12, 14, 17]
   assert run["config"]["model_name"] == "sfae_net_tiny"
 

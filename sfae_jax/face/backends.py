@@ -25,9 +25,11 @@ import importlib.util
 import os
 from typing import Optional, Protocol
 
+import cv2
 import numpy as np
 
 BACKENDS = ("face_alignment", "dlib", "dlib_cnn")
+FAST_SCALE = 0.5  # `DlibBackend.detect_video`'s first pass: the frame at half size
 # face-alignment 1.5.0's files in $TORCH_HOME/hub/checkpoints (2D FAN + S3FD).
 FAN_WEIGHTS = ("2DFAN4-cd938726ad.zip", "s3fd-619a316812.pth")
 
@@ -87,7 +89,7 @@ class DlibBackend:
   name = "dlib"
 
   def __init__(self, upsample: int = 1, min_score: float = 0.0,
-               detector: str = "hog"):
+               detector: str = "hog", fast_video: bool = False):
     try:
       import dlib  # pylint: disable=g-import-not-at-top  (optional: the faces extra)
     except ImportError:
@@ -106,17 +108,39 @@ class DlibBackend:
     self._predictor = dlib.shape_predictor(model)
     self._rectangle = dlib.rectangle
     self.upsample, self.min_score = upsample, min_score
+    self.fast_video = fast_video and self._cnn is None
 
-  def _boxes(self, image):
+  def _boxes(self, image, scale: float = 1.0, upsample: Optional[int] = None):
+    """Boxes and scores in `image`'s pixels, HOG run on it resized by `scale`."""
+    upsample = self.upsample if upsample is None else upsample
     if self._cnn is not None:
-      found = self._cnn(image, self.upsample)
+      found = self._cnn(image, upsample)
       return [d.rect for d in found], [d.confidence for d in found]
-    rects, scores, _ = self._detector.run(image, self.upsample, -0.5)
+    small = image if scale == 1.0 else cv2.resize(
+        image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    rects, scores, _ = self._detector.run(small, upsample, -0.5)
+    if scale != 1.0:
+      rects = [self._rectangle(*(int(round(v / scale)) for v in (
+          r.left(), r.top(), r.right(), r.bottom()))) for r in rects]
     return rects, scores
 
   def detect(self, image: np.ndarray) -> list[Face]:
     image = np.ascontiguousarray(_check_image(image))
-    rects, scores = self._boxes(image)
+    return self._faces(image, *self._boxes(image))
+
+  def detect_video(self, image: np.ndarray) -> list[Face]:
+    """`detect` for a video frame. With `fast_video`, HOG first runs on the frame
+    at half size without upsampling (~7 ms instead of ~135 ms on a 640x360
+    frame; it finds faces of 160 px and more), and the full search runs only
+    when that finds none: a frame with a large face and a small one keeps
+    only the large one."""
+    if not self.fast_video:
+      return self.detect(image)
+    image = np.ascontiguousarray(_check_image(image))
+    faces = self._faces(image, *self._boxes(image, FAST_SCALE, 0))
+    return faces or self._faces(image, *self._boxes(image))
+
+  def _faces(self, image, rects, scores) -> list[Face]:
     faces = []
     for rect, score in zip(rects, scores):
       if score < self.min_score:
@@ -189,23 +213,26 @@ class FaceAlignmentBackend:
     return sorted(faces, key=lambda f: -f.score)
 
 
-def load_backend(name: str = "auto", **kwargs) -> Backend:
-  """`auto`: face_alignment if it loads here, else dlib."""
+def load_backend(name: str = "auto", fast_video: bool = False,
+                 **kwargs) -> Backend:
+  """`auto`: face_alignment if it loads here, else dlib. `fast_video`: dlib's
+  HOG detector searches video frames at half size first (`detect_video`)."""
   if name not in ("auto",) + BACKENDS:
     raise ValueError(f"Unknown face backend {name!r}; choose auto or one of "
                      f"{BACKENDS}.")
   if name == "dlib":
-    return DlibBackend(**kwargs)
+    return DlibBackend(fast_video=fast_video, **kwargs)
   if name == "dlib_cnn":
     return DlibBackend(detector="cnn", **kwargs)
   if name == "face_alignment":
     return FaceAlignmentBackend(**kwargs)
   errors = []
-  for cls in (FaceAlignmentBackend, DlibBackend):
+  for make in (FaceAlignmentBackend,
+               lambda: DlibBackend(fast_video=fast_video)):
     try:
-      return cls()
+      return make()
     except BackendUnavailable as e:
-      errors.append(f"{cls.name}: {e}")
+      errors.append(str(e))
   raise BackendUnavailable("No face backend can load here:\n  " + "\n  ".join(errors))
 
 

@@ -55,6 +55,7 @@ def faces_in_segment(backend: backends.Backend, frames: Sequence[Frame],
   (for a video, its position among the decoded frames is a multiple of
   `detect_every`)."""
   refit = getattr(backend, "refit", None) if video else None
+  detect = getattr(backend, "detect_video", backend.detect) if video else backend.detect
   out, found = [], []
   for k, frame in enumerate(frames):
     if frame.corrupt:  # its pixels are partly invented: not analysed
@@ -64,7 +65,7 @@ def faces_in_segment(backend: backends.Backend, frames: Sequence[Frame],
     if refit is not None and found and k % detect_every:
       found = refit(frame.rgb, found)
     else:
-      found = backend.detect(frame.rgb)
+      found = detect(frame.rgb)
     out.append(FrameFaces(frame.index, frame.timestamp, False,
                           tuple(FoundFace(f, _aligned(frame.rgb, f)) for f in found)))
   return out
@@ -80,8 +81,9 @@ def _aligned(rgb: np.ndarray, face: backends.Face) -> Optional[np.ndarray]:
 _WORKER_BACKEND: Optional[backends.Backend] = None
 
 
-def start_worker(backend: str, parent: int) -> None:
-  """A worker process's initializer: load the named face backend once. One
+def start_worker(backend: str, parent: int, fast_video: bool = False) -> None:
+  """A worker process's initializer: load the named face backend once
+  (`backends.load_backend(backend, fast_video)`). One
   thread per worker for OpenCV, whose own pool would compete with the others.
   Ctrl-C and SIGTERM are the main process's to handle (it ends the run at a
   segment boundary, which needs the workers alive until then); a worker whose
@@ -92,7 +94,7 @@ def start_worker(backend: str, parent: int) -> None:
   threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
                    name="exit-with-parent").start()
   cv2.setNumThreads(1)
-  _WORKER_BACKEND = backends.load_backend(backend)
+  _WORKER_BACKEND = backends.load_backend(backend, fast_video)
 
 
 def _exit_with_parent(parent: int, every_s: float = 0.5) -> None:

@@ -27,7 +27,8 @@ class Detector:
 
   def __init__(self, workdir: str, backend: str | backends.Backend | None = "auto",
                batch_size: int = 32, threshold: Optional[float] = None,
-               step: Optional[int] = None, detect_every: int = 5):
+               step: Optional[int] = None, detect_every: int = 5,
+               exact_detection: bool = False):
     if batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     if threshold is not None and not 0.0 < threshold < 1.0:
@@ -46,6 +47,9 @@ class Detector:
     if detect_every < 1:
       raise ValueError(f"detect_every must be >= 1, got {detect_every}.")
     self.detect_every = detect_every
+    # Videos: dlib's HOG searches a half-size frame first (DlibBackend.detect_video);
+    # exact_detection: the full search on every detection frame.
+    self.exact_detection = exact_detection
     self.model = forward.BatchedForward(
         forward.predict_forward(self._model, self.config), self._variables,
         batch_size, len(self.au_ids) + len(self.intensity_au_ids))
@@ -79,12 +83,14 @@ class Detector:
         run=self.provenance["run"], step=int(self.step),
         landmark_backend=self.backend_name, threshold=float(self.threshold),
         every=int(every), detect_every=int(self.detect_every),
+        detection="exact" if self.exact_detection else "fast",
         au_ids=tuple(self.au_ids), intensity_au_ids=tuple(self.intensity_au_ids))
 
   @property
   def backend(self) -> backends.Backend:
     if self._backend is None:
-      self._backend = backends.load_backend(self._backend_spec or "auto")
+      self._backend = backends.load_backend(self._backend_spec or "auto",
+                                            fast_video=not self.exact_detection)
     return self._backend
 
   def predict_aligned(self, faces: np.ndarray) -> np.ndarray:

@@ -56,7 +56,8 @@ class Settings:
   landmark_backend: str    # the face backend's name (`backends.load_backend`)
   threshold: float
   every: int               # every n-th decoded frame is used
-  detect_every: int        # videos: detection on every n-th used frame, refits between
+  detect_every: int        # videos: detect on every n-th used frame, refit between
+  detection: str           # videos: "fast" (`DlibBackend.detect_video`) or "exact"
   au_ids: tuple[int, ...]
   intensity_au_ids: tuple[int, ...] = ()   # the run's intensity head's AUs
 
@@ -222,7 +223,7 @@ def run(paths, model: forward_lib.BatchedForward, settings: Settings,
                   overlays, chunk_frames, on_failure,
                   {p: _frames_to_do(p, settings.every, plans[p]) for p in todo},
                   progress)
-  pool = _pool(settings.landmark_backend, workers)
+  pool = _pool(settings, workers)
   items: queue.Queue = queue.Queue(maxsize=max(workers, 1) + 2)
   feeder = threading.Thread(
       target=_feed, daemon=True, name="predict-decoder",
@@ -503,12 +504,14 @@ def _plans(store, paths, settings, fresh, results, on_failure) -> dict:
   return plans
 
 
-def _pool(backend_name: str, workers: int):
+def _pool(settings: Settings, workers: int):
   if workers <= 0:
     return None
   return concurrent.futures.ProcessPoolExecutor(
       max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-      initializer=segments.start_worker, initargs=(backend_name, os.getpid()))
+      initializer=segments.start_worker,
+      initargs=(settings.landmark_backend, os.getpid(),
+                settings.detection == "fast"))
 
 
 def _feed(backend, paths, store, settings: Settings, pool, items, stop, abort,

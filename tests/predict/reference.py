@@ -10,7 +10,10 @@ def sequential_rows(det, path, every=1):
   """The frame-by-frame loop predict ran before it was streamed: decode, detect
   (or refit between detections), track, align, then the model on all faces."""
   tracker, out, faces, found = tracking.IoUTracker(), [], [], []
-  refit = getattr(det.backend, "refit", None) if media.is_video(path) else None
+  video = media.is_video(path)
+  refit = getattr(det.backend, "refit", None) if video else None
+  detect = (getattr(det.backend, "detect_video", det.backend.detect) if video
+            else det.backend.detect)
   for k, frame in enumerate(media.frames(path, every)):
     if frame.corrupt:
       found = []
@@ -20,7 +23,7 @@ def sequential_rows(det, path, every=1):
     if refit is not None and found and k % det.detect_every:
       found = refit(frame.rgb, found)
     else:
-      found = det.backend.detect(frame.rgb)
+      found = detect(frame.rgb)
     ids = tracker.update([f.box for f in found])
     if not found:
       out.append(rows.row(path, frame, -1, None, None))
