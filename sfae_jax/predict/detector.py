@@ -28,7 +28,7 @@ class Detector:
   def __init__(self, workdir: str, backend: str | backends.Backend | None = "auto",
                batch_size: int = 32, threshold: Optional[float] = None,
                step: Optional[int] = None, detect_every: int = 5,
-               exact_detection: bool = False):
+               fast_detection: bool = False):
     if batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     if threshold is not None and not 0.0 < threshold < 1.0:
@@ -47,9 +47,9 @@ class Detector:
     if detect_every < 1:
       raise ValueError(f"detect_every must be >= 1, got {detect_every}.")
     self.detect_every = detect_every
-    # Videos: dlib's HOG searches a half-size frame first (DlibBackend.detect_video);
-    # exact_detection: the full search on every detection frame.
-    self.exact_detection = exact_detection
+    # Videos, dlib's HOG: fast_detection searches a reduced frame first
+    # (backends.DlibBackend.detect_video); otherwise the full search.
+    self.fast_detection = fast_detection
     self.model = forward.BatchedForward(
         forward.predict_forward(self._model, self.config), self._variables,
         batch_size, len(self.au_ids) + len(self.intensity_au_ids))
@@ -83,14 +83,14 @@ class Detector:
         run=self.provenance["run"], step=int(self.step),
         landmark_backend=self.backend_name, threshold=float(self.threshold),
         every=int(every), detect_every=int(self.detect_every),
-        detection="exact" if self.exact_detection else "fast",
+        detection="fast" if self.fast_detection else "exact",
         au_ids=tuple(self.au_ids), intensity_au_ids=tuple(self.intensity_au_ids))
 
   @property
   def backend(self) -> backends.Backend:
     if self._backend is None:
       self._backend = backends.load_backend(self._backend_spec or "auto",
-                                            fast_video=not self.exact_detection)
+                                            fast_video=self.fast_detection)
     return self._backend
 
   def predict_aligned(self, faces: np.ndarray) -> np.ndarray:

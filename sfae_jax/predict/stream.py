@@ -57,7 +57,7 @@ class Settings:
   threshold: float
   every: int               # every n-th decoded frame is used
   detect_every: int        # videos: detect on every n-th used frame, refit between
-  detection: str           # videos: "fast" (`DlibBackend.detect_video`) or "exact"
+  detection: str           # videos: "exact", or "fast" (`DlibBackend.detect_video`)
   au_ids: tuple[int, ...]
   intensity_au_ids: tuple[int, ...] = ()   # the run's intensity head's AUs
 
