@@ -175,3 +175,21 @@ def test_slurm_asks_for_a_signal_before_the_limit_and_requeues_a_saved_stop(
     log = tmp_path / "scontrol.log"
     assert (log.exists() and log.read_text() == "requeue 4242\n") == requeued
     log.unlink(missing_ok=True)
+
+
+def test_predict_array_dry_run_runs_predict_on_the_tasks_cores():
+  """Each array task runs the same predict command; the shard comes from
+  SLURM's variables inside predict (tests/predict/test_shards.py)."""
+  line = _run("bash", "launch/predict_array.sbatch", env=dict(
+      DRY_RUN="1", SLURM_ARRAY_TASK_ID="3", SLURM_ARRAY_TASK_COUNT="16",
+      SLURM_CPUS_PER_TASK="8", INPUTS="/data/corpus/ /data/more.mp4",
+      OUT="/data/aus/", WORKDIR="runs/f1", PREDICT_FLAGS="--every 2"))
+  head, _, cmd = line.strip().partition(": ")
+  assert head == "task 3 of 16"
+  assert shlex.split(cmd) == [
+      "python", "-m", "sfae_jax.predict", "--workdir", "runs/f1", "/data/corpus/",
+      "/data/more.mp4", "--out", "/data/aus/", "--workers", "8", "--every", "2"]
+  missing = subprocess.run(["bash", "launch/predict_array.sbatch"], cwd=ROOT,
+                           capture_output=True, text=True,
+                           env=dict(os.environ, DRY_RUN="1", OUT="/x/"))
+  assert missing.returncode != 0 and "set INPUTS" in missing.stderr

@@ -188,6 +188,17 @@ def video_info(path: str) -> tuple[float, int]:
     raise MediaError(f"{path}: cannot open as a video ({e}).") from None
 
 
+def declared_frames(path: str) -> int:
+  """An input's frame count as its container declares it (0: unknown, or
+  unreadable, which is reported when it is read); 1 for an image."""
+  if not is_video(path):
+    return 1
+  try:
+    return video_info(path)[1]
+  except MediaError:
+    return 0
+
+
 def _no_video_stream(path: str, container) -> str:
   kinds = sorted({s.type for s in container.streams}) or ["no"]
   return (f"{path}: has no video stream (it holds {', '.join(kinds)} streams "

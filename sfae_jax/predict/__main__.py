@@ -52,8 +52,8 @@ import sys
 
 import jax
 
-from sfae_jax.face import backends
-from sfae_jax.predict import outputs, provenance, stream
+from sfae_jax.face import backends, media
+from sfae_jax.predict import outputs, provenance, shards, stream
 from sfae_jax.predict.detector import Detector
 from sfae_jax.runtime import compilation_cache, devices, host, signals
 from sfae_jax.training import trained_run
@@ -93,6 +93,12 @@ def main(argv=None) -> int:
   parser.add_argument("--fresh", action="store_true",
                       help="redo inputs whose output exists (finished or not) "
                       "instead of continuing or skipping them")
+  parser.add_argument("--shard", metavar="K/N",
+                      help="this is task K (from 0) of N, e.g. a SLURM array's: "
+                      "predict this task's share of the inputs (balanced by "
+                      "frames) into --out DIR/, where N tasks leave what one "
+                      "command leaves (default: SLURM_ARRAY_TASK_ID of "
+                      "SLURM_ARRAY_TASK_COUNT when set)")
   parser.add_argument("--chunk-frames", type=int, default=stream.CHUNK_FRAMES,
                       help="decoded frames per written chunk: what a rerun after "
                       "a kill may redo at most")
@@ -106,7 +112,14 @@ def main(argv=None) -> int:
     parser.error("--workers must be >= 0")
   if args.threshold is not None and not 0.0 < args.threshold < 1.0:
     parser.error(f"--threshold is a probability in (0, 1), got {args.threshold}")
+  try:
+    shard = shards.from_args(args.shard, os.environ)
+  except ValueError as e:
+    parser.error(str(e))
   folder = args.out.endswith(os.sep) or os.path.isdir(args.out)
+  if shard is not None and not folder:
+    parser.error(f"--out {args.out}: the tasks of a sharded run each write their "
+                 f"inputs' CSVs into one folder: give --out DIR{os.sep}")
   if not folder and not args.out.lower().endswith(".csv"):
     parser.error(f"--out {args.out}: name a .csv file, or a folder ending in "
                  f"{os.sep} for one CSV per input")
@@ -133,9 +146,13 @@ def main(argv=None) -> int:
     print("error: no image or video among the inputs: nothing to write.",
           file=sys.stderr)
     return 1
+  names = outputs.names_for(paths)  # of every input: the same in every task
+  if shard is not None:
+    paths = _shard(paths, shard, det)
+    if not paths and not det.failures:
+      return 0
   root = args.out if folder else args.out + outputs.PARTS
-  store = outputs.ChunkStore(root, outputs.names_for(paths).__getitem__,
-                             float_format="%.4f")
+  store = outputs.ChunkStore(root, names.__getitem__, float_format="%.4f")
   stop = signals.StopRequest("\n{name}: finishing the frames in flight, then "
                              "stopping (again to stop at once)")
   try:
@@ -165,6 +182,20 @@ def main(argv=None) -> int:
           file=sys.stderr)
     return 1
   return 0
+
+
+def _shard(paths, shard, det) -> list[str]:
+  """Task K's inputs; inputs that could not be expanded are reported by task
+  0 only (the others report only their own)."""
+  k, n = shard
+  declared = {p: media.declared_frames(p) for p in paths}
+  parts = shards.partition(paths, n, declared.__getitem__)
+  frames = [sum(max(1, declared[p]) for p in part) for part in parts]
+  print(f"shard {k}/{n}: {len(parts[k])} of {len(paths)} input(s), {frames[k]} of "
+        f"{sum(frames)} declared frames", file=sys.stderr)
+  if k:
+    det.failures = []
+  return parts[k]
 
 
 def _join(out, root, report, det, every) -> None:

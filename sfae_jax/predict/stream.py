@@ -452,21 +452,10 @@ def _write_chunk(store, state: _InputState, timing) -> None:
   timing["write"] += time.perf_counter() - start
 
 
-def _declared_frames(path) -> int:
-  """A video's frame count as its container declares it (0: unknown, or
-  unreadable, which is reported when it is read); 1 for an image."""
-  if not media.is_video(path):
-    return 1
-  try:
-    return media.video_info(path)[1]
-  except media.MediaError:
-    return 0
-
-
 def _frames_to_do(path, every, plan: outputs.Resume) -> int:
   if not media.is_video(path):
     return 1
-  return max(0, -(-_declared_frames(path) // every) - plan.position)
+  return max(0, -(-media.declared_frames(path) // every) - plan.position)
 
 
 def _plans(store, paths, settings, fresh, results, on_failure) -> dict:
@@ -497,7 +486,7 @@ def _plans(store, paths, settings, fresh, results, on_failure) -> dict:
           on_failure(p, media.TruncatedMedia(plan.incomplete, 0))
     elif plan.position:
       frame = plan.position * settings.every
-      declared = _declared_frames(p)
+      declared = media.declared_frames(p)
       tqdm.tqdm.write(f"continuing {p} at frame {frame}"
                       + (f" of {declared}" if declared else "")
                       + f" ({plan.chunks} chunk(s) kept)", file=sys.stderr)
