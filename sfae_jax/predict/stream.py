@@ -70,8 +70,8 @@ class Settings:
     return {k: list(v) if isinstance(v, tuple) else v
             for k, v in dataclasses.asdict(self).items()}
 
-  def table(self, row_dicts, outputs) -> pd.DataFrame:
-    return rows.table(row_dicts, outputs, self.au_ids, self.threshold,
+  def table(self, frame_rows, outputs) -> pd.DataFrame:
+    return rows.table(frame_rows, outputs, self.au_ids, self.threshold,
                       self.intensity_au_ids)
 
   def concat(self, tables) -> pd.DataFrame:
@@ -106,8 +106,8 @@ class Report:
 class _Segment:
   path: str
   n_frames: int
-  rows: list                    # row dicts, frame order
-  aligned: list                 # aligned faces, `_face` order; kept after
+  rows: list                    # `rows.Row`s, frame order
+  aligned: list                 # aligned faces, `face_index` order; kept after
                                 # batching only for the overlays
   outputs: np.ndarray           # [faces, A + K] (`BatchedForward`), filled as
                                 # batches come back
