@@ -45,7 +45,8 @@ def config_from_args(spec: str, overrides=()):
   """The config file `spec` ('configs/x.py[:arg]') with `--config.a.b=value`
   `overrides` applied as `train` applies them (ml_collections' config flags).
   ValueError with one line naming the override and the nearest field."""
-  load_config(spec)  # a missing file: its own message (OSError)
+  _check_exists(spec)
+  _importable_base(spec)
   argv = ["prog", "--config", spec, *overrides]
   bad = [a for a in overrides if not a.startswith("--config.")]
   if bad:
@@ -127,12 +128,17 @@ def _parses_as(current, value: str) -> bool:
   return True
 
 
-def load_config(spec: str):
-  """'configs/x.py[:arg]' -> the ConfigDict its get_config(arg) returns."""
-  path, _, arg = spec.partition(":")
+def _check_exists(spec: str) -> None:
+  path = spec.partition(":")[0]
   if not os.path.isfile(path):
     raise OSError(f"--config {path}: no such file (run from the repository root, "
                   "or give the path to a config such as configs/default.py).")
+
+
+def load_config(spec: str):
+  """'configs/x.py[:arg]' -> the ConfigDict its get_config(arg) returns."""
+  path, _, arg = spec.partition(":")
+  _check_exists(spec)
   _importable_base(spec)
   module_spec = importlib.util.spec_from_file_location("sfae_config", path)
   module = importlib.util.module_from_spec(module_spec)
