@@ -221,7 +221,7 @@ class FaceAlignmentBackend:
 def load_backend(name: str = "auto", fast_video: bool = False,
                  **kwargs) -> Backend:
   """`auto`: face_alignment if it loads here, else dlib. `fast_video`: dlib's
-  HOG detector searches video frames at half size first (`detect_video`)."""
+  HOG detector searches video frames at a reduced size first (`detect_video`)."""
   if name not in ("auto",) + BACKENDS:
     raise ValueError(f"Unknown face backend {name!r}; choose auto or one of "
                      f"{BACKENDS}.")
