@@ -190,7 +190,7 @@ def _shard(paths, shard, det) -> list[str]:
   k, n = shard
   declared = {p: media.declared_frames(p) for p in paths}
   parts = shards.partition(paths, n, declared.__getitem__)
-  frames = [sum(max(1, declared[p]) for p in part) for part in parts]
+  frames = [sum(shards.weight(declared[p]) for p in part) for part in parts]
   print(f"shard {k}/{n}: {len(parts[k])} of {len(paths)} input(s), {frames[k]} of "
         f"{sum(frames)} declared frames", file=sys.stderr)
   if k:

@@ -38,12 +38,18 @@ def from_args(spec: Optional[str], environ: Mapping[str, str]
   return k, n
 
 
+def weight(declared_frames: int) -> int:
+  """An input's share of the work: its declared frames, at least 1 (an input
+  that declares none, or cannot be read, still goes to a task)."""
+  return max(1, declared_frames)
+
+
 def partition(paths, n: int, frames: Callable[[str], int]) -> list[list[str]]:
   """The N parts of `paths`, each in the inputs' order."""
-  weight = {p: max(1, frames(p)) for p in paths}  # unreadable inputs still go somewhere
+  weight_of = {p: weight(frames(p)) for p in paths}
   loads, owner = [0] * n, {}
-  for p in sorted(paths, key=lambda p: (-weight[p], p)):
+  for p in sorted(paths, key=lambda p: (-weight_of[p], p)):
     task = min(range(n), key=lambda t: (loads[t], t))
     owner[p] = task
-    loads[task] += weight[p]
+    loads[task] += weight_of[p]
   return [[p for p in paths if owner[p] == t] for t in range(n)]
