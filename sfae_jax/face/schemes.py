@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax.numpy as jnp
 import numpy as np
 
 IBUG68 = "ibug68"
@@ -116,10 +115,12 @@ def to_scheme(indices68, scheme: str) -> np.ndarray:
   return np.vectorize(s.index, otypes=[np.int32])(arr) if arr.size else arr
 
 
-def eye_centre_distance(landmarks: jax.Array, scheme: str) -> jax.Array:
+def eye_centre_distance(landmarks, scheme: str):
   """`[B]` distance between the eye centres, each the mean of the eye's six points
-  (68-point 36-41 and 42-47): JAA-Net's landmark-loss normaliser ("biocular")."""
+  (68-point 36-41 and 42-47): JAA-Net's landmark-loss normaliser ("biocular").
+  NumPy or JAX arrays alike (operators only): this package imports no JAX, so
+  that face-detection worker processes start without it."""
   s = get_scheme(scheme)
   left = landmarks[:, [s.index(i) for i in range(36, 42)]].mean(axis=1)
   right = landmarks[:, [s.index(i) for i in range(42, 48)]].mean(axis=1)
-  return jnp.linalg.norm(left - right, axis=-1)
+  return (((left - right) ** 2).sum(axis=-1)) ** 0.5

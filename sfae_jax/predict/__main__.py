@@ -54,7 +54,7 @@ import jax
 
 from sfae_jax.face import backends, media
 from sfae_jax.predict import outputs, provenance, shards, stream
-from sfae_jax.predict.detector import Detector
+from sfae_jax.predict.detector import DETECTION, Detector
 from sfae_jax.runtime import compilation_cache, devices, host, signals
 from sfae_jax.training import trained_run
 
@@ -73,11 +73,13 @@ def main(argv=None) -> int:
                       "frame and refit landmarks in the tracked face boxes in "
                       "between (1: detect on every frame; a frame without faces "
                       "is always followed by a detection)")
-  parser.add_argument("--fast-detection", action="store_true",
-                      help="videos, dlib backend: search a frame reduced to 0.67 "
-                      "first, the full search only where that finds no face (~4x "
-                      "less CPU; landmarks and AU values differ slightly: "
-                      "docs/predict.md gives both)")
+  parser.add_argument("--detection", choices=DETECTION, default="fast",
+                      help="videos, dlib backend: 'fast' looks for faces from "
+                      "~110 px first (the full search's boxes, a third of its "
+                      "CPU) and runs the full search only where it finds none, "
+                      "so a smaller face beside a larger one is missed; "
+                      "'exact': the full search on every detection frame "
+                      "(default: %(default)s)")
   parser.add_argument("--backend", default="auto",
                       choices=("auto",) + backends.BACKENDS)
   parser.add_argument("--workers", type=int, default=host.cores(),
@@ -132,8 +134,8 @@ def main(argv=None) -> int:
   try:
     det = Detector(args.workdir, args.backend, batch_size, args.threshold,
                    step=args.step, detect_every=args.detect_every,
-                   fast_detection=args.fast_detection)
-    det.backend  # pylint: disable=pointless-statement  (fail before reading media)
+                   detection=args.detection)
+    det.backend_name  # pylint: disable=pointless-statement  (fail before reading media)
   except (*trained_run.LOAD_ERRORS, backends.BackendUnavailable) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1

@@ -22,13 +22,16 @@ from sfae_jax.predict import forward, provenance, rows, stream
 from sfae_jax.training import trained_run
 
 
+DETECTION = ("fast", "exact")
+
+
 class Detector:
   """A trained run plus a face backend: `detect(paths) -> DataFrame`."""
 
   def __init__(self, workdir: str, backend: str | backends.Backend | None = "auto",
                batch_size: int = 32, threshold: Optional[float] = None,
                step: Optional[int] = None, detect_every: int = 5,
-               fast_detection: bool = False):
+               detection: str = "fast"):
     if batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     if threshold is not None and not 0.0 < threshold < 1.0:
@@ -47,9 +50,12 @@ class Detector:
     if detect_every < 1:
       raise ValueError(f"detect_every must be >= 1, got {detect_every}.")
     self.detect_every = detect_every
-    # Videos, dlib's HOG: fast_detection searches a reduced frame first
-    # (backends.DlibBackend.detect_video); otherwise the full search.
-    self.fast_detection = fast_detection
+    # Videos, dlib's HOG: "fast" searches for faces from ~110 px first, with the
+    # full search's boxes (backends.DlibBackend.detect_video); "exact": the full
+    # search on every detection frame.
+    if detection not in DETECTION:
+      raise ValueError(f"detection must be one of {DETECTION}, got {detection!r}.")
+    self.detection = detection
     self.model = forward.BatchedForward(
         forward.predict_forward(self._model, self.config), self._variables,
         batch_size, len(self.au_ids) + len(self.intensity_au_ids))
@@ -66,16 +72,17 @@ class Detector:
     """Where this detector's numbers come from: run, checkpoint step, training
     dataset and config, landmark backend, package version, date (and a warning
     when the run was trained on the synthetic dataset)."""
-    backend = self._backend or self._backend_spec
-    name = getattr(backend, "name", None) or (
-        backend if isinstance(backend, str) else type(backend).__name__)
     return provenance.prediction_record(self.workdir, self.info, self.step,
-                                        str(name), self.threshold)
+                                        self.backend_name, self.threshold)
 
   @property
   def backend_name(self) -> str:
-    """The face backend's name, as `backends.load_backend` takes it."""
-    return self.backend.name
+    """The face backend's name, as `backends.load_backend` takes it; found
+    without loading the backend when it is given by name (worker processes
+    load it; this one need not)."""
+    if self._backend is not None:
+      return getattr(self._backend, "name", type(self._backend).__name__)
+    return backends.resolve(self._backend_spec or "auto")
 
   def settings(self, every: int) -> stream.Settings:
     """What the rows depend on: a rerun continues an output only with these."""
@@ -83,14 +90,14 @@ class Detector:
         run=self.provenance["run"], step=int(self.step),
         landmark_backend=self.backend_name, threshold=float(self.threshold),
         every=int(every), detect_every=int(self.detect_every),
-        detection="fast" if self.fast_detection else "exact",
+        detection=self.detection,
         au_ids=tuple(self.au_ids), intensity_au_ids=tuple(self.intensity_au_ids))
 
   @property
   def backend(self) -> backends.Backend:
     if self._backend is None:
       self._backend = backends.load_backend(self._backend_spec or "auto",
-                                            fast_video=self.fast_detection)
+                                            fast_video=self.detection == "fast")
     return self._backend
 
   def predict_aligned(self, faces: np.ndarray) -> np.ndarray:
@@ -145,7 +152,8 @@ class Detector:
     if workers > 0 and not isinstance(self._backend_spec, (str, type(None))):
       raise ValueError("workers > 0 load the face backend by name in each worker "
                        "process: give the backend's name, not an object.")
-    return stream.run(paths, self.model, self.settings(every), self.backend,
+    return stream.run(paths, self.model, self.settings(every),
+                      self.backend if workers <= 0 else None,
                       self.provenance, store=store, workers=workers,
                       progress=progress, overlays=overlays, fresh=fresh, stop=stop,
                       chunk_frames=chunk_frames,

@@ -57,7 +57,7 @@ class Settings:
   threshold: float
   every: int               # every n-th decoded frame is used
   detect_every: int        # videos: detect on every n-th used frame, refit between
-  detection: str           # videos: "exact", or "fast" (`DlibBackend.detect_video`)
+  detection: str           # videos: "exact", or "fast" (`Detector`, `DlibBackend.detect_video`)
   au_ids: tuple[int, ...]
   intensity_au_ids: tuple[int, ...] = ()   # the run's intensity head's AUs
 
@@ -190,7 +190,7 @@ class _InputState:
 
 
 def run(paths, model: forward_lib.BatchedForward, settings: Settings,
-        backend: backends.Backend, record: dict, *,
+        backend: Optional[backends.Backend], record: dict, *,
         store: Optional[outputs.ChunkStore] = None, workers: int = 0,
         progress: bool = False, overlays: Optional[str] = None,
         fresh: bool = False, stop: Optional[threading.Event] = None,
@@ -198,7 +198,8 @@ def run(paths, model: forward_lib.BatchedForward, settings: Settings,
         on_failure: Optional[Callable[[str, Exception], None]] = None) -> Report:
   """Rows for `paths` (files): faces found by `backend` (in this process;
   `workers` > 0: in that many processes, each loading
-  `settings.landmark_backend`), their outputs from `model`. With a `store`, each
+  `settings.landmark_backend`, and `backend` may be None), their outputs from
+  `model`. With a `store`, each
   input's rows go to its CSV there, a chunk of `chunk_frames` at a time, with
   `record` (where the numbers come from) and the settings as its provenance, and
   a rerun continues where the last one stopped; without one, they are returned

@@ -4,7 +4,7 @@ time, frames/s, and the rows against a reference CSV.
   python -m sfae_jax.tools.predict_benchmark --workdir RUN CLIP.mp4 \
       --write-reference ref.csv                 # today's rows, to compare with later
   python -m sfae_jax.tools.predict_benchmark --workdir RUN CLIP.mp4 \
-      --reference ref.csv [-- --fast-detection]    # flags after -- go to predict
+      --reference ref.csv [-- --detection exact]  # flags after -- go to predict
 
 It runs `python -m sfae_jax.predict --workdir RUN INPUTS --out CSV` as a child
 process (start-up included) and prints
