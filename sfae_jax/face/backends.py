@@ -26,7 +26,6 @@ import math
 import os
 from typing import Optional, Protocol
 
-import cv2
 import numpy as np
 
 BACKENDS = ("face_alignment", "dlib", "dlib_cnn")

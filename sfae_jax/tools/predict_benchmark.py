@@ -9,11 +9,11 @@ time, frames/s, and the rows against a reference CSV.
 It runs `python -m sfae_jax.predict --workdir RUN INPUTS --out CSV` as a child
 process (start-up included) and prints
 
-* CPU ms per frame of each stage, from predict's own breakdown (decode: the
-  decoder thread; detect: detection, landmark refit and alignment summed over
-  the face workers; forward; rows; write; each timed by its thread, so a
-  thread waiting for the GIL counts), and of the whole command, every process
-  included (`getrusage` of the finished child and its workers);
+* CPU ms per frame of the whole command, every process included (`getrusage`
+  of the finished child and its workers), and each stage's ms per frame from
+  predict's own breakdown (decode: the decoder thread; detect: detection,
+  landmark refit and alignment summed over the face workers; forward; rows;
+  write; each timed by its thread, so waiting for the GIL or a core counts);
 * wall time, frames/s end to end, and the start-up (wall before the first frame);
 * against `--reference`: whether `success` and `face_id` are identical row for
   row, the landmarks' mean point error per face as a fraction of the
@@ -94,9 +94,10 @@ def report(result: dict, deltas: dict | None, out=print) -> None:
       f"{result['wall']:.1f} s, {result['frames'] / result['wall']:.1f} frames/s "
       f"end to end; start-up {result['wall'] - result['streamed']:.1f} s")
   stages = result["stages"]
-  out("CPU ms per frame: " + ", ".join(
-      f"{k} {1e3 * v / frames:.1f}" for k, v in stages.items() if k != "wait")
-      + f"; whole command, all processes {1e3 * result['cpu'] / frames:.1f}"
+  out("ms per frame: CPU of the whole command, all processes "
+      f"{1e3 * result['cpu'] / frames:.1f}; each stage's thread time "
+      + ", ".join(f"{k} {1e3 * v / frames:.1f}" for k, v in stages.items()
+                  if k != "wait")
       + f" (the main thread waited for faces {1e3 * stages.get('wait', 0) / frames:.1f})")
   if deltas is None:
     return
