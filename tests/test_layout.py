@@ -1,5 +1,5 @@
 """The package's layering, as pyproject.toml's import-linter contracts state it,
-and imports at module level only (except the optional landmark backends)."""
+and imports at module level only (except the optional landmark backends and Ray)."""
 
 import ast
 import os
@@ -10,7 +10,8 @@ import tomllib
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Optional heavy dependencies, imported where they are used (each says why).
 OPTIONAL = {("sfae_jax/face/backends.py", "dlib"),
-            ("sfae_jax/face/backends.py", "face_alignment")}
+            ("sfae_jax/face/backends.py", "face_alignment"),
+            ("sfae_jax/predict/cluster.py", "ray")}
 
 
 def test_import_contracts_hold():

@@ -79,6 +79,7 @@ def _aligned(rgb: np.ndarray, face: backends.Face) -> Optional[np.ndarray]:
 
 
 _WORKER_BACKEND: Optional[backends.Backend] = None
+_WORKER_SPEC: Optional[tuple[str, bool]] = None
 
 
 def start_worker(backend: str, parent: int, fast_video: bool = False) -> None:
@@ -88,13 +89,22 @@ def start_worker(backend: str, parent: int, fast_video: bool = False) -> None:
   Ctrl-C and SIGTERM are the main process's to handle (it ends the run at a
   segment boundary, which needs the workers alive until then); a worker whose
   main process (pid `parent`) is gone exits (`_exit_with_parent`)."""
-  global _WORKER_BACKEND
   signal.signal(signal.SIGINT, signal.SIG_IGN)
   signal.signal(signal.SIGTERM, signal.SIG_IGN)
   threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
                    name="exit-with-parent").start()
   cv2.setNumThreads(1)
-  _WORKER_BACKEND = backends.load_backend(backend, fast_video)
+  use_backend(backend, fast_video)
+
+
+def use_backend(backend: str, fast_video: bool = False) -> None:
+  """Makes the named face backend this process's (`in_worker`), loading it
+  only the first time: a process that runs many tasks (a Ray worker) loads it
+  once."""
+  global _WORKER_BACKEND, _WORKER_SPEC
+  if _WORKER_SPEC != (backend, fast_video):
+    _WORKER_BACKEND = backends.load_backend(backend, fast_video)
+    _WORKER_SPEC = (backend, fast_video)
 
 
 def _exit_with_parent(parent: int, every_s: float = 0.5) -> None:
@@ -122,6 +132,6 @@ def in_worker(frames: Sequence[Frame], detect_every: int,
               video: bool) -> tuple[list[FrameFaces], float]:
   """`timed` with the worker's backend (see `start_worker`)."""
   if _WORKER_BACKEND is None:
-    raise RuntimeError("start_worker(backend, parent) must run in this process "
-                       "first.")
+    raise RuntimeError("start_worker(backend, parent) or use_backend(backend) "
+                       "must run in this process first.")
   return timed(_WORKER_BACKEND, frames, detect_every, video)

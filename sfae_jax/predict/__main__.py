@@ -53,7 +53,7 @@ import sys
 import jax
 
 from sfae_jax.face import backends, media
-from sfae_jax.predict import outputs, provenance, shards, stream
+from sfae_jax.predict import cluster, outputs, provenance, shards, stream
 from sfae_jax.predict.detector import DETECTION, Detector
 from sfae_jax.runtime import compilation_cache, devices, host, signals
 from sfae_jax.training import trained_run
@@ -101,6 +101,11 @@ def main(argv=None) -> int:
                       "frames) into --out DIR/, where N tasks leave what one "
                       "command leaves (default: SLURM_ARRAY_TASK_ID of "
                       "SLURM_ARRAY_TASK_COUNT when set)")
+  parser.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                      help="detect faces as tasks on a Ray cluster's CPUs (its "
+                      "address, or none for $RAY_ADDRESS or the cluster on this "
+                      "machine); this process decodes, runs the model and writes "
+                      "(docs/cluster.md)")
   parser.add_argument("--chunk-frames", type=int, default=stream.CHUNK_FRAMES,
                       help="decoded frames per written chunk: what a rerun after "
                       "a kill may redo at most")
@@ -122,6 +127,9 @@ def main(argv=None) -> int:
   if shard is not None and not folder:
     parser.error(f"--out {args.out}: the tasks of a sharded run each write their "
                  f"inputs' CSVs into one folder: give --out DIR{os.sep}")
+  if shard is not None and args.ray is not None:
+    parser.error("--shard and --ray: a cluster spreads one command's inputs "
+                 "itself; give one of them")
   if not folder and not args.out.lower().endswith(".csv"):
     parser.error(f"--out {args.out}: name a .csv file, or a folder ending in "
                  f"{os.sep} for one CSV per input")
@@ -139,8 +147,10 @@ def main(argv=None) -> int:
   except (*trained_run.LOAD_ERRORS, backends.BackendUnavailable) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
-  print(f"{args.workdir}: checkpoint step {det.step}; {args.workers} face "
-        f"worker(s), batches of {batch_size}", file=sys.stderr)
+  where = ("face work on a Ray cluster" if args.ray is not None
+           else f"{args.workers} face worker(s)")
+  print(f"{args.workdir}: checkpoint step {det.step}; {where}, batches of "
+        f"{batch_size}", file=sys.stderr)
   if det.trained_on_synthetic:
     print(provenance.SYNTHETIC_WARNING, file=sys.stderr)
   paths = det.expand(args.inputs, on_error="skip")
@@ -163,10 +173,10 @@ def main(argv=None) -> int:
       report = det.run(paths, args.every, store=store, workers=args.workers,
                        progress=True, overlays=args.overlays, on_error="skip",
                        fresh=args.fresh, stop=stop.event,
-                       chunk_frames=args.chunk_frames)
+                       chunk_frames=args.chunk_frames, cluster=args.ray)
     if not folder and not report.stopped:
       _join(args.out, root, report, det, args.every)
-  except outputs.SettingsMismatch as e:
+  except (outputs.SettingsMismatch, cluster.ClusterUnavailable) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   except OSError as e:

@@ -146,17 +146,20 @@ class Detector:
   def run(self, paths, every: int = 1, *, store=None, workers: int = 0,
           progress: bool = False, overlays: Optional[str] = None,
           on_error: str = "raise", fresh: bool = False, stop=None,
-          chunk_frames: int = stream.CHUNK_FRAMES) -> stream.Report:
+          chunk_frames: int = stream.CHUNK_FRAMES,
+          cluster: Optional[str] = None) -> stream.Report:
     """`stream.run` over files, failures handled as `detect` says."""
     self._check_on_error(on_error)
-    if workers > 0 and not isinstance(self._backend_spec, (str, type(None))):
-      raise ValueError("workers > 0 load the face backend by name in each worker "
-                       "process: give the backend's name, not an object.")
+    elsewhere = workers > 0 or cluster is not None
+    if elsewhere and not isinstance(self._backend_spec, (str, type(None))):
+      raise ValueError("workers > 0 and a cluster load the face backend by name "
+                       "in each worker process: give the backend's name, not an "
+                       "object.")
     return stream.run(paths, self.model, self.settings(every),
-                      self.backend if workers <= 0 else None,
+                      None if elsewhere else self.backend,
                       self.provenance, store=store, workers=workers,
                       progress=progress, overlays=overlays, fresh=fresh, stop=stop,
-                      chunk_frames=chunk_frames,
+                      chunk_frames=chunk_frames, cluster=cluster,
                       on_failure=lambda path, e: self._failed(e, on_error))
 
   @staticmethod

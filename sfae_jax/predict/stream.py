@@ -39,6 +39,7 @@ import pandas as pd
 import tqdm
 
 from sfae_jax.face import backends, media, segments, tracking
+from sfae_jax.predict import cluster as cluster_lib
 from sfae_jax.predict import forward as forward_lib
 from sfae_jax.predict import outputs, overlays as overlay_pngs, rows
 
@@ -194,12 +195,13 @@ def run(paths, model: forward_lib.BatchedForward, settings: Settings,
         store: Optional[outputs.ChunkStore] = None, workers: int = 0,
         progress: bool = False, overlays: Optional[str] = None,
         fresh: bool = False, stop: Optional[threading.Event] = None,
-        chunk_frames: int = CHUNK_FRAMES,
+        chunk_frames: int = CHUNK_FRAMES, cluster: Optional[str] = None,
         on_failure: Optional[Callable[[str, Exception], None]] = None) -> Report:
   """Rows for `paths` (files): faces found by `backend` (in this process;
   `workers` > 0: in that many processes, each loading
-  `settings.landmark_backend`, and `backend` may be None), their outputs from
-  `model`. With a `store`, each
+  `settings.landmark_backend`, and `backend` may be None; `cluster`, a Ray
+  cluster's address or "" for the default one: as tasks on its CPUs,
+  `cluster.RayPool`), their outputs from `model`. With a `store`, each
   input's rows go to its CSV there, a chunk of `chunk_frames` at a time, with
   `record` (where the numbers come from) and the settings as its provenance, and
   a rerun continues where the last one stopped; without one, they are returned
@@ -224,7 +226,12 @@ def run(paths, model: forward_lib.BatchedForward, settings: Settings,
                   overlays, chunk_frames, on_failure,
                   {p: _frames_to_do(p, settings.every, plans[p]) for p in todo},
                   progress)
-  pool = _pool(settings, workers)
+  if cluster is None:
+    pool = _pool(settings, workers)
+  else:
+    pool = cluster_lib.RayPool(cluster or None, settings.landmark_backend,
+                               settings.detection == "fast")
+    workers = pool.cpus
   items: queue.Queue = queue.Queue(maxsize=max(workers, 1) + 2)
   feeder = threading.Thread(
       target=_feed, daemon=True, name="predict-decoder",
@@ -323,6 +330,8 @@ class _Consumer:
       else:
         self._rows(item)
       self.overall.set_postfix(
+          inputs=f"{sum(r.status != 'pending' for r in self.results.values())}"
+                 f"/{len(self.results)}",
           faces=sum(r.faces for r in self.results.values()),
           failed=sum(bool(r.error) for r in self.results.values()), refresh=False)
 

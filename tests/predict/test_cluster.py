@@ -1,0 +1,180 @@
+"""`predict --ray`: a real Ray cluster of two nodes on this machine (1 CPU each)
+gives the files `predict --out DIR/` gives on one machine, also when the
+worker node is killed mid-job."""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+from ray.util import get_node_ip_address
+
+from sfae_jax.predict import __main__ as predict_cli
+from sfae_jax.tools import synthetic_video
+
+RAY = os.path.join(os.path.dirname(sys.executable), "ray")
+ENV = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", JAX_PLATFORMS="cpu",
+           # a dead node is noticed in seconds (Ray's defaults: ~30 s)
+           RAY_health_check_period_ms="1000", RAY_health_check_timeout_ms="1000",
+           RAY_health_check_failure_threshold="3",
+           RAY_health_check_initial_delay_ms="1000")
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("", 0))
+    return s.getsockname()[1]
+
+
+def _node(args, log):
+  """`ray start ... --block` in a session of its own: its raylet and workers
+  stop with its process group."""
+  return subprocess.Popen([RAY, "start", "--block", "--num-cpus", "1",
+                           "--object-store-memory", str(200 << 20), *args],
+                          stdout=log, stderr=subprocess.STDOUT, env=ENV,
+                          start_new_session=True)
+
+
+def _stop(node) -> None:
+  with contextlib.suppress(ProcessLookupError):
+    os.killpg(node.pid, signal.SIGTERM)
+  try:
+    node.wait(timeout=30)
+  except subprocess.TimeoutExpired:
+    with contextlib.suppress(ProcessLookupError):
+      os.killpg(node.pid, signal.SIGKILL)
+    node.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def _cluster(log_dir):
+  """A head and a worker node; yields (address, worker node's process)."""
+  address = f"{get_node_ip_address()}:{_free_port()}"
+  temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths
+  with open(os.path.join(log_dir, "head.log"), "w") as hl, \
+       open(os.path.join(log_dir, "worker.log"), "w") as wl:
+    nodes = [_node(["--head", "--port", address.split(":")[1],
+                    "--include-dashboard=false", "--temp-dir", temp], hl)]
+    try:
+      for _ in range(60):
+        r = subprocess.run([RAY, "status", "--address", address],
+                           capture_output=True, text=True, env=ENV)
+        if r.returncode == 0:
+          break
+        time.sleep(1)
+      nodes.append(_node(["--address", address], wl))
+      for _ in range(60):
+        r = subprocess.run([RAY, "status", "--address", address],
+                           capture_output=True, text=True, env=ENV)
+        if r.stdout.count(" node_") >= 2:
+          break
+        time.sleep(1)
+      else:
+        pytest.fail(f"the 2-node cluster did not come up: {r.stdout}{r.stderr}")
+      yield address, nodes[1]
+    finally:
+      for node in reversed(nodes):
+        _stop(node)
+      shutil.rmtree(temp, ignore_errors=True)
+
+
+def _workers(node) -> dict:
+  """{pid: title} of the node's Ray worker processes (their own process
+  groups; their parent, the node's raylet, is in the node's)."""
+  ps = subprocess.run(["ps", "-eo", "pid=,ppid=,pgid=,args="], capture_output=True,
+                      text=True).stdout
+  procs = {int(f[0]): f for f in (l.split(None, 3) for l in ps.splitlines())
+           if len(f) == 4}
+  return {pid: f[3] for pid, f in procs.items()
+          if f[3].startswith("ray::") and int(f[1]) in procs
+          and int(procs[int(f[1])][2]) == node.pid}
+
+
+def _kill(node) -> None:
+  """The node's processes, all at once, as when its machine goes down."""
+  workers = _workers(node)
+  os.killpg(node.pid, signal.SIGKILL)
+  for pid in workers:
+    with contextlib.suppress(ProcessLookupError):
+      os.kill(pid, signal.SIGKILL)
+
+
+def _predict(trained_run, inputs, out, *flags):
+  return subprocess.run(
+      [sys.executable, "-m", "sfae_jax.predict", "--workdir", trained_run[0],
+       "--backend", "dlib", *map(str, inputs), "--out", f"{out}{os.sep}",
+       "--chunk-frames", "32", *flags],
+      capture_output=True, text=True, env=ENV, timeout=600)
+
+
+def _files(folder) -> dict:
+  """Each output file's bytes; the provenance without its date."""
+  found = {}
+  for name in sorted(os.listdir(folder)):
+    path = os.path.join(folder, name)
+    if name.endswith(".provenance.json"):
+      record = json.load(open(path))
+      record.pop("date")
+      found[name] = record
+    elif os.path.isfile(path):
+      found[name] = open(path, "rb").read()
+  return found
+
+
+def test_a_two_node_cluster_gives_the_files_of_one_machine_and_survives_a_node(
+    trained_run, faces_dir, tmp_path):
+  long = synthetic_video.write(os.path.join(faces_dir, "single_face.jpg"), 256,
+                               str(tmp_path / "long.mp4"), (160, 128))
+  cut = tmp_path / "cut.mp4"   # unreadable: named the same way, no CSV
+  cut.write_bytes(open(os.path.join(faces_dir, "single_face.mp4"), "rb").read()[
+      :os.path.getsize(os.path.join(faces_dir, "single_face.mp4")) // 2])
+  inputs = [long, os.path.join(faces_dir, "multi_face.jpg"), cut]
+  one = _predict(trained_run, inputs, tmp_path / "one", "--workers", "1")
+  assert one.returncode == 1, one.stderr      # the cut video
+  want = _files(tmp_path / "one")
+  assert sorted(n for n in want if n.endswith(".csv")) == [
+      "long.mp4.csv", "multi_face.jpg.csv"]
+  with _cluster(str(tmp_path)) as (address, worker_node):
+    ray = _predict(trained_run, inputs, tmp_path / "ray", "--ray", address)
+    assert ray.returncode == 1, ray.stderr
+    assert "face work on a Ray cluster" in ray.stderr
+    assert [l for l in ray.stderr.splitlines() if l.startswith("error:")] == [
+        l for l in one.stderr.splitlines() if l.startswith("error:")]
+    assert _files(tmp_path / "ray") == want
+
+    # the worker node killed while it runs a face task
+    out = tmp_path / "killed"
+    job = subprocess.Popen(
+        [sys.executable, "-m", "sfae_jax.predict", "--workdir", trained_run[0],
+         "--backend", "dlib", *map(str, inputs), "--out", f"{out}{os.sep}",
+         "--chunk-frames", "32", "--ray", address],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.time() + 300
+    while (not any(t.startswith("ray::_faces") for t in _workers(worker_node).values())
+           and job.poll() is None and time.time() < deadline):
+      time.sleep(0.05)
+    assert job.poll() is None, "the job ended before the worker node ran a task"
+    _kill(worker_node)
+    _, err = job.communicate(timeout=600)
+    assert job.returncode == 1, err
+    assert _files(out) == want
+
+
+def test_an_address_nothing_answers_on_is_one_line_and_exit_1(trained_run,
+                                                              faces_dir, tmp_path,
+                                                              capsys):
+  """Ray's own connect would retry it for many minutes."""
+  rc = predict_cli.main(["--workdir", trained_run[0], "--backend", "dlib",
+                         os.path.join(faces_dir, "single_face.jpg"),
+                         "--out", f"{tmp_path}{os.sep}", "--ray", "127.0.0.1:1"])
+  errors = [l for l in capsys.readouterr().err.splitlines() if "error:" in l]
+  assert rc == 1 and len(errors) == 1, errors
+  assert "no Ray cluster answers at '127.0.0.1:1'" in errors[0]
+  assert "ray start --head" in errors[0]
