@@ -4,6 +4,7 @@ import argparse
 import sys
 
 from sfae_jax.analyze import job
+from sfae_jax.predict import cluster
 from sfae_jax.runtime import host
 
 
@@ -20,6 +21,9 @@ def main(argv=None) -> int:
   parser.add_argument("--workers", type=int, default=host.cores(),
                       help="face-detection processes for media files (default: one "
                       "per core available, here %(default)s; 0: in this process)")
+  parser.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                      help="media files' face work on a Ray cluster, as predict "
+                      "--ray does (docs/cluster.md)")
   parser.add_argument("--mixed", action="store_true",
                       help="also fit video-level mixed models (statsmodels)")
   parser.add_argument("--permutations", type=int, default=200)
@@ -41,8 +45,8 @@ def main(argv=None) -> int:
                                min_per_group=args.min_speakers, seed=args.seed,
                                temporal_model=args.temporal,
                                temporal_permutations=args.temporal_permutations,
-                               workers=args.workers)
-  except (FileNotFoundError, ValueError) as e:
+                               workers=args.workers, cluster=args.ray)
+  except (FileNotFoundError, ValueError, cluster.ClusterUnavailable) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   print(f"wrote {args.out}/report.html ({len(out['speakers'])} speakers, "

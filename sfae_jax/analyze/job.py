@@ -31,14 +31,14 @@ def run_analysis(manifest_path: str, out_dir: str, workdir: str | None = None,
                  min_per_group: int = stats.MIN_PER_GROUP, seed: int = 0,
                  temporal_model: bool = False, temporal_permutations: int = 99,
                  temporal_config: temporal.TemporalConfig | None = None,
-                 workers: int = 0) -> dict:
+                 workers: int = 0, cluster: str | None = None) -> dict:
   """Writes stats.csv, speakers.csv, videos.csv, the PNGs and report.html into
   `out_dir` (with `temporal_model`, also temporal_speakers.csv); returns
   {'stats', 'speakers', 'videos', 'classifier', 'temporal', 'errors', ...}."""
   os.makedirs(out_dir, exist_ok=True)
   manifest = tracks.read_manifest(manifest_path)
   track_map, errors, sources = tracks.load_tracks(manifest, out_dir, workdir, every,
-                                                 backend, workers)
+                                                 backend, workers, cluster)
   origin = provenance_summary(sources)
   with open(os.path.join(out_dir, "provenance.json"), "w") as f:
     json.dump(origin, f, indent=1, sort_keys=True)

@@ -82,13 +82,14 @@ def _cache_key(path: str, workdir: str, every: int) -> str:
 
 
 def load_tracks(manifest: pd.DataFrame, out_dir: str, workdir: str | None,
-                every: int = 1, backend: str = "auto", workers: int = 0
-                ) -> tuple[dict, list[str], dict]:
+                every: int = 1, backend: str = "auto", workers: int = 0,
+                cluster: str | None = None) -> tuple[dict, list[str], dict]:
   """{video path: track DataFrame}, the errors of videos that failed, and
   {video path: provenance record} (`sfae_jax.predict.provenance`; None for a track CSV
   that has none beside it). Media not yet cached go through predict's streamed
-  path together (`workers` face-detection processes); an interrupted run
-  continues from its chunks in `<out>/tracks/`."""
+  path together (`workers` face-detection processes, or `cluster`, a Ray
+  cluster's address as `predict --ray` takes it); an interrupted run continues
+  from its chunks in `<out>/tracks/`."""
   tracks, errors, sources, todo = {}, [], {}, {}
   cache = os.path.join(out_dir, "tracks")
   for path in dict.fromkeys(manifest["video"]):
@@ -122,7 +123,7 @@ def load_tracks(manifest: pd.DataFrame, out_dir: str, workdir: str | None,
         store.resume(path, detector.settings(every).as_dict(), fresh=True)
     os.makedirs(cache, exist_ok=True)
     report = detector.run(list(todo), every, store=store, workers=workers,
-                          progress=True, on_error="skip")
+                          progress=True, on_error="skip", cluster=cluster)
     errors += detector.failures
     for path, result in report.inputs.items():
       if result.csv:

@@ -28,6 +28,10 @@ import cv2
 from sfae_jax.face import segments
 
 TASK_RETRIES = 5   # Ray's retries of a task whose process or node died
+# At most this many segments in flight (~11 MB of frames each at 640x360): the
+# driver decodes ~2 ms per frame, so a few dozen tasks of ~0.2 s keep up with
+# it however large the cluster, and the object store stays small.
+MAX_IN_FLIGHT = 64
 _START = ("`ray start --head` on one node, `ray start --address HEAD:6379` on the "
           "others: docs/cluster.md")
 
@@ -81,7 +85,8 @@ class RayPool:
         raise ClusterUnavailable(
             f"no Ray cluster answers at {address!r} ({e}). Start one ({_START}) "
             "or pass its address to --ray.") from None
-    self.cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    # segments in flight: one per CPU, up to what one driver can feed
+    self.slots = min(MAX_IN_FLIGHT, max(1, int(ray.cluster_resources().get("CPU", 1))))
     self._task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_faces)
     self._spec = (backend, fast_video)
     self._pending: set = set()

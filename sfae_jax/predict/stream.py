@@ -231,7 +231,7 @@ def run(paths, model: forward_lib.BatchedForward, settings: Settings,
   else:
     pool = cluster_lib.RayPool(cluster or None, settings.landmark_backend,
                                settings.detection == "fast")
-    workers = pool.cpus
+    workers = pool.slots
   items: queue.Queue = queue.Queue(maxsize=max(workers, 1) + 2)
   feeder = threading.Thread(
       target=_feed, daemon=True, name="predict-decoder",

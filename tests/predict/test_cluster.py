@@ -1,6 +1,6 @@
-"""`predict --ray`: a real Ray cluster of two nodes on this machine (1 CPU each)
-gives the files `predict --out DIR/` gives on one machine, also when the
-worker node is killed mid-job."""
+"""`predict --ray` (and `analyze --ray`): a real Ray cluster of two nodes on this
+machine (1 CPU each) gives the files `predict --out DIR/` gives on one machine,
+also when the worker node is killed mid-job."""
 
 import contextlib
 import json
@@ -13,9 +13,11 @@ import sys
 import tempfile
 import time
 
+import pandas as pd
 import pytest
 from ray.util import get_node_ip_address
 
+from sfae_jax.analyze import tracks
 from sfae_jax.predict import __main__ as predict_cli
 from sfae_jax.tools import synthetic_video
 
@@ -148,6 +150,18 @@ def test_a_two_node_cluster_gives_the_files_of_one_machine_and_survives_a_node(
     assert [l for l in ray.stderr.splitlines() if l.startswith("error:")] == [
         l for l in one.stderr.splitlines() if l.startswith("error:")]
     assert _files(tmp_path / "ray") == want
+
+    # analyze --ray: its uncached media take the same path, to the same tracks
+    manifest = pd.DataFrame({"video": [str(long)], "speaker": ["s1"],
+                             "first_language": ["en"]})
+    cached = {}
+    for name, where in (("local", None), ("ray", address)):
+      found, errors, _ = tracks.load_tracks(manifest, str(tmp_path / name),
+                                            trained_run[0], backend="dlib",
+                                            cluster=where)
+      assert not errors and len(found[str(long)]) == 256
+      cached[name] = _files(tmp_path / name / "tracks")
+    assert cached["ray"] == cached["local"] and len(cached["local"]) == 2
 
     # the worker node killed while it runs a face task
     out = tmp_path / "killed"
