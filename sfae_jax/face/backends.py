@@ -193,8 +193,8 @@ class DlibBackend:
         guess = round(self._down.point_down(self._dlib.dpoint(value, value), m).x)
         match = [c for c in (guess - 1, guess, guess + 1)
                  if self._down.rect_up(self._rectangle(c, c, c, c), m).left() == value]
-        if len(match) != 1:   # not a box of this detector's window: not trusted
-          return rect, -1
+        if len(match) != 1:   # not a box of this detector's window: m = -1
+          return rect, -1     # sends the frame to the full search if it scores
         found.append(match[0])
       rect = self._rectangle(*found)
     return self._up.rect_down(self._down.rect_up(rect, m + FAST_LEVEL)), m
