@@ -226,13 +226,8 @@ def run(paths, model: forward_lib.BatchedForward, settings: Settings,
                   overlays, chunk_frames, on_failure,
                   {p: _frames_to_do(p, settings.every, plans[p]) for p in todo},
                   progress)
-  if cluster is None:
-    pool = _pool(settings, workers)
-  else:
-    pool = cluster_lib.RayPool(cluster or None, settings.landmark_backend,
-                               settings.detection == "fast")
-    workers = pool.slots
-  items: queue.Queue = queue.Queue(maxsize=max(workers, 1) + 2)
+  pool, slots = _pool(settings, workers, cluster)
+  items: queue.Queue = queue.Queue(maxsize=max(slots, 1) + 2)
   feeder = threading.Thread(
       target=_feed, daemon=True, name="predict-decoder",
       args=(backend, todo, store, settings, pool, items, stop, abort,
@@ -503,14 +498,19 @@ def _plans(store, paths, settings, fresh, results, on_failure) -> dict:
   return plans
 
 
-def _pool(settings: Settings, workers: int):
+def _pool(settings: Settings, workers: int, cluster: Optional[str]):
+  """Where segments' faces are found, and how many segments it takes at once:
+  a Ray cluster, `workers` local processes, or (None, 0) this process."""
+  fast = settings.detection == "fast"
+  if cluster is not None:
+    pool = cluster_lib.RayPool(cluster or None, settings.landmark_backend, fast)
+    return pool, pool.slots
   if workers <= 0:
-    return None
+    return None, 0
   return concurrent.futures.ProcessPoolExecutor(
       max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
       initializer=segments.start_worker,
-      initargs=(settings.landmark_backend, os.getpid(),
-                settings.detection == "fast"))
+      initargs=(settings.landmark_backend, os.getpid(), fast)), workers
 
 
 def _feed(backend, paths, store, settings: Settings, pool, items, stop, abort,
