@@ -4,6 +4,7 @@
       [--every N] [--detect-every K] [--backend auto|dlib|face_alignment]
       [--workers N] [--batch-size B] [--overlays DIR]
   python -m sfae_jax.predict --workdir RUN VIDEOS... --out tracks/   # one CSV per input
+      [--format parquet]                                 # ... or one Parquet file
 
   from sfae_jax.predict import Detector                  # the same, as an API
   df = Detector("runs/synthetic").detect("clip.mp4")     # pandas.DataFrame
@@ -30,7 +31,8 @@ output made with other settings (run, step, backend, threshold, --every,
 
 `--out DIR/` (a folder) gives `DIR/<input>.csv` per input, each with its
 `.provenance.json`; `--out table.csv` joins them into one CSV at the end (its
-chunks wait in `table.csv.parts/` until then). The provenance records the run,
+chunks wait in `table.csv.parts/` until then). `--format parquet` (or `--out
+table.parquet`) writes the same rows as Parquet, for corpora (docs/cluster.md). The provenance records the run,
 checkpoint step, training dataset and config, landmark backend, the settings,
 package version and date; a run trained on the synthetic dataset is flagged there
 and on stderr (its AU values on real faces mean nothing). An unreadable input is
@@ -65,8 +67,12 @@ def main(argv=None) -> int:
   parser.add_argument("inputs", nargs="+", help="images, videos or folders")
   parser.add_argument("--workdir", required=True, help="a training run folder")
   parser.add_argument("--out", required=True,
-                      help="a CSV to write, or a folder (ending in /, or existing) "
-                      "for one CSV per input")
+                      help="a CSV (or .parquet) to write, or a folder (ending in "
+                      "/, or existing) for one file per input")
+  parser.add_argument("--format", choices=outputs.FORMATS,
+                      help="csv (OpenFace's convention) or parquet (a corpus's "
+                      "store: a fraction of the size, read faster); default: "
+                      "--out's suffix, csv for a folder")
   parser.add_argument("--every", type=int, default=1, help="every N-th frame")
   parser.add_argument("--detect-every", type=int, default=5,
                       help="videos: run the face detector on every N-th decoded "
@@ -130,9 +136,14 @@ def main(argv=None) -> int:
   if shard is not None and args.ray is not None:
     parser.error("--shard and --ray: a cluster spreads one command's inputs "
                  "itself; give one of them")
-  if not folder and not args.out.lower().endswith(".csv"):
-    parser.error(f"--out {args.out}: name a .csv file, or a folder ending in "
-                 f"{os.sep} for one CSV per input")
+  suffix = os.path.splitext(args.out)[1].lower().lstrip(".")
+  if not folder and suffix not in outputs.FORMATS:
+    parser.error(f"--out {args.out}: name a .csv or .parquet file, or a folder "
+                 f"ending in {os.sep} for one file per input")
+  if not folder and args.format not in (None, suffix):
+    parser.error(f"--out {args.out} with --format {args.format}: name a "
+                 f".{args.format} file, or drop --format")
+  fmt = args.format or (suffix if not folder else "csv")
   compilation_cache.enable()
   print(f"model on {devices.describe()}", file=sys.stderr)
   warning = devices.unused_accelerator_warning()
@@ -158,13 +169,13 @@ def main(argv=None) -> int:
     print("error: no image or video among the inputs: nothing to write.",
           file=sys.stderr)
     return 1
-  names = outputs.names_for(paths)  # of every input: the same in every task
+  names = outputs.names_for(paths, fmt)  # of every input: the same in every task
   if shard is not None:
     paths = _shard(paths, shard, det)
     if not paths and not det.failures:
       return 0
   root = args.out if folder else args.out + outputs.PARTS
-  store = outputs.ChunkStore(root, names.__getitem__, float_format="%.4f")
+  store = outputs.ChunkStore(root, names.__getitem__, float_format="%.4f", fmt=fmt)
   stop = signals.StopRequest("\n{name}: finishing the frames in flight, then "
                              "stopping (again to stop at once)")
   try:
@@ -211,14 +222,14 @@ def _shard(paths, shard, det) -> list[str]:
 
 
 def _join(out, root, report, det, every) -> None:
-  """The per-input CSVs in input order as one CSV, then its provenance; the
-  parts folder goes once the CSV is in place."""
-  parts = [r.csv for r in report.inputs.values() if r.csv]
+  """The per-input files in input order as one file, then its provenance; the
+  parts folder goes once the file is in place."""
+  parts = [r.output for r in report.inputs.values() if r.output]
   if not parts:
     shutil.rmtree(root, ignore_errors=True)
     return
-  outputs.join_csvs(out, parts)
-  done = [r for r in report.inputs.values() if r.csv]
+  outputs.join(out, parts)
+  done = [r for r in report.inputs.values() if r.output]
   record = dict(det.provenance, settings=det.settings(every).as_dict(),
                 inputs=[r.path for r in done])
   incomplete = {r.path: r.error for r in done if r.error}
@@ -230,7 +241,8 @@ def _join(out, root, report, det, every) -> None:
 
 def _kept(root) -> str:
   """What a rerun finds in `root`: complete inputs and chunks of the others."""
-  done = glob.glob(os.path.join(glob.escape(root), "*.csv"))
+  done = [p for fmt in outputs.FORMATS
+          for p in glob.glob(os.path.join(glob.escape(root), f"*.{fmt}"))]
   chunks = glob.glob(os.path.join(glob.escape(root), "*" + outputs.PARTIAL,
                                   "[0-9]*.json"))
   return (f"Kept in {root}: {len(done)} complete input(s) and {len(chunks)} "

@@ -1,5 +1,6 @@
-"""Where predict's rows go: one CSV per input, written in chunks as they come, so
-a killed run keeps its work and a rerun continues it.
+"""Where predict's rows go: one file per input, CSV (the default) or Parquet,
+written in chunks as they come, so a killed run keeps its work and a rerun
+continues it.
 
   OUT/                                  (`--out OUT/`, a folder)
     clip1.mp4.csv                       a complete input, written atomically
@@ -15,18 +16,22 @@ where the next chunk starts (always a detection frame, `face.segments`), the fac
 tracker's state there and the frames flagged so far, which is all a rerun needs
 to continue with the rows an uninterrupted run would give.
 
-CSV rather than Parquet row groups: the output stays the CSV users read (as
-OpenFace's and py-feat's), chunks join into one file by copying bytes (bounded
-memory, no re-encoding), and a killed Parquet writer leaves a file without its
-footer, so resuming would need a file per chunk anyway.
+CSV is what users of AU tools read (OpenFace's and py-feat's convention): chunks
+join into one file by copying bytes. At corpus scale its text is large and slow
+to parse again, so `fmt="parquet"` writes `clip1.mp4.parquet`: the same rows with
+the same values (each chunk is the CSV text's parse, so a reader gets from either
+file exactly what it would from the other), a chunk per file while in progress
+(a killed Parquet writer leaves a file without its footer) and one row group per
+chunk once joined, a chunk in memory at a time.
 
 A process writes an input's chunks only while it holds the input's lock, so two
 runs given the same `--out` never interleave their chunks: the second is refused
 the inputs the first is writing, naming its pid and host. The lock is the kernel's
 (`flock`): a killed process releases it, so a rerun never finds a stale one.
 
-`--out table.csv` keeps its meaning: the chunks live in `table.csv.parts/` and are
-joined into `table.csv` (atomically) when every input is done.
+`--out table.csv` (or `table.parquet`) keeps its meaning: the chunks live in
+`table.csv.parts/` and are joined into `table.csv` (atomically) when every input
+is done.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import dataclasses
 import fcntl
 import glob
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -42,6 +48,8 @@ import socket
 from typing import Callable, Optional
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from sfae_jax.runtime import files
 from sfae_jax.predict import provenance
@@ -49,6 +57,8 @@ from sfae_jax.predict import provenance
 PARTIAL = ".partial"
 PARTS = ".parts"
 LOCKS = ".locks"
+FORMATS = ("csv", "parquet")
+ROW_GROUP_ROWS = 32768   # a joined Parquet file's rows per row group (~50 MB held)
 
 
 class SettingsMismatch(ValueError):
@@ -70,9 +80,9 @@ class Resume:
   incomplete: Optional[str] = None     # done, but the input ended early: why
 
 
-def names_for(paths) -> dict[str, str]:
-  """A CSV name per input: its file name, plus a hash of its path where two
-  inputs share a file name."""
+def names_for(paths, fmt: str = "csv") -> dict[str, str]:
+  """An output file name per input: its file name, plus a hash of its path where
+  two inputs share a file name, then `.csv` or `.parquet` (`fmt`)."""
   base = {p: os.path.basename(p) for p in paths}
   counts = pd.Series(list(base.values())).value_counts()
   out = {}
@@ -80,7 +90,7 @@ def names_for(paths) -> dict[str, str]:
     if counts[name] > 1:
       digest = hashlib.sha1(os.path.abspath(p).encode()).hexdigest()[:8]
       name = f"{name}-{digest}"
-    out[p] = f"{name}.csv"
+    out[p] = f"{name}.{fmt}"
   return out
 
 
@@ -91,24 +101,27 @@ def _differences(old: dict, new: dict) -> str:
 
 
 class ChunkStore:
-  """Per-input CSVs under `root`, each written chunk by chunk."""
+  """Per-input files under `root` (`fmt`: "csv" or "parquet", `name(input)` their
+  names), each written chunk by chunk; floats as `float_format` writes them."""
 
-  def __init__(self, root: str, csv_name: Callable[[str], str],
-               float_format: Optional[str] = None):
-    self.root, self._name, self.float_format = root, csv_name, float_format
+  def __init__(self, root: str, name: Callable[[str], str],
+               float_format: Optional[str] = None, fmt: str = "csv"):
+    if fmt not in FORMATS:
+      raise ValueError(f"output format {fmt!r}: choose one of {FORMATS}.")
+    self.root, self._name, self.float_format, self.fmt = root, name, float_format, fmt
     self._next: dict[str, int] = {}
     self._locks: dict[str, object] = {}
 
-  def csv_path(self, path: str) -> str:
+  def output_path(self, path: str) -> str:
     return os.path.join(self.root, self._name(path))
 
   def _partial(self, path: str) -> str:
-    return self.csv_path(path) + PARTIAL
+    return self.output_path(path) + PARTIAL
 
   def resume(self, path: str, settings: dict, fresh: bool = False) -> Resume:
     """Where `path`'s work starts. Output made with other settings raises
     SettingsMismatch naming it, unless `fresh` (then it is deleted)."""
-    out, partial = self.csv_path(path), self._partial(path)
+    out, partial = self.output_path(path), self._partial(path)
     settings = json.loads(json.dumps(settings))
     if fresh:
       self.discard(path)
@@ -154,7 +167,7 @@ class ChunkStore:
       holder = f.read().strip() or "another process"
       f.close()
       raise OutputInUse(
-          f"{self.csv_path(path)} is being written by another predict run "
+          f"{self.output_path(path)} is being written by another predict run "
           f"({holder}): wait for it to finish, or choose another --out.") from None
     f.seek(0)
     f.truncate()
@@ -168,15 +181,16 @@ class ChunkStore:
       f.close()
 
   def _chunks(self, path: str) -> list[tuple[str, str]]:
-    """(csv, json) of the complete chunks, in order; a chunk whose json is
+    """(rows, json) of the complete chunks, in order; a chunk whose json is
     missing (killed while writing it) and everything after it are removed."""
     partial = self._partial(path)
     out = []
-    for csv in sorted(glob.glob(os.path.join(partial, "[0-9]*.csv"))):
-      state = csv[:-len(".csv")] + ".json"
-      if not os.path.exists(state) or len(out) != int(os.path.basename(csv)[:-4]):
+    for rows in sorted(glob.glob(os.path.join(partial, f"[0-9]*.{self.fmt}"))):
+      stem = rows[:-len(self.fmt) - 1]
+      state = stem + ".json"
+      if not os.path.exists(state) or len(out) != int(os.path.basename(stem)):
         break
-      out.append((csv, state))
+      out.append((rows, state))
     if os.path.isdir(partial):
       for name in os.listdir(partial):
         stem = name.split(".")[0]
@@ -199,22 +213,71 @@ class ChunkStore:
     """One chunk of rows, and the state after them (written last)."""
     n = self._next[path]
     stem = os.path.join(self._partial(path), f"{n:06d}")
-    files.write_atomically(stem + ".csv", table.to_csv(
-        index=False, float_format=self.float_format))
+    text = table.to_csv(index=False, float_format=self.float_format)
+    if self.fmt == "csv":
+      files.write_atomically(stem + ".csv", text)
+    else:
+      write_parquet(stem + ".parquet", as_read_from_csv(text))
     files.write_atomically(stem + ".json", json.dumps(state))
     self._next[path] = n + 1
 
   def finish(self, path: str, record: dict) -> str:
-    """Joins the chunks into the input's CSV (atomically), writes its
-    provenance, removes the chunks. Returns the CSV's path."""
-    out = self.csv_path(path)
-    join_csvs(out, [csv for csv, _ in self._chunks(path)])
+    """Joins the chunks into the input's file (atomically), writes its
+    provenance, removes the chunks. Returns the file's path."""
+    out = self.output_path(path)
+    join(out, [rows for rows, _ in self._chunks(path)])
     provenance.write(out, record)
     self.discard(path)
     return out
 
   def discard(self, path: str) -> None:
     shutil.rmtree(self._partial(path), ignore_errors=True)
+
+
+def as_read_from_csv(text: str) -> pd.DataFrame:
+  """The table a CSV reader gets from `text`: what Parquet stores, so that a
+  reader of either file gets the same values and types."""
+  return pd.read_csv(io.StringIO(text))
+
+
+def write_parquet(path: str, table: pd.DataFrame) -> None:
+  with files.open_atomically(path, "wb") as f:
+    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), f,
+                   compression="zstd")
+
+
+def join(out: str, parts) -> None:
+  """`parts` (files of one format, that of `out`'s suffix) as one file at `out`."""
+  if out.lower().endswith(".parquet"):
+    join_parquets(out, parts)
+  else:
+    join_csvs(out, parts)
+
+
+def join_parquets(out: str, parts) -> None:
+  """`parts` (Parquet files; their columns may differ in type where one part
+  holds only missing values) as one zstd-compressed Parquet file at `out`,
+  written atomically. Parts are read one at a time and written in row groups of
+  about ROW_GROUP_ROWS rows (a corpus's reader reads fewer, larger columns)."""
+  parts = list(parts)
+  if not parts:
+    raise ValueError(f"{out}: no part to join.")
+  schema = pa.unify_schemas(
+      [pa.schema([f.with_type(pa.float64()) if pa.types.is_null(f.type) else f
+                  for f in pq.read_schema(p)]) for p in parts],
+      promote_options="permissive").remove_metadata()
+  with files.open_atomically(out, "wb") as f:
+    with pq.ParquetWriter(f, schema, compression="zstd") as writer:
+      held, rows = [], 0
+      for part in parts:
+        table = pq.read_table(part).cast(schema)
+        held.append(table)
+        rows += table.num_rows
+        if rows >= ROW_GROUP_ROWS:
+          writer.write_table(pa.concat_tables(held), row_group_size=max(rows, 1))
+          held, rows = [], 0
+      if held:
+        writer.write_table(pa.concat_tables(held), row_group_size=max(rows, 1))
 
 
 def join_csvs(out: str, parts, header: Optional[str] = None) -> None:

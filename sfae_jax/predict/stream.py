@@ -89,7 +89,7 @@ class InputResult:
   faces: int = 0
   error: Optional[str] = None
   table: Optional[pd.DataFrame] = None   # memory sink only
-  csv: Optional[str] = None              # chunk store only
+  output: Optional[str] = None           # its file (chunk store only)
 
 
 @dataclasses.dataclass
@@ -367,7 +367,7 @@ class _Consumer:
                     result: InputResult) -> None:
     store, on_failure = self.store, self.on_failure
     if marker.kind == "skipped":
-      result.status, result.csv = "skipped", store.csv_path(state.path)
+      result.status, result.output = "skipped", store.output_path(state.path)
       return
     if marker.kind == "error":
       result.status, result.error = "failed", str(marker.error)
@@ -399,7 +399,7 @@ class _Consumer:
       result.table = self.settings.concat(state.tables)
     else:
       start = time.perf_counter()
-      result.csv = store.finish(state.path, record)
+      result.output = store.finish(state.path, record)
       self.timing["write"] += time.perf_counter() - start
     if marker.kind == "truncated" and on_failure is not None:
       on_failure(state.path, marker.error)
@@ -484,7 +484,7 @@ def _plans(store, paths, settings, fresh, results, on_failure) -> dict:
     finally:
       store.unlock(p)
     if plan.done:
-      results[p].status, results[p].csv = "skipped", store.csv_path(p)
+      results[p].status, results[p].output = "skipped", store.output_path(p)
       if plan.incomplete:
         results[p].error = plan.incomplete
         if on_failure is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from typing import Iterator, TextIO
+from typing import IO, Iterator
 
 from etils import epath
 
@@ -19,13 +19,13 @@ def write_atomically(path, text: str) -> None:
 
 
 @contextlib.contextmanager
-def open_atomically(path) -> Iterator[TextIO]:
-  """A text file to write in pieces; it replaces `path` when the block ends
-  without an exception, and is removed otherwise."""
+def open_atomically(path, mode: str = "w") -> Iterator[IO]:
+  """A file to write in pieces (`mode` "w": text, "wb": bytes); it replaces
+  `path` when the block ends without an exception, and is removed otherwise."""
   target = epath.Path(path)
   tmp = target.parent / f"{target.name}.{uuid.uuid4().hex[:12]}.tmp"
   try:
-    with tmp.open("w") as f:
+    with tmp.open(mode) as f:
       yield f
     tmp.replace(target)
   except BaseException as e:

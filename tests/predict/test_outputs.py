@@ -70,3 +70,39 @@ def test_a_tracker_restored_from_its_state_gives_the_same_ids():
   got += [second.update(b) for b in boxes[2:]]
   # the box at 201 was last seen 3 frames before (> max_gap): a new id, 3
   assert got == want == [[0], [0, 1], [], [0], [2, 3]]
+
+
+def test_parquet_holds_the_rows_a_csv_reader_gets_and_resumes_alike(tmp_path):
+  """Chunks whose columns differ in type (integers in one, missing values in
+  the next) join into one Parquet file that reads back exactly as the CSV of
+  the same chunks does; a chunk without its state is redone in either."""
+  chunks = [pd.DataFrame({"input": ["v.mp4"] * 2, "frame": [0, 1],
+                          "face_x": [float("nan")] * 2, "AU01": [None, None],
+                          "success": [0, 0], "n": [1, 2]}),
+            pd.DataFrame({"input": ["v.mp4"] * 3, "frame": [2, 3, 4],
+                          "face_x": [10.123456, 11.5, 12.0], "AU01": [0.25, 0.5, 1.0],
+                          "success": [1, 1, 1], "n": [float("nan"), 1.0, 2.0]})]
+  got = {}
+  for fmt in outputs.FORMATS:
+    store = outputs.ChunkStore(str(tmp_path / fmt), lambda p, f=fmt: f"{p}.{f}",
+                               float_format="%.4f", fmt=fmt)
+    store.start("v.mp4", SETTINGS)
+    for n, chunk in enumerate(chunks + chunks[1:]):
+      store.append("v.mp4", chunk, {"position": n + 1, "tracker": {}, "flagged": []})
+    partial = tmp_path / fmt / f"v.mp4.{fmt}.partial"
+    os.remove(partial / "000002.json")                   # killed writing it
+    assert store.resume("v.mp4", SETTINGS).position == 2
+    assert sorted(os.listdir(partial)) == sorted([
+        "000000.json", f"000000.{fmt}", "000001.json", f"000001.{fmt}",
+        "settings.json"])
+    out = store.finish("v.mp4", {"settings": SETTINGS})
+    assert out == str(tmp_path / fmt / f"v.mp4.{fmt}")
+    got[fmt] = pd.read_parquet(out) if fmt == "parquet" else pd.read_csv(out)
+  pd.testing.assert_frame_equal(got["parquet"], got["csv"], check_exact=True)
+  assert got["csv"]["face_x"].tolist()[2:] == [10.1235, 11.5, 12.0]
+
+
+def test_a_parquet_file_is_refused_by_a_csv_store_name_and_format():
+  with pytest.raises(ValueError, match="output format 'json'"):
+    outputs.ChunkStore("/tmp", str, fmt="json")
+  assert outputs.names_for(["a/clip.mp4"], "parquet") == {"a/clip.mp4": "clip.mp4.parquet"}

@@ -260,6 +260,26 @@ def test_sigterm_ends_at_a_chunk_boundary_and_keeps_the_rows(
   assert record["settings"]["detect_every"] == 5 and record["step"] == 6
 
 
+def test_parquet_stopped_and_continued_holds_the_rows_of_the_csv(
+    trained_run, clip, whole_run, tmp_path):
+  out = tmp_path / "rows.parquet"
+  cmd = _cli(trained_run, clip, "--out", out, "--workers", 1, "--chunk-frames", 64)
+  proc = _start_and_wait_for_a_chunk(cmd, str(out) + outputs.PARTS)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+  assert glob.glob(str(tmp_path / "rows.parquet.parts" / "*.partial" / "*.parquet"))
+  r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+  assert r.returncode == 0, r.stderr[-2000:]
+  pd.testing.assert_frame_equal(pd.read_parquet(out),
+                                pd.read_csv(io.StringIO(whole_run)), check_exact=True)
+  record = json.loads((tmp_path / "rows.parquet.provenance.json").read_text())
+  assert record["inputs"] == [str(clip)]
+  bad = subprocess.run(cmd[:-4] + ["--format", "csv"], capture_output=True,
+                       text=True, cwd=ROOT)
+  assert bad.returncode == 2 and "--format csv: name a .csv file" in bad.stderr
+
+
 def test_other_settings_are_refused_naming_them_and_fresh_redoes(
     trained_run, clip, whole_run, tmp_path):
   out = tmp_path / "tracks"
