@@ -4,7 +4,7 @@ import argparse
 import sys
 
 from sfae_jax.analyze import job
-from sfae_jax.predict import cluster
+from sfae_jax.predict import cluster, outputs
 from sfae_jax.runtime import host
 
 
@@ -24,6 +24,10 @@ def main(argv=None) -> int:
   parser.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                       help="media files' face work on a Ray cluster, as predict "
                       "--ray does (docs/cluster.md)")
+  parser.add_argument("--format", choices=outputs.FORMATS, default="csv",
+                      help="the tracks cached in OUT/tracks/ for media files, as "
+                      "predict --format writes them (the manifest may list track "
+                      "files of either format)")
   parser.add_argument("--mixed", action="store_true",
                       help="also fit video-level mixed models (statsmodels)")
   parser.add_argument("--permutations", type=int, default=200)
@@ -45,7 +49,8 @@ def main(argv=None) -> int:
                                min_per_group=args.min_speakers, seed=args.seed,
                                temporal_model=args.temporal,
                                temporal_permutations=args.temporal_permutations,
-                               workers=args.workers, cluster=args.ray)
+                               workers=args.workers, cluster=args.ray,
+                               fmt=args.format)
   except (FileNotFoundError, ValueError, cluster.ClusterUnavailable) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1

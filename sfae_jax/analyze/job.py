@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from typing import Mapping, Optional
 
 import pandas as pd
 
@@ -15,12 +16,25 @@ from sfae_jax.analyze import (classify, features, report, stats,
 from sfae_jax.predict import provenance
 
 
-def video_table(manifest: pd.DataFrame, track_map: dict) -> pd.DataFrame:
+def video_table(manifest: pd.DataFrame, track_map: Mapping[str, pd.DataFrame],
+                errors: Optional[list[str]] = None) -> pd.DataFrame:
+  """A row of features per video with a track, each track looked up once and
+  let go. A `tracks.TrackFiles` track that cannot be read is an error (appended
+  to `errors`, and dropped from `track_map` for what follows), as a missing
+  one is."""
   rows = []
   for _, m in manifest.iterrows():
     if m["video"] not in track_map:
       continue
-    feats, counts = features.video_features(track_map[m["video"]])
+    try:
+      track = track_map[m["video"]]
+    except ValueError as e:
+      if errors is not None:
+        errors.append(str(e))
+      print(f"error: {e}", file=sys.stderr)
+      track_map.drop(m["video"])
+      continue
+    feats, counts = features.video_features(track)
     rows.append({**m.to_dict(), **counts, **feats})
   return pd.DataFrame(rows)
 
@@ -31,20 +45,21 @@ def run_analysis(manifest_path: str, out_dir: str, workdir: str | None = None,
                  min_per_group: int = stats.MIN_PER_GROUP, seed: int = 0,
                  temporal_model: bool = False, temporal_permutations: int = 99,
                  temporal_config: temporal.TemporalConfig | None = None,
-                 workers: int = 0, cluster: str | None = None) -> dict:
+                 workers: int = 0, cluster: str | None = None,
+                 fmt: str = "csv") -> dict:
   """Writes stats.csv, speakers.csv, videos.csv, the PNGs and report.html into
   `out_dir` (with `temporal_model`, also temporal_speakers.csv); returns
   {'stats', 'speakers', 'videos', 'classifier', 'temporal', 'errors', ...}."""
   os.makedirs(out_dir, exist_ok=True)
   manifest = tracks.read_manifest(manifest_path)
   track_map, errors, sources = tracks.load_tracks(manifest, out_dir, workdir, every,
-                                                 backend, workers, cluster)
+                                                 backend, workers, cluster, fmt)
   origin = provenance_summary(sources)
   with open(os.path.join(out_dir, "provenance.json"), "w") as f:
     json.dump(origin, f, indent=1, sort_keys=True)
   if origin["warning"]:
     print(origin["warning"], file=sys.stderr)
-  videos = video_table(manifest, track_map)
+  videos = video_table(manifest, track_map, errors)
   if videos.empty:
     raise ValueError("no video of the manifest could be analysed: "
                      + "; ".join(errors))

@@ -1,24 +1,83 @@
 """The manifest, and AU tracks for its videos (run through predict, cached).
 
-Manifest CSV columns: `video` (a media file, or an AU-track CSV made by
-`sfae_jax.predict`), `speaker`, `first_language`, then optional covariates (task,
-gender, ...). Relative paths are relative to the manifest's folder; `$VARS` and
-`~` are expanded. Tracks of media files are cached in `<out>/tracks/`, keyed by
-the file's path, size and modification time, the run and `--every`.
+Manifest CSV columns: `video` (a media file, or an AU track made by
+`sfae_jax.predict`: its CSV or Parquet file), `speaker`, `first_language`, then
+optional covariates (task, gender, ...). Relative paths are relative to the
+manifest's folder; `$VARS` and `~` are expanded. Tracks of media files are cached
+in `<out>/tracks/` (CSV, or Parquet with `fmt="parquet"`), keyed by the file's
+path, size and modification time, the run and `--every`.
+
+Tracks are read when they are used, one at a time (`TrackFiles`): a manifest of
+any length holds its tracks' paths, not their rows.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import hashlib
 import os
+import re
 import sys
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from sfae_jax.predict import Detector, outputs
 from sfae_jax.predict import provenance
 
 REQUIRED = ("video", "speaker", "first_language")
+TRACK_SUFFIXES = tuple(f".{fmt}" for fmt in outputs.FORMATS)   # .csv, .parquet
+
+
+def is_track(path: str) -> bool:
+  return path.lower().endswith(TRACK_SUFFIXES)
+
+
+_GEOMETRY = re.compile(r"[xy]_\d+|face_[xywh]")   # landmarks, face box
+
+
+def _analysed(column: str) -> bool:
+  """The columns the analysis reads: all but the face's geometry (~140 of a
+  track's ~175), which a Parquet reader then never touches."""
+  return not _GEOMETRY.fullmatch(column)
+
+
+def read_track(path: str) -> pd.DataFrame:
+  """A track file's analysed columns (`_analysed`), CSV or Parquet (predict
+  writes the same rows to either). ValueError naming the file when it cannot be
+  read as one."""
+  try:
+    if path.lower().endswith(".parquet"):
+      table = pq.ParquetFile(path)
+      return table.read(columns=[c for c in table.schema_arrow.names
+                                 if _analysed(c)]).to_pandas()
+    return pd.read_csv(path, usecols=_analysed)
+  except (OSError, ValueError) as e:  # pyarrow's and pandas' parse errors are ValueErrors
+    raise ValueError(f"{path}: cannot read it as an AU track ({e}).") from e
+
+
+class TrackFiles(collections.abc.Mapping):
+  """{video: its track DataFrame}, read from the track's file at each lookup
+  and not kept: iterating over a corpus holds one track at a time."""
+
+  def __init__(self, files: dict[str, str]):
+    self.files = files   # {video: track file}
+
+  def __getitem__(self, video: str) -> pd.DataFrame:
+    return read_track(self.files[video])
+
+  def __contains__(self, video) -> bool:   # without reading it (Mapping's would)
+    return video in self.files
+
+  def __iter__(self):
+    return iter(self.files)
+
+  def __len__(self) -> int:
+    return len(self.files)
+
+  def drop(self, video: str) -> None:
+    """Leaves `video` out from here on (its track could not be read)."""
+    self.files.pop(video, None)
 
 
 def read_manifest(path: str) -> pd.DataFrame:
@@ -83,21 +142,23 @@ def _cache_key(path: str, workdir: str, every: int) -> str:
 
 def load_tracks(manifest: pd.DataFrame, out_dir: str, workdir: str | None,
                 every: int = 1, backend: str = "auto", workers: int = 0,
-                cluster: str | None = None) -> tuple[dict, list[str], dict]:
-  """{video path: track DataFrame}, the errors of videos that failed, and
-  {video path: provenance record} (`sfae_jax.predict.provenance`; None for a track CSV
-  that has none beside it). Media not yet cached go through predict's streamed
-  path together (`workers` face-detection processes, or `cluster`, a Ray
-  cluster's address as `predict --ray` takes it); an interrupted run continues
-  from its chunks in `<out>/tracks/`."""
-  tracks, errors, sources, todo = {}, [], {}, {}
+                cluster: str | None = None,
+                fmt: str = "csv") -> tuple[TrackFiles, list[str], dict]:
+  """{video path: track} (`TrackFiles`: read when looked up), the errors of
+  videos that failed, and {video path: provenance record}
+  (`sfae_jax.predict.provenance`; None for a track file that has none beside
+  it). Media not yet cached go through predict's streamed path together
+  (`workers` face-detection processes, or `cluster`, a Ray cluster's address as
+  `predict --ray` takes it) into `fmt` files; an interrupted run continues from
+  its chunks in `<out>/tracks/`."""
+  found, errors, sources, todo = {}, [], {}, {}
   cache = os.path.join(out_dir, "tracks")
   for path in dict.fromkeys(manifest["video"]):
-    if path.lower().endswith(".csv"):
+    if is_track(path):
       if not os.path.exists(path):
         errors.append(f"{path}: no such track file.")
         continue
-      tracks[path] = pd.read_csv(path)
+      found[path] = path
       sources[path] = provenance.read_for(path)
       continue
     if not os.path.exists(path):
@@ -105,17 +166,17 @@ def load_tracks(manifest: pd.DataFrame, out_dir: str, workdir: str | None,
       continue
     if workdir is None:
       raise ValueError(f"{path} is a media file: pass --workdir RUN to run predict "
-                       "on it (or give its track CSV instead).")
+                       "on it (or give its track file instead).")
     cached = os.path.join(cache, f"{os.path.basename(path)}."
-                          f"{_cache_key(path, workdir, every)}.csv")
+                          f"{_cache_key(path, workdir, every)}.{fmt}")
     if os.path.exists(cached) and provenance.read_for(cached) is not None:
-      tracks[path] = pd.read_csv(cached)
+      found[path] = cached
       sources[path] = provenance.read_for(cached)
     else:
       todo[path] = os.path.basename(cached)
   if todo:
     detector = Detector(workdir, backend)
-    store = outputs.ChunkStore(cache, todo.__getitem__)
+    store = outputs.ChunkStore(cache, todo.__getitem__, fmt=fmt)
     for path in todo:  # a cache made with other settings is redone, not refused
       try:
         store.resume(path, detector.settings(every).as_dict())
@@ -126,9 +187,9 @@ def load_tracks(manifest: pd.DataFrame, out_dir: str, workdir: str | None,
                           progress=True, on_error="skip", cluster=cluster)
     errors += detector.failures
     for path, result in report.inputs.items():
-      if result.csv:
-        tracks[path] = pd.read_csv(result.csv)
-        sources[path] = provenance.read_for(result.csv)
+      if result.output:
+        found[path] = result.output
+        sources[path] = provenance.read_for(result.output)
   for e in errors:
     print(f"error: {e}", file=sys.stderr)
-  return tracks, errors, sources
+  return TrackFiles(found), errors, sources

@@ -230,3 +230,29 @@ def test_mixed_models_find_the_planted_aus(tmp_path):
   assert table.loc[["AU06_rate", "AU12_rate"], "q"].max() < 0.05
   others = table.drop(index=["AU06_rate", "AU12_rate"])
   assert (others["q"].dropna() >= 0.05).mean() >= 0.9
+
+
+def test_parquet_tracks_give_the_analysis_of_csv_tracks_and_a_bad_one_is_named(
+    tmp_path):
+  manifest, made = st.study(1, speakers=6)
+  csv_manifest = st.write(tmp_path, manifest, made)
+  as_parquet = manifest.copy()
+  for name in made:   # the values a CSV reader gets, as predict --format parquet
+    pd.read_csv(tmp_path / name).to_parquet(tmp_path / f"{name}.parquet")
+  as_parquet["video"] = [f"{v}.parquet" for v in manifest["video"]]
+  (tmp_path / f"{manifest['video'][0]}.parquet").write_bytes(b"PAR1 cut short")
+  path = tmp_path / "parquet_manifest.csv"
+  as_parquet.to_csv(path, index=False)
+  kw = dict(n_permutations=20, n_boot=100, seed=1)
+  csv_out = job.run_analysis(csv_manifest, str(tmp_path / "csv"), **kw)
+  pq_out = job.run_analysis(str(path), str(tmp_path / "pq"), **kw)
+  bad = str(tmp_path / f"{manifest['video'][0]}.parquet")
+  assert len(pq_out["errors"]) == 1 and pq_out["errors"][0].startswith(
+      f"{bad}: cannot read it as an AU track")
+  # with the bad one's video left out of both, the figures are the same
+  manifest = manifest.iloc[1:]
+  csv_manifest = tmp_path / "csv_manifest.csv"
+  manifest.to_csv(csv_manifest, index=False)
+  csv_out = job.run_analysis(str(csv_manifest), str(tmp_path / "csv"), **kw)
+  pd.testing.assert_frame_equal(pq_out["stats"], csv_out["stats"])
+  assert pq_out["classifier"].balanced_accuracy == csv_out["classifier"].balanced_accuracy
