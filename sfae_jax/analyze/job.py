@@ -16,13 +16,16 @@ from sfae_jax.analyze import (classify, features, report, stats,
 from sfae_jax.predict import provenance
 
 
+_ROWS_PER_TABLE = 256   # videos' feature dicts (~30 KB each) held before a table
+
+
 def video_table(manifest: pd.DataFrame, track_map: Mapping[str, pd.DataFrame],
                 errors: Optional[list[str]] = None) -> pd.DataFrame:
   """A row of features per video with a track, each track looked up once and
   let go. A `tracks.TrackFiles` track that cannot be read is an error (appended
   to `errors`, and dropped from `track_map` for what follows), as a missing
   one is."""
-  rows = []
+  tables, rows = [], []
   for _, m in manifest.iterrows():
     if m["video"] not in track_map:
       continue
@@ -36,7 +39,12 @@ def video_table(manifest: pd.DataFrame, track_map: Mapping[str, pd.DataFrame],
       continue
     feats, counts = features.video_features(track)
     rows.append({**m.to_dict(), **counts, **feats})
-  return pd.DataFrame(rows)
+    if len(rows) == _ROWS_PER_TABLE:
+      tables.append(pd.DataFrame(rows))
+      rows = []
+  if rows or not tables:
+    tables.append(pd.DataFrame(rows))
+  return pd.concat(tables, ignore_index=True)
 
 
 def run_analysis(manifest_path: str, out_dir: str, workdir: str | None = None,

@@ -60,10 +60,14 @@ def _test(groups: list[np.ndarray]) -> tuple[str, float, float]:
 def rank_biserial(first: np.ndarray, second: np.ndarray) -> np.ndarray:
   """`_effect` of two groups for many resamples at once: rows of `first` `[R, n0]`
   and `second` `[R, n1]` -> `[R]` rank-biserial r = 2 U / (n0 n1) - 1, U the
-  Mann-Whitney statistic of `second` (ties count one half; 0 when all are equal)."""
-  greater = (second[:, :, None] > first[:, None, :]).sum((1, 2))
-  ties = (second[:, :, None] == first[:, None, :]).sum((1, 2))
-  return 2 * (greater + 0.5 * ties) / (first.shape[1] * second.shape[1]) - 1
+  Mann-Whitney statistic of `second` (ties count one half; 0 when all are equal).
+  U from `second`'s rank sum in each row (average ranks for ties): memory and
+  time grow as R (n0 + n1), not R n0 n1 (a corpus's 1,000 speakers a language
+  would need 1 GB per feature)."""
+  n0, n1 = first.shape[1], second.shape[1]
+  ranks = sps.rankdata(np.concatenate([first, second], axis=1), axis=1)
+  u = ranks[:, n0:].sum(axis=1) - n1 * (n1 + 1) / 2
+  return 2 * u / (n0 * n1) - 1
 
 
 def _bootstrap_ci(groups, n_boot: int, rng) -> tuple[float, float]:
