@@ -129,6 +129,11 @@ def main(argv=None) -> int:
     shard = shards.from_args(args.shard, os.environ)
   except ValueError as e:
     parser.error(str(e))
+  if "://" in args.out:
+    parser.error(f"--out {args.out}: predict writes its chunks and locks into a "
+                 "filesystem (a local disk or a shared one: NFS, Lustre, "
+                 "Filestore); write there and copy the finished files to the "
+                 "bucket (docs/cluster.md)")
   folder = args.out.endswith(os.sep) or os.path.isdir(args.out)
   if shard is not None and not folder:
     parser.error(f"--out {args.out}: the tasks of a sharded run each write their "

@@ -1,6 +1,7 @@
 """`predict --ray` (and `analyze --ray`): a real Ray cluster of two nodes on this
 machine (1 CPU each) gives the files `predict --out DIR/` gives on one machine,
-also when the worker node is killed mid-job."""
+also when the driver is killed and its command rerun, and when the worker node
+is killed mid-job."""
 
 import contextlib
 import json
@@ -162,6 +163,25 @@ def test_a_two_node_cluster_gives_the_files_of_one_machine_and_survives_a_node(
       assert not errors and len(found[str(long)]) == 256
       cached[name] = _files(tmp_path / name / "tracks")
     assert cached["ray"] == cached["local"] and len(cached["local"]) == 2
+
+    # the driver killed once a chunk is written: the same command continues
+    out = tmp_path / "driver"
+    cmd = [sys.executable, "-m", "sfae_jax.predict", "--workdir", trained_run[0],
+           "--backend", "dlib", *map(str, inputs), "--out", f"{out}{os.sep}",
+           "--chunk-frames", "32", "--ray", address]
+    job = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True, env=ENV)
+    deadline = time.time() + 300
+    while (not list(out.glob("long.mp4.csv.partial/000000.json"))
+           and job.poll() is None and time.time() < deadline):
+      time.sleep(0.05)
+    assert job.poll() is None, "the job ended before its first chunk"
+    job.kill()
+    job.communicate()
+    again = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
+    assert again.returncode == 1, again.stderr
+    assert "continuing " + str(long) + " at frame " in again.stderr, again.stderr
+    assert _files(out) == want
 
     # the worker node killed while it runs a face task
     out = tmp_path / "killed"
