@@ -235,7 +235,7 @@ def test_mixed_models_find_the_planted_aus(tmp_path):
 def test_parquet_tracks_give_the_analysis_of_csv_tracks_and_a_bad_one_is_named(
     tmp_path):
   manifest, made = st.study(1, speakers=6)
-  csv_manifest = st.write(tmp_path, manifest, made)
+  st.write(tmp_path, manifest, made)
   as_parquet = manifest.copy()
   for name in made:   # the values a CSV reader gets, as predict --format parquet
     pd.read_csv(tmp_path / name).to_parquet(tmp_path / f"{name}.parquet")
@@ -244,7 +244,6 @@ def test_parquet_tracks_give_the_analysis_of_csv_tracks_and_a_bad_one_is_named(
   path = tmp_path / "parquet_manifest.csv"
   as_parquet.to_csv(path, index=False)
   kw = dict(n_permutations=20, n_boot=100, seed=1)
-  csv_out = job.run_analysis(csv_manifest, str(tmp_path / "csv"), **kw)
   pq_out = job.run_analysis(str(path), str(tmp_path / "pq"), **kw)
   bad = str(tmp_path / f"{manifest['video'][0]}.parquet")
   assert len(pq_out["errors"]) == 1 and pq_out["errors"][0].startswith(
