@@ -1,6 +1,7 @@
 """Command-line parsing shared by the commands: absl flags (train, ablate, aot),
-and config files given by path with the same `--config.a.b=value` overrides
-(the argparse tools: benchmark, summary)."""
+config files given by path with the same `--config.a.b=value` overrides
+(the argparse tools: benchmark, summary), and the benchmarks' flags after `--`
+for the command they run."""
 
 from __future__ import annotations
 
@@ -14,6 +15,14 @@ from absl import flags
 from ml_collections import config_flags
 
 HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
+
+
+def split_at_dashes(argv=None) -> tuple[list[str], list[str]]:
+  """(this command's arguments, those after `--`: for the command it runs)."""
+  argv = sys.argv[1:] if argv is None else list(argv)
+  if "--" not in argv:
+    return argv, []
+  return argv[:argv.index("--")], argv[argv.index("--") + 1:]
 
 
 def parse_flags(argv):

@@ -29,6 +29,7 @@ import tqdm
 
 from sfae_jax.analyze import planted, tracks
 from sfae_jax.predict import outputs
+from sfae_jax.runtime import cli
 
 VIDEOS_PER_SPEAKER = 5
 
@@ -105,9 +106,7 @@ def measure(manifest: str, out: str, extra) -> dict:
 
 
 def main(argv=None) -> int:
-  argv = sys.argv[1:] if argv is None else argv
-  extra = argv[argv.index("--") + 1:] if "--" in argv else []
-  argv = argv[:argv.index("--")] if "--" in argv else argv
+  argv, extra = cli.split_at_dashes(argv)
   parser = argparse.ArgumentParser(prog="python -m sfae_jax.tools.corpus_benchmark",
                                    description=__doc__.splitlines()[0])
   parser.add_argument("--dir", required=True, help="the corpus (made if missing)")

@@ -36,6 +36,8 @@ import time
 import numpy as np
 import pandas as pd
 
+from sfae_jax.runtime import cli
+
 STAGES = ("decode", "detect", "wait", "forward", "rows", "write")
 _LEFT_EYE, _RIGHT_EYE = range(36, 42), range(42, 48)
 
@@ -116,9 +118,7 @@ def report(result: dict, deltas: dict | None, out=print) -> None:
 
 
 def main(argv=None) -> int:
-  argv = sys.argv[1:] if argv is None else argv
-  extra = argv[argv.index("--") + 1:] if "--" in argv else []
-  argv = argv[:argv.index("--")] if "--" in argv else argv
+  argv, extra = cli.split_at_dashes(argv)
   parser = argparse.ArgumentParser(prog="python -m sfae_jax.tools.predict_benchmark",
                                    description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", required=True, help="a trained run")
