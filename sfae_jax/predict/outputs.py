@@ -21,8 +21,8 @@ join into one file by copying bytes. At corpus scale its text is large and slow
 to parse again, so `fmt="parquet"` writes `clip1.mp4.parquet`: the same rows with
 the same values (each chunk is the CSV text's parse, so a reader gets from either
 file exactly what it would from the other), a chunk per file while in progress
-(a killed Parquet writer leaves a file without its footer) and one row group per
-chunk once joined, a chunk in memory at a time.
+(a killed Parquet writer leaves a file without its footer), then joined into one
+zstd-compressed file in row groups of ~32k rows (`join_parquets`).
 
 A process writes an input's chunks only while it holds the input's lock, so two
 runs given the same `--out` never interleave their chunks: the second is refused
@@ -255,29 +255,27 @@ def join(out: str, parts) -> None:
 
 
 def join_parquets(out: str, parts) -> None:
-  """`parts` (Parquet files; their columns may differ in type where one part
-  holds only missing values) as one zstd-compressed Parquet file at `out`,
-  written atomically. Parts are read one at a time and written in row groups of
-  about ROW_GROUP_ROWS rows (a corpus's reader reads fewer, larger columns)."""
+  """`parts` (Parquet files of the same columns; a column's type may differ
+  between them, integers in one and floats where another has missing values)
+  as one zstd-compressed Parquet file at `out`, written atomically: each column
+  of the type that holds every part's values. Parts are read one at a time and
+  written in row groups of about ROW_GROUP_ROWS rows (a corpus's reader reads
+  fewer, larger columns)."""
   parts = list(parts)
   if not parts:
     raise ValueError(f"{out}: no part to join.")
-  schema = pa.unify_schemas(
-      [pa.schema([f.with_type(pa.float64()) if pa.types.is_null(f.type) else f
-                  for f in pq.read_schema(p)]) for p in parts],
-      promote_options="permissive").remove_metadata()
+  schema = pa.unify_schemas([pq.read_schema(p) for p in parts],
+                            promote_options="permissive").remove_metadata()
   with files.open_atomically(out, "wb") as f:
     with pq.ParquetWriter(f, schema, compression="zstd") as writer:
-      held, rows = [], 0
-      for part in parts:
-        table = pq.read_table(part).cast(schema)
-        held.append(table)
-        rows += table.num_rows
-        if rows >= ROW_GROUP_ROWS:
-          writer.write_table(pa.concat_tables(held), row_group_size=max(rows, 1))
-          held, rows = [], 0
-      if held:
-        writer.write_table(pa.concat_tables(held), row_group_size=max(rows, 1))
+      held = []
+      for i, part in enumerate(parts):
+        held.append(pq.read_table(part).cast(schema))
+        if (sum(t.num_rows for t in held) >= ROW_GROUP_ROWS
+            or i == len(parts) - 1):
+          group = pa.concat_tables(held)
+          writer.write_table(group, row_group_size=max(group.num_rows, 1))
+          held = []
 
 
 def join_csvs(out: str, parts, header: Optional[str] = None) -> None:
