@@ -102,8 +102,11 @@ def test_loss_falls_on_a_fixed_batch_without_recompiling_and_intensity_off_is_it
 def test_four_devices_give_the_one_device_parameters():
   """Same global batch, augmentation on: BatchNorm statistics, dice and masked
   cross-entropy are all global-batch quantities, so only float summation order
-  differs. Tolerance: 1e-5 absolute on parameters after two steps (updates are
-  ~1e-3), i.e. a 4x error in the gradient would show as ~1e-3. With the
+  differs. Tolerance: 5e-5 absolute on parameters after two steps (updates are
+  ~1e-3 to 1e-2), i.e. a 4x error in the gradient would show as ~1e-3. The
+  summation order's share is machine-dependent: under 1e-5 on some CPUs, 2.5e-5
+  on an AMD EPYC (AVX-512), largest in the first convolution and the landmark
+  branch, whose predicted landmarks place the attention maps. With the
   inter-AU relation head on: the model is the plain one plus that
   head, so this covers both. (The intensity head's loss and gradient over
   devices: tests/training/test_losses.py.)"""
@@ -123,7 +126,7 @@ def test_four_devices_give_the_one_device_parameters():
   diff = max(float(np.abs(a - b).max()) for a, b in
              zip(jax.tree.leaves(params[0]), jax.tree.leaves(params[1])))
   assert moved > 1e-3
-  assert diff < 1e-5, (diff, moved)
+  assert diff < 5e-5, (diff, moved)
   # the relation head trained too (its classifier starts at zero)
   assert np.abs(params[0]["relation_head"]["classifier"]).max() > 1e-4
 
