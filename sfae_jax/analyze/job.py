@@ -10,6 +10,7 @@ import time
 from typing import Mapping, Optional
 
 import pandas as pd
+import tqdm
 
 from sfae_jax.analyze import (classify, features, report, stats,
                               temporal, tracks)
@@ -20,12 +21,17 @@ _ROWS_PER_TABLE = 256   # videos' feature dicts (~30 KB each) held before a tabl
 
 
 def video_table(manifest: pd.DataFrame, track_map: Mapping[str, pd.DataFrame],
-                errors: Optional[list[str]] = None) -> pd.DataFrame:
+                errors: Optional[list[str]] = None,
+                progress: bool = False) -> pd.DataFrame:
   """A row of features per video with a track, each track looked up once and
-  let go. A `tracks.TrackFiles` track that cannot be read is an error (appended
-  to `errors`, and dropped from `track_map` for what follows), as a missing
-  one is."""
+  let go (`progress`: a bar with an ETA on stderr, a line every 15 s in a log).
+  A `tracks.TrackFiles` track that cannot be read is an error (appended to
+  `errors`, and dropped from `track_map` for what follows), as a missing one
+  is."""
   tables, rows = [], []
+  bar = tqdm.tqdm(total=sum(v in track_map for v in manifest["video"]),
+                  unit="video", desc="video features", disable=not progress,
+                  mininterval=0.5 if sys.stderr.isatty() else 15)
   for _, m in manifest.iterrows():
     if m["video"] not in track_map:
       continue
@@ -34,14 +40,17 @@ def video_table(manifest: pd.DataFrame, track_map: Mapping[str, pd.DataFrame],
     except ValueError as e:
       if errors is not None:
         errors.append(str(e))
-      print(f"error: {e}", file=sys.stderr)
+      tqdm.tqdm.write(f"error: {e}", file=sys.stderr)
       track_map.drop(m["video"])
+      bar.update()
       continue
     feats, counts = features.video_features(track)
+    bar.update()
     rows.append({**m.to_dict(), **counts, **feats})
     if len(rows) == _ROWS_PER_TABLE:
       tables.append(pd.DataFrame(rows))
       rows = []
+  bar.close()
   if rows or not tables:
     tables.append(pd.DataFrame(rows))
   return pd.concat(tables, ignore_index=True)
@@ -67,7 +76,7 @@ def run_analysis(manifest_path: str, out_dir: str, workdir: str | None = None,
     json.dump(origin, f, indent=1, sort_keys=True)
   if origin["warning"]:
     print(origin["warning"], file=sys.stderr)
-  videos = video_table(manifest, track_map, errors)
+  videos = video_table(manifest, track_map, errors, progress=True)
   if videos.empty:
     raise ValueError("no video of the manifest could be analysed: "
                      + "; ".join(errors))

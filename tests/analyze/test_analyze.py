@@ -233,7 +233,7 @@ def test_mixed_models_find_the_planted_aus(tmp_path):
 
 
 def test_parquet_tracks_give_the_analysis_of_csv_tracks_and_a_bad_one_is_named(
-    tmp_path):
+    tmp_path, capsys):
   manifest, made = st.study(1, speakers=6)
   st.write(tmp_path, manifest, made)
   as_parquet = manifest.copy()
@@ -248,6 +248,9 @@ def test_parquet_tracks_give_the_analysis_of_csv_tracks_and_a_bad_one_is_named(
   bad = str(tmp_path / f"{manifest['video'][0]}.parquet")
   assert len(pq_out["errors"]) == 1 and pq_out["errors"][0].startswith(
       f"{bad}: cannot read it as an AU track")
+  err = capsys.readouterr().err   # the features' progress, the bad one counted
+  assert f"error: {bad}: cannot read it" in err and "video features" in err
+  assert f"{len(manifest)}/{len(manifest)}" in err
   # with the bad one's video left out of both, the figures are the same
   manifest = manifest.iloc[1:]
   csv_manifest = tmp_path / "csv_manifest.csv"
