@@ -169,9 +169,9 @@ def load_tracks(manifest: pd.DataFrame, out_dir: str, workdir: str | None,
                        "on it (or give its track file instead).")
     cached = os.path.join(cache, f"{os.path.basename(path)}."
                           f"{_cache_key(path, workdir, every)}.{fmt}")
-    if os.path.exists(cached) and provenance.read_for(cached) is not None:
-      found[path] = cached
-      sources[path] = provenance.read_for(cached)
+    record = provenance.read_for(cached) if os.path.exists(cached) else None
+    if record is not None:
+      found[path], sources[path] = cached, record
     else:
       todo[path] = os.path.basename(cached)
   if todo:
