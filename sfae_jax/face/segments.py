@@ -71,6 +71,27 @@ def faces_in_segment(backend: backends.Backend, frames: Sequence[Frame],
   return out
 
 
+def images_taken(found: Sequence[FrameFaces]
+                 ) -> tuple[list[FrameFaces], list[np.ndarray]]:
+  """The aligned images taken out of `found`, in face order (for the model
+  where they were made, so that only the faces travel back): each face keeps an
+  empty image `[0, 0, 3]` in their place, and `aligned is None` still marks
+  those that could not be aligned."""
+  images, out = [], []
+  for ff in found:
+    faces = []
+    for f in ff.faces:
+      if f.aligned is not None:
+        images.append(f.aligned)
+        f = dataclasses.replace(f, aligned=_TAKEN)
+      faces.append(f)
+    out.append(dataclasses.replace(ff, faces=tuple(faces)))
+  return out, images
+
+
+_TAKEN = np.zeros((0, 0, 3), np.uint8)
+
+
 def _aligned(rgb: np.ndarray, face: backends.Face) -> Optional[np.ndarray]:
   try:
     return align.align_face(rgb, face.landmarks).image

@@ -1,37 +1,52 @@
-"""predict's face work on a Ray cluster (`predict --ray [ADDRESS]`).
+"""predict on a Ray cluster (`predict --ray [ADDRESS]`).
 
-The stream runs as on one machine: this process (the driver) decodes each input
-in order, runs the model and writes the rows, chunks and provenance. Only the
-faces of each segment (detection, landmark refit and alignment: most of the CPU
-at default settings) become Ray tasks, scheduled on the cluster's CPUs, so the
-segments of one long video spread over every node. A task is a pure function of
-its frames, and the same code as on one machine makes every row from its
-result, so the outputs are those of `predict --out DIR/`.
+A video is cut into spans of a few hundred frames that start on a detection
+frame, each a Ray task (`_span`) on one of the cluster's CPUs: it decodes its
+frames itself, from a seek point of the container's index
+(`media.frame_range`), finds their faces (`face.segments`), and runs the model
+on them on its CPU (the model is loaded once per worker process), so only the
+faces and their outputs travel back. So the spans of one long video spread over
+every node, and the driver (this process) only numbers the faces
+(`tracking.IoUTracker`) and writes the rows, chunks and provenance, with the
+same code as on one machine: the outputs are those of `predict --out DIR/`.
+Where the driver's model is on an accelerator, the spans send the aligned faces
+back instead and the model runs there. Photos, videos whose index cannot number
+their frames exactly, and runs that write overlays (which need the frames here)
+are decoded by the driver, and only their faces become tasks (`_faces`). A span
+whose decoded frames differ from the index (`media.IrregularRange`) is
+reported, and that input is decoded in order from there.
 
 Faults: a task whose worker or node dies is run again elsewhere by Ray (up to
 TASK_RETRIES times) with the same result, so the CSVs do not change. A driver
 that is killed leaves its chunks (`outputs`): the same command continues them.
 
 `RayPool` is the part of `concurrent.futures.Executor` the stream uses
-(`submit`, `shutdown`), so the stream does not know which one it has.
+(`submit`, `shutdown`), plus `submit_span`.
 """
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import logging
 import os
 import socket
+import time
 from typing import Optional
 
 import cv2
+import numpy as np
 
-from sfae_jax.face import segments
+from sfae_jax.face import media, segments
+from sfae_jax.predict import forward
+from sfae_jax.runtime import compilation_cache
 
 TASK_RETRIES = 5   # Ray's retries of a task whose process or node died
-# At most this many segments in flight (~11 MB of frames each at 640x360): the
-# driver decodes ~2 ms per frame, so a few dozen tasks of ~0.2 s keep up with
-# it however large the cluster, and the object store stays small.
-MAX_IN_FLIGHT = 64
+# Tasks in flight at most: one per CPU up to this. Spans decode their own
+# frames and take seconds each, so this many keeps a large cluster busy. A
+# segment decoded by the driver (a photo; a video it decodes itself) holds ~11 MB
+# of frames at 640x360 in the object store until its task ends: at most ~3 GB.
+MAX_IN_FLIGHT = 256
 _START = ("`ray start --head` on one node, `ray start --address HEAD:6379` on the "
           "others: docs/cluster.md")
 
@@ -47,6 +62,72 @@ def _faces(backend: str, fast_video: bool, fn, *args):
   cv2.setNumThreads(1)  # one task per CPU: OpenCV's own threads would compete
   segments.use_backend(backend, fast_video)
   return fn(*args)
+
+
+@dataclasses.dataclass
+class SpanResult:
+  """A span's faces, a segment at a time: [(its `segments.FrameFaces`, the
+  outputs `[aligned faces, A + K]` of its aligned faces, or None where the
+  aligned images came back for the driver's model)]. `irregular`: why the
+  span's frames could not be taken from its seek point (no segments then)."""
+  segments: list
+  seconds: dict          # decode, detect (and forward) in the task
+  irregular: Optional[str] = None
+
+
+_MODEL: dict = {}
+
+
+def _model(source: tuple[str, int], batch_size: int) -> forward.BatchedForward:
+  """The run's batched forward, loaded once per worker process (from the
+  compilation cache where it has the program)."""
+  key = (source, batch_size)
+  if key not in _MODEL:
+    _MODEL.clear()
+    compilation_cache.enable()
+    _MODEL[key] = forward.load(*source, batch_size)[1]
+  return _MODEL[key]
+
+
+def _span(backend: str, fast_video: bool, model: Optional[tuple], path: str,
+          span: media.FrameRange, every: int, detect_every: int) -> SpanResult:
+  """A Ray task: the faces of a span of `path` (`media.frame_range`), in
+  segments of `segments.segment_length(detect_every)` used frames, and with
+  `model` = (run source, batch size) their outputs."""
+  cv2.setNumThreads(1)
+  segments.use_backend(backend, fast_video)
+  seconds = collections.defaultdict(float)
+  found, frames, length = [], [], segments.segment_length(detect_every)
+  decoded = media.frame_range(path, span, every)
+  try:
+    while True:
+      start = time.perf_counter()
+      frame = next(decoded, None)
+      seconds["decode"] += time.perf_counter() - start
+      if frame is not None:
+        frames.append(frame)
+      if frames and (frame is None or len(frames) == length):
+        faces, took = segments.in_worker(frames, detect_every, True)
+        seconds["detect"] += took
+        found.append(faces)
+        frames = []
+      if frame is None:
+        break
+  except media.IrregularRange as e:
+    return SpanResult([], dict(seconds), str(e))
+  if model is None:
+    return SpanResult([(f, None) for f in found], dict(seconds))
+  run = _model(*model)
+  start = time.perf_counter()
+  taken = [segments.images_taken(f) for f in found]
+  images = [image for _, segment_images in taken for image in segment_images]
+  outputs = run(np.stack(images)) if images else np.zeros((0, run.num_outputs))
+  seconds["forward"] += time.perf_counter() - start
+  out, k = [], 0
+  for faces, segment_images in taken:
+    out.append((faces, outputs[k:k + len(segment_images)]))
+    k += len(segment_images)
+  return SpanResult(out, dict(seconds))
 
 
 def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
@@ -66,9 +147,11 @@ def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
 class RayPool:
   """Face work as Ray tasks, one CPU each. `address`: a running cluster's
   (`ray start --head` prints it), or None for $RAY_ADDRESS, else the cluster
-  started on this machine."""
+  started on this machine. `model`: the driver's; spans run it in their
+  workers when it is on the CPU and knows its run (`BatchedForward.source`)."""
 
-  def __init__(self, address: Optional[str], backend: str, fast_video: bool):
+  def __init__(self, address: Optional[str], backend: str, fast_video: bool,
+               model: Optional[forward.BatchedForward] = None):
     try:
       import ray  # pylint: disable=g-import-not-at-top  (optional: the cluster extra)
     except ImportError:
@@ -85,14 +168,29 @@ class RayPool:
         raise ClusterUnavailable(
             f"no Ray cluster answers at {address!r} ({e}). Start one ({_START}) "
             "or pass its address to --ray.") from None
-    # segments in flight: one per CPU, up to what one driver can feed
     self.slots = min(MAX_IN_FLIGHT, max(1, int(ray.cluster_resources().get("CPU", 1))))
     self._task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_faces)
+    self._span = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_span)
     self._spec = (backend, fast_video)
+    self._model = ((model.source, model.batch_size)
+                   if model is not None and model.source and model.on_cpu else None)
     self._pending: set = set()
 
+  @property
+  def model_in_tasks(self) -> bool:
+    """Spans give the faces' outputs (else their aligned images)."""
+    return self._model is not None
+
   def submit(self, fn, *args):
-    ref = self._task.remote(*self._spec, fn, *args)
+    return self._track(self._task.remote(*self._spec, fn, *args))
+
+  def submit_span(self, path: str, span: media.FrameRange, every: int,
+                  detect_every: int):
+    """A future of the span's `SpanResult`."""
+    return self._track(self._span.remote(*self._spec, self._model, path, span,
+                                         every, detect_every))
+
+  def _track(self, ref):
     self._pending.add(ref)
     future = ref.future()
     future.add_done_callback(lambda _: self._pending.discard(ref))

@@ -19,7 +19,6 @@ import tqdm
 
 from sfae_jax.face import align, backends, media, schemes
 from sfae_jax.predict import forward, provenance, rows, stream
-from sfae_jax.training import trained_run
 
 
 DETECTION = ("fast", "exact")
@@ -37,8 +36,8 @@ class Detector:
     if threshold is not None and not 0.0 < threshold < 1.0:
       raise ValueError(f"threshold is a probability in (0, 1), got {threshold}.")
     self.workdir = workdir
-    self.info, self._model, self._variables, self.step = trained_run.load(
-        workdir, step)
+    run, self.model = forward.load(workdir, step, batch_size)
+    self.info, self.step = run.info, run.step
     self.config = self.info.config
     self.au_ids = list(self.info.au_ids)
     # AUs with an intensity (`AUxx_r`) column: the run's intensity head's.
@@ -56,9 +55,6 @@ class Detector:
     if detection not in DETECTION:
       raise ValueError(f"detection must be one of {DETECTION}, got {detection!r}.")
     self.detection = detection
-    self.model = forward.BatchedForward(
-        forward.predict_forward(self._model, self.config), self._variables,
-        batch_size, len(self.au_ids) + len(self.intensity_au_ids))
     self._backend_spec = backend
     self._backend = backend if not isinstance(backend, (str, type(None))) else None
     self.failures: list[str] = []

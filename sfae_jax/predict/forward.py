@@ -4,7 +4,7 @@ fixed-size batches of aligned faces."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +44,13 @@ class BatchedForward:
   variables: Any
   batch_size: int
   num_outputs: int
+  # (workdir, step) it was loaded from (`load`): where another process, a
+  # cluster's worker, loads the same model
+  source: Optional[tuple[str, int]] = None
+
+  @property
+  def on_cpu(self) -> bool:
+    return all(d.platform == "cpu" for d in jax.tree.leaves(self.variables)[0].devices())
 
   def send(self, faces: np.ndarray) -> tuple[jax.Array, jax.Array]:
     """One batch (at most `batch_size` faces) dispatched; the device arrays
@@ -58,3 +65,14 @@ class BatchedForward:
       out.append(np.asarray(self.send(chunk)[0])[:len(chunk)])
     return (np.concatenate(out) if out
             else np.zeros((0, self.num_outputs), np.float32))
+
+
+def load(workdir: str, step: Optional[int], batch_size: int
+         ) -> tuple[trained_run.TrainedRun, BatchedForward]:
+  """Run `workdir`'s checkpoint `step` (default: the newest) and its batched
+  inference forward."""
+  run = trained_run.load(workdir, step)
+  num_outputs = len(run.info.au_ids) + len(run.info.intensity_au_ids)
+  return run, BatchedForward(predict_forward(run.model, run.info.config),
+                             run.variables, batch_size, num_outputs,
+                             (workdir, int(run.step)))

@@ -44,6 +44,7 @@ from sfae_jax.predict import forward as forward_lib
 from sfae_jax.predict import outputs, overlays as overlay_pngs, rows
 
 CHUNK_FRAMES = 512     # decoded frames per written chunk: the resume granularity
+SPAN_FRAMES = 256      # used frames per span (a cluster task that decodes its own)
 _MAX_WAITING = 32      # segments waiting for a partial batch before it is sent
 _MAX_WAITING_OVERLAYS = 4  # ... when they hold their frames for the overlays
 
@@ -84,7 +85,9 @@ class InputResult:
   path: str
   status: str = "pending"      # done | skipped (complete before) | failed |
                                # truncated (its CSV ends where decoding broke;
-                               # `error` says why) | stopped
+                               # `error` says why) | stopped | redo (a span
+                               # that could not be seeked to: `run` decodes
+                               # the rest in order)
   frames: int = 0              # rows' frames produced by this run
   faces: int = 0
   error: Optional[str] = None
@@ -120,10 +123,17 @@ class _Segment:
 
 
 @dataclasses.dataclass
+class _SpanItem:
+  path: str
+  future: concurrent.futures.Future   # of a `cluster.SpanResult`
+
+
+@dataclasses.dataclass
 class _Marker:
   path: str
   kind: str                     # start | end | truncated | error | stopped |
-                                # skipped (completed by another run meanwhile)
+                                # skipped (completed by another run meanwhile) |
+                                # redo (a span that could not be seeked to)
   error: Optional[Exception] = None
   plan: Optional[outputs.Resume] = None   # start: where the input's work starts
                                           # (None: not to be written here)
@@ -196,7 +206,8 @@ def run(paths, model: forward_lib.BatchedForward, settings: Settings,
         progress: bool = False, overlays: Optional[str] = None,
         fresh: bool = False, stop: Optional[threading.Event] = None,
         chunk_frames: int = CHUNK_FRAMES, cluster: Optional[str] = None,
-        on_failure: Optional[Callable[[str, Exception], None]] = None) -> Report:
+        on_failure: Optional[Callable[[str, Exception], None]] = None,
+        spans: bool = True) -> Report:
   """Rows for `paths` (files): faces found by `backend` (in this process;
   `workers` > 0: in that many processes, each loading
   `settings.landmark_backend`, and `backend` may be None; `cluster`, a Ray
@@ -211,10 +222,15 @@ def run(paths, model: forward_lib.BatchedForward, settings: Settings,
   `on_failure(path, error)` is called (raise there to stop the run). So is it
   for an input whose output another process is writing (`outputs.OutputInUse`).
 
-  `Report.seconds`: decode (decoder thread), detect (face workers: detection,
-  refit and alignment, summed over processes), wait (this thread waiting for
-  faces), forward (sending batches and reading them back), rows (tracking and
-  tables), write (chunks and overlays)."""
+  On a cluster with a store and without overlays (and `spans`), videos are cut
+  into spans that decode their own frames (`cluster`); one whose span cannot
+  be seeked to exactly is continued from its chunks by decoding it here.
+
+  `Report.seconds`: decode (the decoder thread, and spans, summed), detect
+  (face workers: detection, refit and alignment, summed over processes), wait
+  (this thread waiting for faces), forward (sending batches and reading them
+  back; and in spans), rows (tracking and tables), write (chunks and
+  overlays)."""
   stop, abort = stop or threading.Event(), threading.Event()
   results = {p: InputResult(p) for p in paths}
   plans = _plans(store, paths, settings, fresh, results, on_failure)
@@ -226,12 +242,15 @@ def run(paths, model: forward_lib.BatchedForward, settings: Settings,
                   overlays, chunk_frames, on_failure,
                   {p: _frames_to_do(p, settings.every, plans[p]) for p in todo},
                   progress)
-  pool, slots = _pool(settings, workers, cluster)
+  pool, slots = _pool(settings, workers, cluster, model)
+  span_frames = (_span_frames(settings, chunk_frames)
+                 if spans and cluster is not None and store is not None
+                 and overlays is None else 0)
   items: queue.Queue = queue.Queue(maxsize=max(slots, 1) + 2)
   feeder = threading.Thread(
       target=_feed, daemon=True, name="predict-decoder",
       args=(backend, todo, store, settings, pool, items, stop, abort,
-            overlays is not None, report.seconds))
+            overlays is not None, report.seconds, span_frames))
   started = time.perf_counter()
   feeder.start()
   try:
@@ -246,7 +265,10 @@ def run(paths, model: forward_lib.BatchedForward, settings: Settings,
       if isinstance(item, _Marker) and item.kind == "start":
         out.start(item)
       elif isinstance(item, _Marker):
-        out.waiting.append(item)
+        if item.path not in out.redo:
+          out.waiting.append(item)
+      elif isinstance(item, _SpanItem):
+        out.take_span(item.path, item.future)
       else:
         out.take(*item)
       out.finish_ready()
@@ -259,10 +281,37 @@ def run(paths, model: forward_lib.BatchedForward, settings: Settings,
     if pool is not None:
       pool.shutdown(wait=True, cancel_futures=True)
     out.close()
+  report.seconds["total"] = time.perf_counter() - started
+  redo = [p for p, r in results.items() if r.status == "redo"]
+  if redo and not stop.is_set():  # continued from their chunks, decoded here
+    _merge(report, run(redo, model, settings, backend, record, store=store,
+                       workers=workers, progress=progress, stop=stop,
+                       chunk_frames=chunk_frames, cluster=cluster,
+                       on_failure=on_failure, spans=False))
+  for r in results.values():
+    if r.status == "redo":
+      r.status = "stopped"
   report.stopped = stop.is_set() and any(r.status in ("pending", "stopped")
                                          for r in results.values())
-  report.seconds["total"] = time.perf_counter() - started
   return report
+
+
+def _merge(report: Report, again: Report) -> None:
+  """`again`'s inputs (continued by a second run) and times into `report`."""
+  for path, after in again.inputs.items():
+    before = report.inputs[path]
+    after.frames += before.frames
+    after.faces += before.faces
+    report.inputs[path] = after
+  for stage, seconds in again.seconds.items():
+    report.seconds[stage] += seconds
+
+
+def _span_frames(settings: Settings, chunk_frames: int) -> int:
+  """Used frames per span: about SPAN_FRAMES (or a chunk, if less), whole
+  segments, so that each span starts on a detection frame."""
+  length = segments.segment_length(max(1, settings.detect_every))
+  return length * max(1, -(-min(SPAN_FRAMES, chunk_frames) // length))
 
 
 class _Consumer:
@@ -278,6 +327,7 @@ class _Consumer:
     self.batches = _Batches(model, overlays is not None, timing)
     self.waiting: collections.deque = collections.deque()
     self.states: dict[str, _InputState] = {}
+    self.redo: dict[str, str] = {}   # inputs to continue in order: why
     self.max_waiting = _MAX_WAITING_OVERLAYS if overlays else _MAX_WAITING
     self.interval = 0.5 if sys.stderr.isatty() else 15  # a log file: a line a while
     self.overall = tqdm.tqdm(total=sum(totals.values()) or None, unit="frame",
@@ -300,12 +350,40 @@ class _Consumer:
     found, seconds = future.result()
     self.timing["wait"] += time.perf_counter() - start
     self.timing["detect"] += seconds
+    self._add(path, found, frames)
+
+  def take_span(self, path, future) -> None:
+    """A span's segments (`cluster.SpanResult`), with their outputs or with
+    their faces for the batches. A span that could not be seeked to ends the
+    input here at its first frame (a "redo" marker); its later spans are
+    dropped."""
+    start = time.perf_counter()
+    result = future.result()
+    self.timing["wait"] += time.perf_counter() - start
+    for stage, seconds in result.seconds.items():
+      self.timing[stage] += seconds
+    if path in self.redo:
+      return
+    if result.irregular is not None:
+      self.redo[path] = result.irregular
+      self.waiting.append(_Marker(path, "redo",
+                                  media.IrregularRange(result.irregular)))
+      return
+    for found, values in result.segments:
+      self._add(path, found, None, values)
+
+  def _add(self, path, found, frames, values=None) -> None:
+    """A segment's rows; `values`: its faces' outputs, found elsewhere (else
+    its aligned faces go into batches)."""
     start = time.perf_counter()
     segment = _segment(self.states[path], found, frames, self.overlays is not None,
                        self.settings.num_outputs)
     self.timing["rows"] += time.perf_counter() - start
-    for k, image in enumerate(segment.aligned):
-      self.batches.add(image, segment, k)  # timed as forward when a batch is sent
+    if values is not None:
+      segment.outputs[:], segment.waiting = values, 0
+    else:
+      for k, image in enumerate(segment.aligned):
+        self.batches.add(image, segment, k)  # timed as forward when a batch is sent
     if not self.overlays:
       segment.aligned = []
     self.waiting.append(segment)
@@ -384,8 +462,12 @@ class _Consumer:
       record["incomplete"] = result.error
     if store is not None:
       _write_chunk(store, state, self.timing)
-    if marker.kind == "stopped":
-      result.status = "stopped"
+    if marker.kind in ("stopped", "redo"):
+      result.status = marker.kind
+      if marker.kind == "redo":
+        tqdm.tqdm.write(f"{marker.error}: decoding {state.path} in order from "
+                        f"frame {state.position * self.settings.every} on.",
+                        file=sys.stderr)
       return
     if state.flagged:
       shown = ", ".join(map(str, state.flagged[:10]))
@@ -498,12 +580,14 @@ def _plans(store, paths, settings, fresh, results, on_failure) -> dict:
   return plans
 
 
-def _pool(settings: Settings, workers: int, cluster: Optional[str]):
+def _pool(settings: Settings, workers: int, cluster: Optional[str], model):
   """Where segments' faces are found, and how many segments it takes at once:
-  a Ray cluster, `workers` local processes, or (None, 0) this process."""
+  a Ray cluster (spans there run `model` where `cluster.RayPool` says), `workers`
+  local processes, or (None, 0) this process."""
   fast = settings.detection == "fast"
   if cluster is not None:
-    pool = cluster_lib.RayPool(cluster or None, settings.landmark_backend, fast)
+    pool = cluster_lib.RayPool(cluster or None, settings.landmark_backend, fast,
+                               model)
     return pool, pool.slots
   if workers <= 0:
     return None, 0
@@ -514,9 +598,12 @@ def _pool(settings: Settings, workers: int, cluster: Optional[str]):
 
 
 def _feed(backend, paths, store, settings: Settings, pool, items, stop, abort,
-          keep_frames, timing):
+          keep_frames, timing, span_frames):
   """The decoder thread: segments of every input, in order, into `items`, each
   input between a start `_Marker` and an end, truncated, error or stopped one.
+  With `span_frames` (a cluster), a video the container's index numbers
+  exactly is sent as spans of that many used frames instead (`_SpanItem`s):
+  its frames are decoded there.
   With a store, an input is locked, and its plan read again under the lock,
   before its first frame is decoded (the lock is released when the consumer
   closes it). `stop`: end after the current segment; `abort`: the consumer is
@@ -548,6 +635,21 @@ def _feed(backend, paths, store, settings: Settings, pool, items, stop, abort,
       if not put(_Marker(path, "start", plan=plan)):
         break
       video = media.is_video(path)
+      start = time.perf_counter()
+      index = media.video_index(path) if span_frames and video else None
+      timing["decode"] += time.perf_counter() - start
+      if index is not None:
+        kind, step = "end", span_frames * every
+        for first in range(plan.position * every, len(index), step):
+          if not put(_SpanItem(path, pool.submit_span(
+              path, index.range(first, first + step), every, detect_every))):
+            return
+          if stop.is_set() and first + step < len(index):
+            kind = "stopped"
+            break
+        if not put(_Marker(path, kind)) or kind == "stopped":
+          break
+        continue
       length = segments.segment_length(detect_every) if video else 1
       frames, kind, error = [], "end", None
       try:

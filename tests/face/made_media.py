@@ -1,6 +1,7 @@
 """Media as phones, editors and archives make them, written here for the tests:
 H.264 MP4s with a display rotation, irregular presentation times or a late
-start, and PNGs whose header promises a huge image."""
+start, with open GOPs and B-frames, or cut before a keyframe without
+re-encoding, and PNGs whose header promises a huge image."""
 
 import struct
 import zlib
@@ -9,16 +10,18 @@ import av
 import numpy as np
 
 
-def mp4(path, frames, fps=25, pts_ms=None, turns=0) -> str:
+def mp4(path, frames, fps=25, pts_ms=None, turns=0, options=None) -> str:
   """An H.264 MP4 of `frames` (RGB `[H, W, 3]`, even sizes). `pts_ms`: each
   frame's presentation time in ms (variable rate, late start). `turns`: the
   frames are stored turned that many quarter turns counter-clockwise
-  (`np.rot90`), with the display matrix a phone writes to turn them back."""
+  (`np.rot90`), with the display matrix a phone writes to turn them back.
+  `options`: libx264's (e.g. GOP length and B-frames)."""
   stored = [np.ascontiguousarray(np.rot90(f, turns)) for f in frames]
   with av.open(str(path), "w") as container:
     stream = container.add_stream("libx264", rate=fps)
     stream.height, stream.width = stored[0].shape[:2]
     stream.pix_fmt = "yuv420p"
+    stream.options = dict(options or {})
     if pts_ms is not None:
       stream.codec_context.time_base = stream.time_base = _fraction(1, 1000)
     for k, f in enumerate(stored):
@@ -32,6 +35,34 @@ def mp4(path, frames, fps=25, pts_ms=None, turns=0) -> str:
   if turns % 4:
     _set_display_matrix(str(path), turns % 4)
   return str(path)
+
+
+def moving(frames: int, height: int = 64, width: int = 80) -> list[np.ndarray]:
+  """Noise that moves: every frame differs, so a wrong reference shows."""
+  image = np.random.default_rng(0).integers(0, 255, (height, width, 3), np.uint8)
+  return [np.roll(image, 3 * k, axis=1) for k in range(frames)]
+
+
+def open_gop(path, frames: int = 120) -> str:
+  """GOPs of 12 frames that may refer across keyframes, with B-frames: frames
+  are stored out of presentation order, as most cameras' and encoders' are."""
+  return mp4(path, moving(frames), options={
+      "g": "12", "bf": "3", "preset": "medium", "x264-params": "open-gop=1"})
+
+
+def without_first_packets(src, dst, n: int) -> str:
+  """`src` remuxed without its first `n` packets (a cut made without
+  re-encoding): its first frames refer to a keyframe that is gone, and a
+  decoder drops them, while the container still lists them."""
+  with av.open(str(src)) as source, av.open(str(dst), "w") as out:
+    stream = source.streams.video[0]
+    copy = out.add_stream_from_template(stream)
+    for k, packet in enumerate(source.demux(stream)):
+      if packet.dts is None or k < n:
+        continue
+      packet.stream = copy
+      out.mux(packet)
+  return str(dst)
 
 
 def _fraction(a, b):

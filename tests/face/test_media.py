@@ -131,6 +131,46 @@ def test_a_cut_video_yields_its_good_frames_then_says_where_it_broke(faces_dir,
   assert read == list(range(error.value.decoded))
 
 
+def _same_frames(got, want) -> None:
+  assert [f.index for f in got] == [f.index for f in want]
+  for a, b in zip(got, want):
+    assert a.timestamp == b.timestamp and a.corrupt == b.corrupt
+    np.testing.assert_array_equal(a.rgb, b.rgb)
+
+
+@pytest.mark.parametrize("every,span", [(1, 7), (1, 32), (3, 16)])
+def test_spans_decoded_from_their_seek_points_are_the_frames_in_order(
+    faces_dir, tmp_path, every, span):
+  """A span starts decoding at a keyframe before it (`VideoIndex.range`): its
+  frames, numbers and times are those of decoding the whole file in order, for
+  B-frames and open GOPs, a phone's rotated video and variable frame rates."""
+  videos = [os.path.join(faces_dir, "WolfgangLanger_Pexels.mp4"),
+            made_media.open_gop(tmp_path / "gop.mp4"),
+            made_media.mp4(tmp_path / "phone.mp4", made_media.moving(30), turns=1,
+                           options={"g": "8"}),
+            made_media.mp4(tmp_path / "vfr.mp4", made_media.moving(6),
+                           pts_ms=[1500, 1540, 1600, 1700, 1733, 1900])]
+  for path in videos:
+    index = media.video_index(path)
+    got = [f for first in range(0, len(index), span)
+           for f in media.frame_range(path, index.range(first, first + span), every)]
+    _same_frames(got, list(media.frames(path, every)))
+  assert len(media.video_index(videos[1]).keyframes) >= 10  # spans that seek
+
+
+def test_a_span_whose_frames_differ_from_the_index_says_so(tmp_path):
+  """Cut before a keyframe without re-encoding: the container lists frames a
+  decoder drops, so the index's numbers would be wrong; the first span says so,
+  and decoding in order numbers the frames that are there."""
+  gop = made_media.open_gop(tmp_path / "gop.mp4", 300)
+  path = made_media.without_first_packets(gop, tmp_path / "cut.mp4", 5)
+  index = media.video_index(path)
+  in_order = list(media.frames(path))
+  assert len(in_order) < len(index) and in_order[0].index == 0
+  with pytest.raises(media.IrregularRange, match="cut.mp4: frame 0 decoded at pts"):
+    list(media.frame_range(path, index.range(0, 16)))
+
+
 def test_a_one_pixel_png_is_one_frame(tmp_path):
   path = str(tmp_path / "dot.png")
   cv2.imwrite(path, np.full((1, 1, 3), 200, np.uint8))

@@ -21,6 +21,7 @@ from ray.util import get_node_ip_address
 from sfae_jax.analyze import tracks
 from sfae_jax.predict import __main__ as predict_cli
 from sfae_jax.tools import synthetic_video
+from tests.face import made_media
 
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
 ENV = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", JAX_PLATFORMS="cpu",
@@ -138,16 +139,21 @@ def test_a_two_node_cluster_gives_the_files_of_one_machine_and_survives_a_node(
   cut = tmp_path / "cut.mp4"   # unreadable: named the same way, no CSV
   cut.write_bytes(open(os.path.join(faces_dir, "single_face.mp4"), "rb").read()[
       :os.path.getsize(os.path.join(faces_dir, "single_face.mp4")) // 2])
-  inputs = [long, os.path.join(faces_dir, "multi_face.jpg"), cut]
+  # cut before a keyframe: its index lists frames a decoder drops, so its spans
+  # cannot be seeked to and it is decoded in order by the driver
+  recut = made_media.without_first_packets(
+      made_media.open_gop(tmp_path / "gop.mp4", 300), tmp_path / "recut.mp4", 5)
+  inputs = [long, os.path.join(faces_dir, "multi_face.jpg"), cut, recut]
   one = _predict(trained_run, inputs, tmp_path / "one", "--workers", "1")
   assert one.returncode == 1, one.stderr      # the cut video
   want = _files(tmp_path / "one")
   assert sorted(n for n in want if n.endswith(".csv")) == [
-      "long.mp4.csv", "multi_face.jpg.csv"]
+      "long.mp4.csv", "multi_face.jpg.csv", "recut.mp4.csv"]
   with _cluster(str(tmp_path)) as (address, worker_node):
     ray = _predict(trained_run, inputs, tmp_path / "ray", "--ray", address)
     assert ray.returncode == 1, ray.stderr
     assert "face work on a Ray cluster" in ray.stderr
+    assert f"decoding {recut} in order from frame 0 on" in ray.stderr, ray.stderr
     assert [l for l in ray.stderr.splitlines() if l.startswith("error:")] == [
         l for l in one.stderr.splitlines() if l.startswith("error:")]
     assert _files(tmp_path / "ray") == want
@@ -191,7 +197,8 @@ def test_a_two_node_cluster_gives_the_files_of_one_machine_and_survives_a_node(
          "--chunk-frames", "32", "--ray", address],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     deadline = time.time() + 300
-    while (not any(t.startswith("ray::_faces") for t in _workers(worker_node).values())
+    while (not any(t.startswith(("ray::_span", "ray::_faces"))
+                   for t in _workers(worker_node).values())
            and job.poll() is None and time.time() < deadline):
       time.sleep(0.05)
     assert job.poll() is None, "the job ended before the worker node ran a task"

@@ -238,7 +238,7 @@ def test_ground_truth_landmarks_through_detector_match_evaluation(trained_run,
   info = run_info.read(workdir)
   config = info.config
   ref = evaluate.predict_split(model_of(info), config,
-                               det._variables, source,  # pylint: disable=protected-access
+                               det.model.variables, source,
                                sharding.make_mesh(jax.devices()[:1])).probs
   assert len(keep) >= 15
   np.testing.assert_allclose(probs, ref[keep], atol=0.05)
