@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # predict's throughput on a Ray cluster of 1 and of 2 nodes (1 CPU each) started
-# on this machine, against plain `predict --workers 1`: a folder of COPIES copies
-# of a clip, the figures from `python -m sfae_jax.tools.predict_benchmark`.
+# on this machine, against plain `predict --workers 1` (which uses two cores: the
+# face worker, and the main process decoding and running the model; also pinned
+# to one core, where `taskset` exists): a folder of COPIES copies of a clip, the
+# figures from `python -m sfae_jax.tools.predict_benchmark`.
 #
 #   bash launch/ray_benchmark.sh RUN CLIP.mp4 [COPIES]     # e.g. runs/synthetic
 #
@@ -43,13 +45,16 @@ wait_nodes() {
   done
   echo "the cluster did not reach $1 node(s)" >&2; exit 1
 }
-bench() {  # bench LABEL INPUT [predict flags]
+bench() {  # bench LABEL INPUT [predict flags]; $PIN: a command to run it under
   echo "== $1"
-  "$PY" -m sfae_jax.tools.predict_benchmark --workdir "$RUN" "$2" -- "${@:3}"
+  ${PIN:-} "$PY" -m sfae_jax.tools.predict_benchmark --workdir "$RUN" "$2" -- "${@:3}"
 }
 
 bench "warm-up (compilation cache): one clip" "$CLIP" --workers 1 | tail -1
 bench "plain predict --workers 1" "$WORK/clips/" --workers 1
+if command -v taskset > /dev/null; then
+  PIN="taskset -c 0" bench "plain predict --workers 1, on one core" "$WORK/clips/" --workers 1
+fi
 node --head --port "$PORT" --include-dashboard=false --temp-dir "$WORK/ray"
 wait_nodes 1
 bench "Ray, 1 node of 1 CPU" "$WORK/clips/" --ray "$ADDRESS"

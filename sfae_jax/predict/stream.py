@@ -328,6 +328,7 @@ class _Consumer:
     self.waiting: collections.deque = collections.deque()
     self.states: dict[str, _InputState] = {}
     self.redo: dict[str, str] = {}   # inputs to continue in order: why
+    self.notes: set[str] = set()      # the spans' warnings, each said once
     self.max_waiting = _MAX_WAITING_OVERLAYS if overlays else _MAX_WAITING
     self.interval = 0.5 if sys.stderr.isatty() else 15  # a log file: a line a while
     self.overall = tqdm.tqdm(total=sum(totals.values()) or None, unit="frame",
@@ -362,6 +363,9 @@ class _Consumer:
     self.timing["wait"] += time.perf_counter() - start
     for stage, seconds in result.seconds.items():
       self.timing[stage] += seconds
+    if result.note and result.note not in self.notes:
+      self.notes.add(result.note)
+      tqdm.tqdm.write(f"warning: {result.note}", file=sys.stderr)
     if path in self.redo:
       return
     if result.irregular is not None:

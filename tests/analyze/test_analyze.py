@@ -167,11 +167,11 @@ def test_a_video_listed_twice_is_refused_naming_its_rows(tmp_path):
 
 
 def test_demo_manifest_over_real_media_end_to_end(trained_run, faces_dir, tmp_path,
-                                                  capsys):
+                                                  capsys, monkeypatch):
   """Labels invented (and marked so): media -> predict -> report.html whose every
   PNG exists and opens. A missing video, a speaker whose video has no face and
   one with a photo only are each named with why they are left out, on stderr
-  and in the report."""
+  and in the report. A second run reads the media's cached tracks."""
   videos = ["WolfgangLanger_Pexels.mp4", "single_face.mp4", "no_face.mp4",
             "single_face.jpg", "lost.mp4"]
   manifest = pd.DataFrame({
@@ -221,6 +221,18 @@ def test_demo_manifest_over_real_media_end_to_end(trained_run, faces_dir, tmp_pa
   assert [r["run"] for r in origin["runs"]] == [os.path.abspath(trained_run[0])]
   assert origin["runs"][0]["trained_on_synthetic"] and origin["warning"]
   assert "not meaningful" in html and "Where these AU values come from" in html
+
+  # again: every medium's track is in the cache, so no model is loaded
+  def no_detector(*args, **kwargs):
+    raise AssertionError("a cached track was predicted again")
+  monkeypatch.setattr(tracks, "Detector", no_detector)
+  speakers_csv = (out_dir / "speakers.csv").read_bytes()
+  rc = analyze_cli.main(["--manifest", str(path), "--out", str(out_dir),
+                         "--workdir", trained_run[0], "--every", "6",
+                         "--backend", "dlib", "--permutations", "10"])
+  assert rc == 1 and (out_dir / "speakers.csv").read_bytes() == speakers_csv
+  origin = json.loads((out_dir / "provenance.json").read_text())
+  assert [r["run"] for r in origin["runs"]] == [os.path.abspath(trained_run[0])]
 
 
 def test_mixed_models_find_the_planted_aus(tmp_path):

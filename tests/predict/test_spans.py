@@ -1,0 +1,103 @@
+"""Videos as spans (`predict --ray`), the stream's side: the cluster's tasks run
+in this process (`_InProcessPool`, `cluster.RayPool`'s interface, the cluster's
+own task functions), so every way a span can come back is checked without
+starting Ray: with the model's outputs, with the aligned faces for the driver's
+model (a driver with a GPU; a node that cannot load the run), or unable to
+take its frames from its seek point. The real cluster: test_cluster.py."""
+
+import concurrent.futures
+import json
+import os
+
+import pytest
+
+from sfae_jax.predict import __main__ as predict_cli
+from sfae_jax.predict import cluster
+from sfae_jax.tools import synthetic_video
+from tests.face import made_media
+
+
+def _done(value) -> concurrent.futures.Future:
+  future = concurrent.futures.Future()
+  future.set_result(value)
+  return future
+
+
+class _InProcessPool:
+  """`cluster.RayPool`, its tasks run here when submitted. `model`: as
+  `RayPool` derives it from the driver's model, unless `MODEL` overrides it."""
+  MODEL = "as RayPool"
+
+  def __init__(self, address, backend, fast_video, model=None):
+    del address
+    self.slots = 2
+    self._spec = (backend, fast_video)
+    self._model = ((model.source, model.batch_size) if self.MODEL == "as RayPool"
+                   else self.MODEL)
+
+  def submit(self, fn, *args):
+    return _done(cluster._faces(*self._spec, fn, *args))  # pylint: disable=protected-access
+
+  def submit_span(self, path, span, every, detect_every):
+    return _done(cluster._span(*self._spec, self._model, path, span, every,  # pylint: disable=protected-access
+                               detect_every))
+
+  def shutdown(self, wait=True, cancel_futures=False):
+    del wait, cancel_futures
+
+
+def _files(folder) -> dict:
+  found = {}
+  for name in sorted(os.listdir(folder)):
+    if not os.path.isfile(os.path.join(folder, name)):
+      continue
+    data = open(os.path.join(folder, name), "rb").read()
+    if name.endswith(".provenance.json"):
+      record = json.loads(data)
+      record.pop("date")
+      found[name] = record
+    else:
+      found[name] = data
+  return found
+
+
+@pytest.fixture(scope="module")
+def media(faces_dir, tmp_path_factory):
+  """A face video of 3 spans at --chunk-frames 32, a photo, and a video cut
+  before a keyframe (its spans cannot be seeked to)."""
+  root = tmp_path_factory.mktemp("span_media")
+  long = synthetic_video.write(os.path.join(faces_dir, "single_face.jpg"), 80,
+                               str(root / "long.mp4"), (160, 128))
+  recut = made_media.without_first_packets(
+      made_media.open_gop(root / "gop.mp4", 300), root / "recut.mp4", 5)
+  return [long, os.path.join(faces_dir, "multi_face.jpg"), recut]
+
+
+def _predict(trained_run, media, out, *flags) -> int:
+  return predict_cli.main(["--workdir", trained_run[0], "--backend", "dlib",
+                           *media, "--out", f"{out}{os.sep}", "--chunk-frames",
+                           "32", *flags])
+
+
+@pytest.fixture(scope="module")
+def one_process(trained_run, media, tmp_path_factory):
+  out = tmp_path_factory.mktemp("one")
+  assert _predict(trained_run, media, out) == 0
+  return _files(out)
+
+
+@pytest.mark.parametrize("model", ["as RayPool", None, "unloadable"])
+def test_spans_give_the_files_of_one_process(trained_run, media, one_process,
+                                             tmp_path, monkeypatch, capsys, model):
+  """`model`: in the spans (a CPU cluster), None (the driver's, as with a GPU
+  there), or a run the node cannot load (the driver's then, said once)."""
+  if model == "unloadable":
+    model = ((str(tmp_path / "not_on_this_node"), 0), 32)
+  monkeypatch.setattr(_InProcessPool, "MODEL", model)
+  monkeypatch.setattr(cluster, "RayPool", _InProcessPool)
+  assert _predict(trained_run, media, tmp_path, "--ray", "in-process") == 0
+  err = capsys.readouterr().err
+  assert f"decoding {media[2]} in order from frame 0 on" in err, err[-2000:]
+  assert err.count("the model could not be loaded there") == (
+      1 if isinstance(model, tuple) else 0), err[-2000:]
+  assert _files(tmp_path) == one_process
