@@ -13,8 +13,9 @@ Where the driver's model is on an accelerator, the spans send the aligned faces
 back instead and the model runs there. Photos, videos whose index cannot number
 their frames exactly, and runs that write overlays (which need the frames here)
 are decoded by the driver, and only their faces become tasks (`_faces`). A span
-whose decoded frames differ from the index (`media.IrregularRange`) is
-reported, and that input is decoded in order from there.
+whose decoded frames differ from the index (`media.IrregularRange`), or whose
+node cannot read the file, is reported, and that input is decoded by the
+driver from there; a node that cannot load the run sends the aligned faces.
 
 Faults: a task whose worker or node dies is run again elsewhere by Ray (up to
 TASK_RETRIES times) with the same result, so the CSVs do not change. A driver
@@ -100,9 +101,9 @@ def _start_jax_on_one_thread() -> None:
   process's CPU affinity when its backend starts (its flags do not limit it),
   so the backend starts under a one-core mask and every thread then gets the
   whole mask back: one compute thread, placed on any core. The tiny model's
-  forward then costs 6.0 ms a face, wall and CPU alike (6.8 single-threaded by
-  pinning, 4.5 wall and 7.1 CPU on XLA's pool of 2: this project's 2-core
-  CPU). A backend that has started already is left as it is; so is XLA on a
+  forward then costs 6.0 ms of wall and 6.4 of CPU a face (the whole process
+  pinned to one core: 6.8; XLA's pool of 2: 4.5 wall, 7.1 CPU; measured on
+  this project's 2-core CPU). A backend that has started already is left as it is; so is XLA on a
   system without `sched_setaffinity`."""
   if not hasattr(os, "sched_setaffinity"):
     return
