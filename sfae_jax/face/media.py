@@ -344,7 +344,8 @@ def frame_range(path: str, span: FrameRange, every: int = 1) -> Iterator[Frame]:
                                     frame.rotation), bool(frame.is_corrupt))
         n += 1
     except av.error.FFmpegError as e:
-      raise IrregularRange(f"{path}: decoding failed at frame {first + n} ({e}).") from None
+      raise IrregularRange(
+          f"{path}: decoding failed at frame {first + n} ({e}).") from None
   if n < len(want):
     raise IrregularRange(f"{path}: the file ends at frame {first + n}, its index "
                          f"lists {first + len(want)}.")

@@ -32,6 +32,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import random
 import socket
 import time
 from typing import Optional
@@ -95,6 +96,46 @@ def _model(source: tuple[str, int], batch_size: int) -> forward.BatchedForward:
   return _MODEL[key]
 
 
+class ModelUnavailable(RuntimeError):
+  """The model could not be loaded where it was to run."""
+
+
+@dataclasses.dataclass(frozen=True)
+class InWorker:
+  """The model in the span's own worker process, on its CPU (`_model`)."""
+  source: tuple[str, int]    # `BatchedForward.source`
+  batch_size: int
+
+  def __call__(self, images: np.ndarray) -> np.ndarray:
+    return _model(self.source, self.batch_size)(images)
+
+
+class GpuModel:
+  """A Ray actor that holds the model on its GPU (`num_gpus=1`), for spans on
+  the cluster's CPUs to send their aligned faces to (`OnGpus`)."""
+
+  def __init__(self, source: tuple[str, int], batch_size: int):
+    compilation_cache.enable()
+    self._model = forward.load(*source, batch_size)[1]
+
+  def outputs(self, images: np.ndarray) -> np.ndarray:
+    return self._model(images)
+
+
+@dataclasses.dataclass(frozen=True)
+class OnGpus:
+  """The model in the cluster's `GpuModel` actors, one per GPU: a span's faces
+  go to one of them, the span waiting (its CPU free meanwhile)."""
+  actors: tuple
+
+  def __call__(self, images: np.ndarray) -> np.ndarray:
+    import ray  # pylint: disable=g-import-not-at-top  (optional: the cluster extra)
+    try:
+      return ray.get(random.choice(self.actors).outputs.remote(images))
+    except ray.exceptions.RayActorError as e:
+      raise ModelUnavailable(f"the GPU actor died: {e}") from None
+
+
 def _start_jax_on_one_thread() -> None:
   """A task has one CPU (`num_cpus=1`), but XLA's CPU thread pool would take
   the node's other cores from its other tasks. XLA sizes that pool by the
@@ -103,8 +144,8 @@ def _start_jax_on_one_thread() -> None:
   whole mask back: one compute thread, placed on any core. The tiny model's
   forward then costs 6.0 ms of wall and 6.4 of CPU a face (the whole process
   pinned to one core: 6.8; XLA's pool of 2: 4.5 wall, 7.1 CPU; measured on
-  this project's 2-core CPU). A backend that has started already is left as it is; so is XLA on a
-  system without `sched_setaffinity`."""
+  this project's 2-core CPU). A backend that has started already is left as
+  it is; so is XLA on a system without `sched_setaffinity`."""
   if not hasattr(os, "sched_setaffinity"):
     return
   cores = os.sched_getaffinity(0)
@@ -117,20 +158,13 @@ def _start_jax_on_one_thread() -> None:
         os.sched_setaffinity(int(thread), cores)
 
 
-def _span(backend: str, fast_video: bool, model: Optional[tuple], path: str,
+def _span(backend: str, fast_video: bool, model, path: str,
           span: media.FrameRange, every: int, detect_every: int) -> SpanResult:
   """A Ray task: the faces of a span of `path` (`media.frame_range`), in
   segments of `segments.segment_length(detect_every)` used frames, and with
-  `model` = (run source, batch size) their outputs."""
+  `model` (`InWorker` or `OnGpus`: aligned faces -> outputs) their outputs."""
   cv2.setNumThreads(1)
   segments.use_backend(backend, fast_video)
-  run, note = None, None
-  if model is not None:
-    try:
-      run = _model(*model)
-    except trained_run.LOAD_ERRORS as e:  # e.g. the run not on this node's disk
-      note = (f"{socket.gethostname()}: the model could not be loaded there ({e}); "
-              "its faces' outputs are computed by the driver instead.")
   seconds = collections.defaultdict(float)
   found, frames, length = [], [], segments.segment_length(detect_every)
   decoded = media.frame_range(path, span, every)
@@ -149,13 +183,19 @@ def _span(backend: str, fast_video: bool, model: Optional[tuple], path: str,
       if frame is None:
         break
   except media.MediaError as e:  # also a file this node cannot read
-    return SpanResult([], dict(seconds), str(e), note)
-  if run is None:
-    return SpanResult([(f, None) for f in found], dict(seconds), note=note)
+    return SpanResult([], dict(seconds), str(e))
   start = time.perf_counter()
   taken = [segments.images_taken(f) for f in found]
   images = [image for _, segment_images in taken for image in segment_images]
-  outputs = run(np.stack(images)) if images else np.zeros((0, run.num_outputs))
+  if model is None or not images:  # (no faces: no outputs to wait for)
+    return SpanResult([(f, None) for f in found], dict(seconds))
+  try:
+    outputs = model(np.stack(images))
+  except (ModelUnavailable, *trained_run.LOAD_ERRORS) as e:  # e.g. the run not
+    # on that node's disk: the driver's model takes them
+    note = (f"the model could not be loaded on the cluster ({e}); the driver "
+            "computes the faces' outputs instead.")
+    return SpanResult([(f, None) for f in found], dict(seconds), note=note)
   seconds["forward"] += time.perf_counter() - start
   out, k = [], 0
   for faces, segment_images in taken:
@@ -181,8 +221,10 @@ def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
 class RayPool:
   """Face work as Ray tasks, one CPU each. `address`: a running cluster's
   (`ray start --head` prints it), or None for $RAY_ADDRESS, else the cluster
-  started on this machine. `model`: the driver's; spans run it in their
-  workers when it is on the CPU and knows its run (`BatchedForward.source`)."""
+  started on this machine. `model`: the driver's. When it is on the CPU and
+  knows its run (`BatchedForward.source`), it runs on the cluster: in a
+  `GpuModel` actor per GPU if the cluster has GPUs, else in the spans'
+  workers; when the driver has it on an accelerator, there."""
 
   def __init__(self, address: Optional[str], backend: str, fast_video: bool,
                model: Optional[forward.BatchedForward] = None):
@@ -206,14 +248,17 @@ class RayPool:
     self._task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_faces)
     self._span = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_span)
     self._spec = (backend, fast_video)
-    self._model = ((model.source, model.batch_size)
-                   if model is not None and model.source and model.on_cpu else None)
+    self._model = None
+    if model is not None and model.source and model.on_cpu:
+      gpus = int(ray.cluster_resources().get("GPU", 0))
+      if gpus:  # waiting on its GPU, an actor needs no CPU of its own
+        actor = ray.remote(num_gpus=1, num_cpus=0, max_restarts=-1,
+                           max_task_retries=-1)(GpuModel)
+        self._model = OnGpus(tuple(actor.remote(model.source, model.batch_size)
+                                   for _ in range(gpus)))
+      else:
+        self._model = InWorker(model.source, model.batch_size)
     self._pending: set = set()
-
-  @property
-  def model_in_tasks(self) -> bool:
-    """Spans give the faces' outputs (else their aligned images)."""
-    return self._model is not None
 
   def submit(self, fn, *args):
     return self._track(self._task.remote(*self._spec, fn, *args))

@@ -50,7 +50,8 @@ class BatchedForward:
 
   @property
   def on_cpu(self) -> bool:
-    return all(d.platform == "cpu" for d in jax.tree.leaves(self.variables)[0].devices())
+    leaf = jax.tree.leaves(self.variables)[0]
+    return all(d.platform == "cpu" for d in leaf.devices())
 
   def send(self, faces: np.ndarray) -> tuple[jax.Array, jax.Array]:
     """One batch (at most `batch_size` faces) dispatched; the device arrays

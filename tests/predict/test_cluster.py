@@ -58,8 +58,9 @@ def _stop(node) -> None:
 
 
 @contextlib.contextmanager
-def _cluster(log_dir):
-  """A head and a worker node; yields (address, worker node's process)."""
+def _cluster(log_dir, *worker_args):
+  """A head and a worker node (`ray start` flags `worker_args`); yields
+  (address, worker node's process)."""
   address = f"{get_node_ip_address()}:{_free_port()}"
   temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths
   with open(os.path.join(log_dir, "head.log"), "w") as hl, \
@@ -73,7 +74,7 @@ def _cluster(log_dir):
         if r.returncode == 0:
           break
         time.sleep(1)
-      nodes.append(_node(["--address", address], wl))
+      nodes.append(_node(["--address", address, *worker_args], wl))
       for _ in range(60):
         r = subprocess.run([RAY, "status", "--address", address],
                            capture_output=True, text=True, env=ENV)
@@ -219,3 +220,29 @@ def test_an_address_nothing_answers_on_is_one_line_and_exit_1(trained_run,
   assert rc == 1 and len(errors) == 1, errors
   assert "no Ray cluster answers at '127.0.0.1:1'" in errors[0]
   assert "ray start --head" in errors[0]
+
+
+def test_a_node_with_a_gpu_runs_the_model_for_the_cpu_nodes_spans(
+    trained_run, faces_dir, tmp_path):
+  """The worker node declares a GPU (Ray's resource; the model there runs on
+  JAX's CPU here, JAX_PLATFORMS=cpu): the model is loaded once, in an actor on
+  that node, and the spans on both nodes' CPUs send it their faces. The files
+  are those of one machine."""
+  long = synthetic_video.write(os.path.join(faces_dir, "single_face.jpg"), 96,
+                               str(tmp_path / "long.mp4"), (160, 128))
+  inputs = [long, os.path.join(faces_dir, "multi_face.jpg")]
+  assert _predict(trained_run, inputs, tmp_path / "one").returncode == 0
+  with _cluster(str(tmp_path), "--num-gpus", "1") as (address, gpu_node):
+    job = subprocess.Popen(
+        [sys.executable, "-m", "sfae_jax.predict", "--workdir", trained_run[0],
+         "--backend", "dlib", *map(str, inputs), "--out", f"{tmp_path / 'ray'}{os.sep}",
+         "--chunk-frames", "32", "--ray", address],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    seen = set()
+    while job.poll() is None:
+      seen |= {t.split()[0] for t in _workers(gpu_node).values()}
+      time.sleep(0.05)
+    _, err = job.communicate()
+    assert job.returncode == 0, err[-2000:]
+  assert any(t.startswith("ray::GpuModel") for t in seen), seen
+  assert _files(tmp_path / "ray") == _files(tmp_path / "one")

@@ -2,7 +2,7 @@
 in this process (`_InProcessPool`, `cluster.RayPool`'s interface, the cluster's
 own task functions), so every way a span can come back is checked without
 starting Ray: with the model's outputs, with the aligned faces for the driver's
-model (a driver with a GPU; a node that cannot load the run), or unable to
+model (a driver with a GPU; a cluster that cannot load the run), or unable to
 take its frames from its seek point. The real cluster: test_cluster.py."""
 
 import concurrent.futures
@@ -15,6 +15,10 @@ from sfae_jax.predict import __main__ as predict_cli
 from sfae_jax.predict import cluster
 from sfae_jax.tools import synthetic_video
 from tests.face import made_media
+
+
+_FACES = cluster._faces  # pylint: disable=protected-access  (the tasks' functions)
+_SPAN = cluster._span  # pylint: disable=protected-access
 
 
 def _done(value) -> concurrent.futures.Future:
@@ -32,15 +36,14 @@ class _InProcessPool:
     del address
     self.slots = 2
     self._spec = (backend, fast_video)
-    self._model = ((model.source, model.batch_size) if self.MODEL == "as RayPool"
-                   else self.MODEL)
+    self._model = (cluster.InWorker(model.source, model.batch_size)
+                   if self.MODEL == "as RayPool" else self.MODEL)
 
   def submit(self, fn, *args):
-    return _done(cluster._faces(*self._spec, fn, *args))  # pylint: disable=protected-access
+    return _done(_FACES(*self._spec, fn, *args))
 
   def submit_span(self, path, span, every, detect_every):
-    return _done(cluster._span(*self._spec, self._model, path, span, every,  # pylint: disable=protected-access
-                               detect_every))
+    return _done(_SPAN(*self._spec, self._model, path, span, every, detect_every))
 
   def shutdown(self, wait=True, cancel_futures=False):
     del wait, cancel_futures
@@ -90,14 +93,14 @@ def one_process(trained_run, media, tmp_path_factory):
 def test_spans_give_the_files_of_one_process(trained_run, media, one_process,
                                              tmp_path, monkeypatch, capsys, model):
   """`model`: in the spans (a CPU cluster), None (the driver's, as with a GPU
-  there), or a run the node cannot load (the driver's then, said once)."""
+  there), or a run the cluster cannot load (the driver's then, said once)."""
   if model == "unloadable":
-    model = ((str(tmp_path / "not_on_this_node"), 0), 32)
+    model = cluster.InWorker((str(tmp_path / "not_on_this_node"), 0), 32)
   monkeypatch.setattr(_InProcessPool, "MODEL", model)
   monkeypatch.setattr(cluster, "RayPool", _InProcessPool)
   assert _predict(trained_run, media, tmp_path, "--ray", "in-process") == 0
   err = capsys.readouterr().err
   assert f"decoding {media[2]} in order from frame 0 on" in err, err[-2000:]
-  assert err.count("the model could not be loaded there") == (
-      1 if isinstance(model, tuple) else 0), err[-2000:]
+  assert err.count("the model could not be loaded on the cluster") == (
+      1 if isinstance(model, cluster.InWorker) else 0), err[-2000:]
   assert _files(tmp_path) == one_process
