@@ -53,10 +53,8 @@ import shutil
 import signal
 import sys
 
-import jax
-
 from sfae_jax.face import backends, media
-from sfae_jax.predict import cluster, outputs, provenance, shards, stream
+from sfae_jax.predict import cluster, forward, outputs, provenance, shards, stream
 from sfae_jax.predict.detector import DETECTION, Detector
 from sfae_jax.runtime import compilation_cache, devices, host, signals
 from sfae_jax.training import trained_run
@@ -156,7 +154,7 @@ def main(argv=None) -> int:
   warning = devices.unused_accelerator_warning()
   if warning:
     print(warning, file=sys.stderr)
-  batch_size = args.batch_size or (32 if jax.default_backend() == "cpu" else 256)
+  batch_size = args.batch_size or forward.default_batch_size()
   try:
     det = Detector(args.workdir, args.backend, batch_size, args.threshold,
                    step=args.step, detect_every=args.detect_every,

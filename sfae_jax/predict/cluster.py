@@ -115,8 +115,11 @@ class GpuModel:
   the cluster's CPUs to send their aligned faces to (`OnGpus`)."""
 
   def __init__(self, source: tuple[str, int], batch_size: int):
+    """`batch_size`: the driver's, at least `forward.default_batch_size()`
+    here (a driver without a GPU picks the CPU's)."""
     compilation_cache.enable()
-    self._model = forward.load(*source, batch_size)[1]
+    self._model = forward.load(
+        *source, max(batch_size, forward.default_batch_size()))[1]
 
   def outputs(self, images: np.ndarray) -> np.ndarray:
     return self._model(images)

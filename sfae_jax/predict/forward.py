@@ -27,6 +27,15 @@ def predict_forward(model, config):
   return jax.jit(outputs_and_attention)
 
 
+# Faces per batch by default: CPU's 32 keep the cores busy without waiting on a
+# large batch; an accelerator needs many more to be used.
+CPU_BATCH, ACCELERATOR_BATCH = 32, 256
+
+
+def default_batch_size() -> int:
+  return CPU_BATCH if jax.default_backend() == "cpu" else ACCELERATOR_BATCH
+
+
 def pad_batch(faces: np.ndarray, size: int) -> np.ndarray:
   """`faces` padded with black faces to `size` rows: every batch the forward
   sees has one shape, so it compiles once."""
