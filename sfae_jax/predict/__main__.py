@@ -108,10 +108,10 @@ def main(argv=None) -> int:
                       "command leaves (default: SLURM_ARRAY_TASK_ID of "
                       "SLURM_ARRAY_TASK_COUNT when set)")
   parser.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
-                      help="detect faces as tasks on a Ray cluster's CPUs (its "
-                      "address, or none for $RAY_ADDRESS or the cluster on this "
-                      "machine); this process decodes, runs the model and writes "
-                      "(docs/cluster.md)")
+                      help="spread videos' spans (decoding, faces, the model) "
+                      "over a Ray cluster's CPUs and GPUs (its address, or none "
+                      "for $RAY_ADDRESS or the cluster on this machine); this "
+                      "process numbers the faces and writes (docs/cluster.md)")
   parser.add_argument("--chunk-frames", type=int, default=stream.CHUNK_FRAMES,
                       help="decoded frames per written chunk: what a rerun after "
                       "a kill may redo at most")
