@@ -53,8 +53,11 @@ import shutil
 import signal
 import sys
 
+from etils import epath
+
 from sfae_jax.face import backends, media
-from sfae_jax.predict import cluster, forward, outputs, provenance, shards, stream
+from sfae_jax.predict import (cluster, forward, outputs, provenance, publish,
+                              shards, stream)
 from sfae_jax.predict.detector import DETECTION, Detector
 from sfae_jax.runtime import compilation_cache, devices, host, signals
 from sfae_jax.training import trained_run
@@ -112,6 +115,10 @@ def main(argv=None) -> int:
                       "over a Ray cluster's CPUs and GPUs (its address, or none "
                       "for $RAY_ADDRESS or the cluster on this machine); this "
                       "process numbers the faces and writes (docs/cluster.md)")
+  parser.add_argument("--stage", metavar="DIR",
+                      help="write and resume here, then copy each finished file "
+                      "to --out (default for a bucket, --out gs://...: a folder "
+                      "under ~/.cache/sfae_jax/stage; docs/cluster.md)")
   parser.add_argument("--chunk-frames", type=int, default=stream.CHUNK_FRAMES,
                       help="decoded frames per written chunk: what a rerun after "
                       "a kill may redo at most")
@@ -129,12 +136,10 @@ def main(argv=None) -> int:
     shard = shards.from_args(args.shard, os.environ)
   except ValueError as e:
     parser.error(str(e))
-  if "://" in args.out:
-    parser.error(f"--out {args.out}: predict writes its chunks and locks into a "
-                 "filesystem (a local disk or a shared one: NFS, Lustre, "
-                 "Filestore); write there and copy the finished files to the "
-                 "bucket (docs/cluster.md)")
-  folder = args.out.endswith(os.sep) or os.path.isdir(args.out)
+  remote = publish.is_remote(args.out)
+  folder = (args.out.endswith((os.sep, "/"))
+            or (not remote and os.path.isdir(args.out)))
+  stage = args.stage or (publish.default_stage(args.out) if remote else None)
   if shard is not None and not folder:
     parser.error(f"--out {args.out}: the tasks of a sharded run each write their "
                  f"inputs' CSVs into one folder: give --out DIR{os.sep}")
@@ -179,10 +184,20 @@ def main(argv=None) -> int:
     paths = _shard(paths, shard, det)
     if not paths and not det.failures:
       return 0
-  root = args.out if folder else args.out + outputs.PARTS
+  if stage is not None:
+    try:
+      paths = _complete_at_destination(paths, names, args, det, folder)
+    except (outputs.SettingsMismatch, publish.DestinationError) as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 1
+  # where the files are written: --out, or the stage they are copied from
+  local = args.out if stage is None else os.path.join(
+      stage, "" if folder else os.path.basename(args.out))
+  root = local if folder else local + outputs.PARTS
   store = outputs.ChunkStore(root, names.__getitem__, float_format="%.4f", fmt=fmt)
   stop = signals.StopRequest("\n{name}: finishing the frames in flight, then "
                              "stopping (again to stop at once)")
+  copied = []
   try:
     os.makedirs(root, exist_ok=True)
     with stop:
@@ -191,16 +206,24 @@ def main(argv=None) -> int:
                        fresh=args.fresh, stop=stop.event,
                        chunk_frames=args.chunk_frames, cluster=args.ray)
     if not folder and not report.stopped:
-      _join(args.out, root, report, det, args.every)
+      _join(local, root, report, det, args.every)
+    if stage is not None and not report.stopped:
+      copied = _copy_out(report, local, folder, args.out)
   except (outputs.SettingsMismatch, cluster.ClusterUnavailable) as e:
     print(f"error: {e}", file=sys.stderr)
+    return 1
+  except publish.DestinationError as e:
+    print(f"error: cannot copy the finished files to --out: {e}. They stay in "
+          f"{stage}; the same command copies them once --out can be written.",
+          file=sys.stderr)
     return 1
   except OSError as e:
     print(f"error: cannot write {e.filename or args.out}: {e.strerror or e}. "
           f"{_kept(root)}; once the cause is fixed (space freed, say), the same "
           "command continues from there.", file=sys.stderr)
     return 1
-  _summary(report, args.out)
+  _summary(report, args.out,
+           written=bool(copied) if stage is not None else os.path.exists(args.out))
   if report.stopped:
     print(f"stopped: what was done is kept in {root}; run the same command to "
           "continue.", file=sys.stderr)
@@ -254,14 +277,37 @@ def _kept(root) -> str:
           "complete chunk(s) of others")
 
 
-def _summary(report, out) -> None:
+def _complete_at_destination(paths, names, args, det, folder) -> list[str]:
+  """`paths` without the inputs whose file is complete at --out already (a
+  staged run: the stage may have been emptied since)."""
+  if not folder:
+    return paths
+  done = set(publish.complete_at(args.out, {p: names[p] for p in paths},
+                                 det.settings(args.every).as_dict(), args.fresh))
+  if done:
+    print(f"{len(done)} input(s) complete in {args.out} already: skipped",
+          file=sys.stderr)
+  return [p for p in paths if p not in done]
+
+
+def _copy_out(report, local, folder, out) -> list[str]:
+  """A staged run's finished files (and records) copied to --out."""
+  if folder:
+    return publish.copy_out([r.output for r in report.inputs.values() if r.output],
+                            out)
+  if os.path.exists(local):
+    return publish.copy_out([local], str(epath.Path(out).parent))
+  return []
+
+
+def _summary(report, out, written: bool) -> None:
   took = report.seconds.get("total", 0.0)
   frames = sum(r.frames for r in report.inputs.values())
   faces = sum(r.faces for r in report.inputs.values())
   skipped = sum(r.status == "skipped" for r in report.inputs.values())
   breakdown = ", ".join(f"{k} {report.seconds[k]:.1f}" for k in (
       "decode", "detect", "wait", "forward", "rows", "write") if k in report.seconds)
-  written = f"-> {out}" if os.path.exists(out) else "nothing written"
+  written = f"-> {out}" if written else "nothing written"
   print(f"{frames} frames, {faces} face rows in {took:.1f} s "
         f"({frames / max(took, 1e-9):.1f} frames/s end to end)"
         f"{f', {skipped} input(s) already complete' if skipped else ''} {written}"

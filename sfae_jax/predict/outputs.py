@@ -94,7 +94,7 @@ def names_for(paths, fmt: str = "csv") -> dict[str, str]:
   return out
 
 
-def _differences(old: dict, new: dict) -> str:
+def differences(old: dict, new: dict) -> str:
   keys = sorted(set(old) | set(new))
   return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys
                    if old.get(k) != new.get(k))
@@ -136,7 +136,7 @@ class ChunkStore:
         return Resume(done=True, incomplete=record.get("incomplete"))
       raise SettingsMismatch(
           f"{out} exists, made with other settings ("
-          f"{_differences(old or {}, settings) or 'no settings recorded'}); rerun "
+          f"{differences(old or {}, settings) or 'no settings recorded'}); rerun "
           "with the same settings, choose another --out, or pass --fresh to redo it.")
     if not os.path.isdir(partial):
       return Resume()
@@ -145,7 +145,7 @@ class ChunkStore:
     if old != settings:
       raise SettingsMismatch(
           f"{partial} holds a part-done run with other settings ("
-          f"{_differences(old or {}, settings) or 'none recorded'}); rerun with "
+          f"{differences(old or {}, settings) or 'none recorded'}); rerun with "
           "the same settings, choose another --out, or pass --fresh to start over.")
     chunks = self._chunks(path)
     if not chunks:

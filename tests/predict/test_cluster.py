@@ -4,7 +4,6 @@ also when the driver is killed and its command rerun, and when the worker node
 is killed mid-job."""
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -22,6 +21,7 @@ from sfae_jax.analyze import tracks
 from sfae_jax.predict import __main__ as predict_cli
 from sfae_jax.tools import synthetic_video
 from tests.face import made_media
+from tests.predict.compare import output_files
 
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
 ENV = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", JAX_PLATFORMS="cpu",
@@ -119,20 +119,6 @@ def _predict(trained_run, inputs, out, *flags):
       capture_output=True, text=True, env=ENV, timeout=600)
 
 
-def _files(folder) -> dict:
-  """Each output file's bytes; the provenance without its date."""
-  found = {}
-  for name in sorted(os.listdir(folder)):
-    path = os.path.join(folder, name)
-    if name.endswith(".provenance.json"):
-      record = json.load(open(path))
-      record.pop("date")
-      found[name] = record
-    elif os.path.isfile(path):
-      found[name] = open(path, "rb").read()
-  return found
-
-
 def test_a_two_node_cluster_gives_the_files_of_one_machine_and_survives_a_node(
     trained_run, faces_dir, tmp_path):
   long = synthetic_video.write(os.path.join(faces_dir, "single_face.jpg"), 256,
@@ -147,7 +133,7 @@ def test_a_two_node_cluster_gives_the_files_of_one_machine_and_survives_a_node(
   inputs = [long, os.path.join(faces_dir, "multi_face.jpg"), cut, recut]
   one = _predict(trained_run, inputs, tmp_path / "one", "--workers", "1")
   assert one.returncode == 1, one.stderr      # the cut video
-  want = _files(tmp_path / "one")
+  want = output_files(tmp_path / "one")
   assert sorted(n for n in want if n.endswith(".csv")) == [
       "long.mp4.csv", "multi_face.jpg.csv", "recut.mp4.csv"]
   with _cluster(str(tmp_path)) as (address, worker_node):
@@ -157,7 +143,7 @@ def test_a_two_node_cluster_gives_the_files_of_one_machine_and_survives_a_node(
     assert f"decoding {recut} in order from frame 0 on" in ray.stderr, ray.stderr
     assert [l for l in ray.stderr.splitlines() if l.startswith("error:")] == [
         l for l in one.stderr.splitlines() if l.startswith("error:")]
-    assert _files(tmp_path / "ray") == want
+    assert output_files(tmp_path / "ray") == want
 
     # analyze --ray: its uncached media take the same path, to the same tracks
     manifest = pd.DataFrame({"video": [str(long)], "speaker": ["s1"],
@@ -168,7 +154,7 @@ def test_a_two_node_cluster_gives_the_files_of_one_machine_and_survives_a_node(
                                             trained_run[0], backend="dlib",
                                             cluster=where)
       assert not errors and len(found[str(long)]) == 256
-      cached[name] = _files(tmp_path / name / "tracks")
+      cached[name] = output_files(tmp_path / name / "tracks")
     assert cached["ray"] == cached["local"] and len(cached["local"]) == 2
 
     # the driver killed once a chunk is written: the same command continues
@@ -188,7 +174,7 @@ def test_a_two_node_cluster_gives_the_files_of_one_machine_and_survives_a_node(
     again = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
     assert again.returncode == 1, again.stderr
     assert "continuing " + str(long) + " at frame " in again.stderr, again.stderr
-    assert _files(out) == want
+    assert output_files(out) == want
 
     # the worker node killed while it runs a face task
     out = tmp_path / "killed"
@@ -206,7 +192,7 @@ def test_a_two_node_cluster_gives_the_files_of_one_machine_and_survives_a_node(
     _kill(worker_node)
     _, err = job.communicate(timeout=600)
     assert job.returncode == 1, err
-    assert _files(out) == want
+    assert output_files(out) == want
 
 
 def test_an_address_nothing_answers_on_is_one_line_and_exit_1(trained_run,
@@ -245,4 +231,4 @@ def test_a_node_with_a_gpu_runs_the_model_for_the_cpu_nodes_spans(
     _, err = job.communicate()
     assert job.returncode == 0, err[-2000:]
   assert any(t.startswith("ray::GpuModel") for t in seen), seen
-  assert _files(tmp_path / "ray") == _files(tmp_path / "one")
+  assert output_files(tmp_path / "ray") == output_files(tmp_path / "one")

@@ -316,8 +316,6 @@ def test_cut_jpeg_is_named_and_the_rest_written_with_provenance(trained_run,
     (["--threshold", "5"], "--threshold is a probability"),
     (["--out", "rows.txt"], "name a .csv or .parquet file, or a folder ending in"),
     (["--out", "rows.parquet", "--format", "csv"], "--format csv: name a .csv file"),
-    (["--out", "gs://bucket/aus/"], "predict writes its chunks and locks into a "
-                                    "filesystem"),
     (["--workers", "-1"], "--workers must be >= 0"),
 ])
 def test_bad_arguments_stop_before_any_work(trained_run, tmp_path, capsys, flags,

@@ -6,7 +6,6 @@ model (a driver with a GPU; a cluster that cannot load the run), or unable to
 take its frames from its seek point. The real cluster: test_cluster.py."""
 
 import concurrent.futures
-import json
 import os
 
 import pytest
@@ -15,6 +14,7 @@ from sfae_jax.predict import __main__ as predict_cli
 from sfae_jax.predict import cluster
 from sfae_jax.tools import synthetic_video
 from tests.face import made_media
+from tests.predict.compare import output_files
 
 
 _FACES = cluster._faces  # pylint: disable=protected-access  (the tasks' functions)
@@ -49,21 +49,6 @@ class _InProcessPool:
     del wait, cancel_futures
 
 
-def _files(folder) -> dict:
-  found = {}
-  for name in sorted(os.listdir(folder)):
-    if not os.path.isfile(os.path.join(folder, name)):
-      continue
-    data = open(os.path.join(folder, name), "rb").read()
-    if name.endswith(".provenance.json"):
-      record = json.loads(data)
-      record.pop("date")
-      found[name] = record
-    else:
-      found[name] = data
-  return found
-
-
 @pytest.fixture(scope="module")
 def media(faces_dir, tmp_path_factory):
   """A face video of 3 spans at --chunk-frames 32, a photo, and a video cut
@@ -86,7 +71,7 @@ def _predict(trained_run, media, out, *flags) -> int:
 def one_process(trained_run, media, tmp_path_factory):
   out = tmp_path_factory.mktemp("one")
   assert _predict(trained_run, media, out) == 0
-  return _files(out)
+  return output_files(out)
 
 
 @pytest.mark.parametrize("model", ["as RayPool", None, "unloadable"])
@@ -103,4 +88,4 @@ def test_spans_give_the_files_of_one_process(trained_run, media, one_process,
   assert f"decoding {media[2]} in order from frame 0 on" in err, err[-2000:]
   assert err.count("the model could not be loaded on the cluster") == (
       1 if isinstance(model, cluster.InWorker) else 0), err[-2000:]
-  assert _files(tmp_path) == one_process
+  assert output_files(tmp_path) == one_process
