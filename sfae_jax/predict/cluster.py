@@ -52,6 +52,9 @@ TASK_RETRIES = 5   # Ray's retries of a task whose process or node died
 # segment decoded by the driver (a photo; a video it decodes itself) holds ~11 MB
 # of frames at 640x360 in the object store until its task ends: at most ~3 GB.
 MAX_IN_FLIGHT = 256
+# ... where the spans send their aligned faces back to the driver's model
+# (~120 KB a face): ~1 GB of the object store.
+MAX_FACES_IN_FLIGHT = 32
 _START = ("`ray start --head` on one node, `ray start --address HEAD:6379` on the "
           "others: docs/cluster.md")
 
@@ -261,6 +264,8 @@ class RayPool:
                                    for _ in range(gpus)))
       else:
         self._model = InWorker(model.source, model.batch_size)
+    if self._model is None:  # spans send their aligned faces back: ~30 MB each
+      self.slots = min(self.slots, MAX_FACES_IN_FLIGHT)
     self._pending: set = set()
 
   def submit(self, fn, *args):

@@ -469,9 +469,9 @@ class _Consumer:
     if marker.kind in ("stopped", "redo"):
       result.status = marker.kind
       if marker.kind == "redo":
-        tqdm.tqdm.write(f"{marker.error}: decoding {state.path} in order from "
-                        f"frame {state.position * self.settings.every} on.",
-                        file=sys.stderr)
+        tqdm.tqdm.write(f"note: {marker.error} Decoding {state.path} in order "
+                        f"from frame {state.position * self.settings.every} on, "
+                        "here.", file=sys.stderr)
       return
     if state.flagged:
       shown = ", ".join(map(str, state.flagged[:10]))

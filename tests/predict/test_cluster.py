@@ -140,7 +140,7 @@ def test_a_two_node_cluster_gives_the_files_of_one_machine_and_survives_a_node(
     ray = _predict(trained_run, inputs, tmp_path / "ray", "--ray", address)
     assert ray.returncode == 1, ray.stderr
     assert "face work on a Ray cluster" in ray.stderr
-    assert f"decoding {recut} in order from frame 0 on" in ray.stderr, ray.stderr
+    assert f"Decoding {recut} in order from frame 0 on" in ray.stderr, ray.stderr
     assert [l for l in ray.stderr.splitlines() if l.startswith("error:")] == [
         l for l in one.stderr.splitlines() if l.startswith("error:")]
     assert output_files(tmp_path / "ray") == want

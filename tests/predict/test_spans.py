@@ -85,7 +85,7 @@ def test_spans_give_the_files_of_one_process(trained_run, media, one_process,
   monkeypatch.setattr(cluster, "RayPool", _InProcessPool)
   assert _predict(trained_run, media, tmp_path, "--ray", "in-process") == 0
   err = capsys.readouterr().err
-  assert f"decoding {media[2]} in order from frame 0 on" in err, err[-2000:]
+  assert f"Decoding {media[2]} in order from frame 0 on" in err, err[-2000:]
   assert err.count("the model could not be loaded on the cluster") == (
       1 if isinstance(model, cluster.InWorker) else 0), err[-2000:]
   assert output_files(tmp_path) == one_process
