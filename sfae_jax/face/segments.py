@@ -71,6 +71,9 @@ def faces_in_segment(backend: backends.Backend, frames: Sequence[Frame],
   return out
 
 
+_TAKEN = np.zeros((0, 0, 3), np.uint8)
+
+
 def images_taken(found: Sequence[FrameFaces]
                  ) -> tuple[list[FrameFaces], list[np.ndarray]]:
   """The aligned images taken out of `found`, in face order (for the model
@@ -87,9 +90,6 @@ def images_taken(found: Sequence[FrameFaces]
       faces.append(f)
     out.append(dataclasses.replace(ff, faces=tuple(faces)))
   return out, images
-
-
-_TAKEN = np.zeros((0, 0, 3), np.uint8)
 
 
 def _aligned(rgb: np.ndarray, face: backends.Face) -> Optional[np.ndarray]:

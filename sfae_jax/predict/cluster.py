@@ -273,9 +273,11 @@ class RayPool:
 
   def submit_span(self, path: str, span: media.FrameRange, every: int,
                   detect_every: int):
-    """A future of the span's `SpanResult`."""
-    return self._track(self._span.remote(*self._spec, self._model, path, span,
-                                         every, detect_every))
+    """A future of the span's `SpanResult` (the path made absolute: a Ray
+    worker's working directory is not this process's)."""
+    return self._track(self._span.remote(*self._spec, self._model,
+                                         os.path.abspath(path), span, every,
+                                         detect_every))
 
   def _track(self, ref):
     self._pending.add(ref)

@@ -4,6 +4,7 @@ fixed-size batches of aligned faces."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Callable, Optional
 
 import jax
@@ -83,6 +84,7 @@ def load(workdir: str, step: Optional[int], batch_size: int
   inference forward."""
   run = trained_run.load(workdir, step)
   num_outputs = len(run.info.au_ids) + len(run.info.intensity_au_ids)
+  where = workdir if "://" in workdir else os.path.abspath(workdir)
   return run, BatchedForward(predict_forward(run.model, run.info.config),
                              run.variables, batch_size, num_outputs,
-                             (workdir, int(run.step)))
+                             (where, int(run.step)))

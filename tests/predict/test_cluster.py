@@ -213,22 +213,28 @@ def test_a_node_with_a_gpu_runs_the_model_for_the_cpu_nodes_spans(
   """The worker node declares a GPU (Ray's resource; the model there runs on
   JAX's CPU here, JAX_PLATFORMS=cpu): the model is loaded once, in an actor on
   that node, and the spans on both nodes' CPUs send it their faces. The files
-  are those of one machine."""
-  long = synthetic_video.write(os.path.join(faces_dir, "single_face.jpg"), 96,
-                               str(tmp_path / "long.mp4"), (160, 128))
-  inputs = [long, os.path.join(faces_dir, "multi_face.jpg")]
-  assert _predict(trained_run, inputs, tmp_path / "one").returncode == 0
-  with _cluster(str(tmp_path), "--num-gpus", "1") as (address, gpu_node):
-    job = subprocess.Popen(
-        [sys.executable, "-m", "sfae_jax.predict", "--workdir", trained_run[0],
-         "--backend", "dlib", *map(str, inputs), "--out", f"{tmp_path / 'ray'}{os.sep}",
-         "--chunk-frames", "32", "--ray", address],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+  are those of one machine, for a command given relative paths (a Ray
+  worker's working directory is not the driver's)."""
+  synthetic_video.write(os.path.join(faces_dir, "single_face.jpg"), 96,
+                        str(tmp_path / "long.mp4"), (160, 128))
+  cmd = [sys.executable, "-m", "sfae_jax.predict",
+         "--workdir", os.path.relpath(trained_run[0], tmp_path), "--backend", "dlib",
+         "long.mp4", os.path.relpath(os.path.join(faces_dir, "multi_face.jpg"),
+                                     tmp_path), "--chunk-frames", "32"]
+  one = subprocess.run(cmd + ["--out", "one/"], cwd=tmp_path, capture_output=True,
+                       text=True, env=ENV, timeout=600)
+  assert one.returncode == 0, one.stderr[-2000:]
+  with _cluster(str(tmp_path), "--num-gpus", "1") as (address, gpu_node), \
+       open(tmp_path / "ray.log", "w+") as log:
+    job = subprocess.Popen(cmd + ["--out", "ray/", "--ray", address], cwd=tmp_path,
+                           stdout=log, stderr=subprocess.STDOUT, text=True, env=ENV)
     seen = set()
     while job.poll() is None:
       seen |= {t.split()[0] for t in _workers(gpu_node).values()}
       time.sleep(0.05)
-    _, err = job.communicate()
-    assert job.returncode == 0, err[-2000:]
+    log.seek(0)
+    err = log.read()
+  assert job.returncode == 0, err[-2000:]
   assert any(t.startswith("ray::GpuModel") for t in seen), seen
+  assert "warning:" not in err and "note:" not in err, err[-2000:]  # no fallback
   assert output_files(tmp_path / "ray") == output_files(tmp_path / "one")
