@@ -225,9 +225,9 @@ def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
 
 
 class RayPool:
-  """Face work as Ray tasks, one CPU each. `address`: a running cluster's
-  (`ray start --head` prints it), or None for $RAY_ADDRESS, else the cluster
-  started on this machine. `model`: the driver's. When it is on the CPU and
+  """Spans (and faces of frames decoded here) as Ray tasks of one CPU each.
+  `address`: a running cluster's (`ray start --head` prints it), or None for
+  $RAY_ADDRESS, else the cluster started on this machine. `model`: the driver's. When it is on the CPU and
   knows its run (`BatchedForward.source`), it runs on the cluster: in a
   `GpuModel` actor per GPU if the cluster has GPUs, else in the spans'
   workers; when the driver has it on an accelerator, there."""
