@@ -28,7 +28,6 @@ that is killed leaves its chunks (`outputs`): the same command continues them.
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import logging
 import os
@@ -38,7 +37,6 @@ import time
 from typing import Optional
 
 import cv2
-import jax
 import numpy as np
 
 from sfae_jax.face import media, segments
@@ -89,11 +87,13 @@ _MODEL: dict = {}
 
 def _model(source: tuple[str, int], batch_size: int) -> forward.BatchedForward:
   """The run's batched forward, loaded once per worker process (from the
-  compilation cache where it has the program), its XLA on one thread."""
+  compilation cache where it has the program). XLA keeps its own CPU thread
+  pool although a task has one CPU: with the pool limited to one thread (XLA
+  started under a one-core affinity), 2 nodes of 1 CPU on a 2-core machine ran
+  at 83-85 frames/s, against 95-103 with the pool (launch/ray_benchmark.sh)."""
   key = (source, batch_size)
   if key not in _MODEL:
     _MODEL.clear()
-    _start_jax_on_one_thread()
     compilation_cache.enable()
     _MODEL[key] = forward.load(*source, batch_size)[1]
   return _MODEL[key]
@@ -140,28 +140,6 @@ class OnGpus:
       return ray.get(random.choice(self.actors).outputs.remote(images))
     except ray.exceptions.RayActorError as e:
       raise ModelUnavailable(f"the GPU actor died: {e}") from None
-
-
-def _start_jax_on_one_thread() -> None:
-  """A task has one CPU (`num_cpus=1`), but XLA's CPU thread pool would take
-  the node's other cores from its other tasks. XLA sizes that pool by the
-  process's CPU affinity when its backend starts (its flags do not limit it),
-  so the backend starts under a one-core mask and every thread then gets the
-  whole mask back: one compute thread, placed on any core. The tiny model's
-  forward then costs 6.0 ms of wall and 6.4 of CPU a face (the whole process
-  pinned to one core: 6.8; XLA's pool of 2: 4.5 wall, 7.1 CPU; measured on
-  this project's 2-core CPU). A backend that has started already is left as
-  it is; so is XLA on a system without `sched_setaffinity`."""
-  if not hasattr(os, "sched_setaffinity"):
-    return
-  cores = os.sched_getaffinity(0)
-  os.sched_setaffinity(0, {min(cores)})
-  try:
-    jax.devices()
-  finally:
-    for thread in os.listdir("/proc/self/task"):
-      with contextlib.suppress(OSError):  # a thread that has ended
-        os.sched_setaffinity(int(thread), cores)
 
 
 def _span(backend: str, fast_video: bool, model, path: str,
