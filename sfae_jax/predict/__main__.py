@@ -5,6 +5,8 @@
       [--workers N] [--batch-size B] [--overlays DIR]
   python -m sfae_jax.predict --workdir RUN VIDEOS... --out tracks/   # one CSV per input
       [--format parquet]                                 # ... or one Parquet file
+  python -m sfae_jax.predict --workdir RUN VIDEOS... --out gs://BUCKET/tracks/ \
+      [--ray [ADDRESS]]             # staged, copied to a bucket; on a Ray cluster
 
   from sfae_jax.predict import Detector                  # the same, as an API
   df = Detector("runs/synthetic").detect("clip.mp4")     # pandas.DataFrame
