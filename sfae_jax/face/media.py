@@ -216,11 +216,15 @@ def _no_video_stream(path: str, container) -> str:
           "only), so there are no faces to read.")
 
 
-def _video_frames(path: str, every: int, first: int) -> Iterator[Frame]:
+def _open(path: str):
   try:
-    container = av.open(path)
+    return av.open(path)
   except av.error.FFmpegError as e:
     raise MediaError(f"{path}: cannot open as a video ({e}).") from None
+
+
+def _video_frames(path: str, every: int, first: int) -> Iterator[Frame]:
+  container = _open(path)
   with container:
     if not container.streams.video:
       raise MediaError(_no_video_stream(path, container))
@@ -231,9 +235,7 @@ def _video_frames(path: str, every: int, first: int) -> Iterator[Frame]:
     try:
       for frame in container.decode(stream):
         if index % every == 0 and index >= first:
-          t = float(frame.time) if frame.time is not None else index / max(fps, 1e-9)
-          yield Frame(index, t, upright(frame.to_ndarray(format="rgb24"),
-                                        frame.rotation), bool(frame.is_corrupt))
+          yield _frame(frame, index, fps)
         index += 1
     except av.error.FFmpegError as e:
       raise TruncatedMedia(f"{path}: decoding failed after {index} frames ({e}); "
@@ -315,10 +317,7 @@ def frame_range(path: str, span: FrameRange, every: int = 1) -> Iterator[Frame]:
   decoded frames differ from the index (one missing, one more, a decoding
   error): `frames` decodes them in order instead."""
   first, want, seek = span.first, span.pts, span.seek
-  try:
-    container = av.open(path)
-  except av.error.FFmpegError as e:
-    raise MediaError(f"{path}: cannot open as a video ({e}).") from None
+  container = _open(path)
   with container:
     stream = container.streams.video[0]
     fps = float(stream.average_rate or 0)
@@ -339,9 +338,7 @@ def frame_range(path: str, span: FrameRange, every: int = 1) -> Iterator[Frame]:
               f"says {want[n] if n < len(want) else 'no frame'}.")
         i = first + n
         if i % every == 0:
-          t = float(frame.time) if frame.time is not None else i / max(fps, 1e-9)
-          yield Frame(i, t, upright(frame.to_ndarray(format="rgb24"),
-                                    frame.rotation), bool(frame.is_corrupt))
+          yield _frame(frame, i, fps)
         n += 1
     except av.error.FFmpegError as e:
       raise IrregularRange(
@@ -349,6 +346,14 @@ def frame_range(path: str, span: FrameRange, every: int = 1) -> Iterator[Frame]:
   if n < len(want):
     raise IrregularRange(f"{path}: the file ends at frame {first + n}, its index "
                          f"lists {first + len(want)}.")
+
+
+def _frame(frame, index: int, fps: float) -> Frame:
+  """PyAV's decoded `frame`, the `index`-th of its file, as a Frame: its
+  presentation time (index / fps where it has none), upright, in RGB."""
+  t = float(frame.time) if frame.time is not None else index / max(fps, 1e-9)
+  return Frame(index, t, upright(frame.to_ndarray(format="rgb24"), frame.rotation),
+               bool(frame.is_corrupt))
 
 
 def upright(rgb: np.ndarray, rotation: float) -> np.ndarray:

@@ -65,6 +65,18 @@ class SettingsMismatch(ValueError):
   """Existing output made with other settings; the message says what differs."""
 
 
+def made_with(out: str, record: dict, settings: dict) -> dict:
+  """`record` (the provenance of the finished file `out`) if it was made with
+  `settings`; else SettingsMismatch naming `out` and what differs."""
+  old, settings = record.get("settings"), json.loads(json.dumps(settings))
+  if old != settings:
+    raise SettingsMismatch(
+        f"{out} exists, made with other settings ("
+        f"{differences(old or {}, settings) or 'no settings recorded'}); rerun "
+        "with the same settings, choose another --out, or pass --fresh to redo it.")
+  return record
+
+
 class OutputInUse(RuntimeError):
   """Another process is writing this input's output; the message names it."""
 
@@ -130,14 +142,8 @@ class ChunkStore:
           os.remove(p)
       return Resume()
     if os.path.exists(out):
-      record = provenance.read_for(out) or {}
-      old = record.get("settings")
-      if old == settings:
-        return Resume(done=True, incomplete=record.get("incomplete"))
-      raise SettingsMismatch(
-          f"{out} exists, made with other settings ("
-          f"{differences(old or {}, settings) or 'no settings recorded'}); rerun "
-          "with the same settings, choose another --out, or pass --fresh to redo it.")
+      record = made_with(out, provenance.read_for(out) or {}, settings)
+      return Resume(done=True, incomplete=record.get("incomplete"))
     if not os.path.isdir(partial):
       return Resume()
     settings_file = os.path.join(partial, "settings.json")

@@ -16,6 +16,8 @@ import json
 import os
 from typing import Any, Optional
 
+from etils import epath
+
 from sfae_jax import __version__
 from sfae_jax.runtime import files
 
@@ -65,9 +67,9 @@ def write(csv_path: str, record: dict) -> str:
 
 
 def read_for(csv_path: str) -> Optional[dict]:
-  """The record beside `csv_path`, or None for a CSV without one."""
-  p = path_for(csv_path)
-  if not os.path.exists(p):
+  """The record beside `csv_path` (local, or a bucket's), or None for a CSV
+  without one."""
+  p = epath.Path(path_for(csv_path))
+  if not p.exists():
     return None
-  with open(p) as f:
-    return json.load(f)
+  return json.loads(p.read_text())

@@ -15,7 +15,6 @@ stage is kept.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from typing import Iterable
 
@@ -66,20 +65,13 @@ def complete_at(dest: str, names: dict[str, str], settings: dict,
 
 
 def _complete_at(dest, names, settings) -> list[str]:
-  settings = json.loads(json.dumps(settings))
   done = []
   for path, name in names.items():
-    record_path = epath.Path(dest) / (name + provenance.SUFFIX)
-    if not record_path.exists():
-      continue
-    old = json.loads(record_path.read_text()).get("settings")
-    if old != settings:
-      raise outputs.SettingsMismatch(
-          f"{record_path.parent / name} exists, made with other settings ("
-          f"{outputs.differences(old or {}, settings) or 'none recorded'}); "
-          "rerun with the same settings, choose another --out, or pass --fresh "
-          "to redo it.")
-    done.append(path)
+    out = str(epath.Path(dest) / name)
+    record = provenance.read_for(out)
+    if record is not None:
+      outputs.made_with(out, record, settings)
+      done.append(path)
   return done
 
 
