@@ -72,7 +72,7 @@ def made_with(out: str, record: dict, settings: dict) -> dict:
   if old != settings:
     raise SettingsMismatch(
         f"{out} exists, made with other settings ("
-        f"{differences(old or {}, settings) or 'no settings recorded'}); rerun "
+        f"{_differences(old or {}, settings) or 'no settings recorded'}); rerun "
         "with the same settings, choose another --out, or pass --fresh to redo it.")
   return record
 
@@ -106,7 +106,7 @@ def names_for(paths, fmt: str = "csv") -> dict[str, str]:
   return out
 
 
-def differences(old: dict, new: dict) -> str:
+def _differences(old: dict, new: dict) -> str:
   keys = sorted(set(old) | set(new))
   return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys
                    if old.get(k) != new.get(k))
@@ -151,7 +151,7 @@ class ChunkStore:
     if old != settings:
       raise SettingsMismatch(
           f"{partial} holds a part-done run with other settings ("
-          f"{differences(old or {}, settings) or 'none recorded'}); rerun with "
+          f"{_differences(old or {}, settings) or 'none recorded'}); rerun with "
           "the same settings, choose another --out, or pass --fresh to start over.")
     chunks = self._chunks(path)
     if not chunks:
